@@ -1,0 +1,43 @@
+# The two commands of the README: `make run` and `make test`. Everything else is for developers.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO := var/demo/Maildir
+
+.PHONY: run test unit integration e2e bench lint system-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+## run: the pipeline once over the demo Maildir on the embedded broker and SQLite
+run: $(STAMP)
+	@scripts/install-system-deps.sh libmagic1
+	@mkdir -p $(dir $(DEMO)) && [ -d $(DEMO) ] || cp -r demo/Maildir $(DEMO)
+	@$(BIN)/mailroom config apply demo/settings.yaml
+	@$(BIN)/mailroom run --once
+
+## test: every test tier against real RabbitMQ and PostgreSQL started on loopback
+test: $(STAMP) system-deps
+	$(BIN)/pytest -q -p no:cacheprovider
+
+## unit: the fast loop, no servers
+unit: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check contracts services tests demo bench
+	$(BIN)/ruff format --check contracts services tests demo bench
+
+clean:
+	rm -rf var

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite runs for real: RabbitMQ and PostgreSQL servers
+# (started by tests/servers.py on their own ports) and libmagic for python-magic.
+# Idempotent and silent when everything is present. Arguments name a subset to install
+# (`make run` needs only libmagic1).
+set -euo pipefail
+
+if (($# > 0)); then
+    packages=("$@")
+else
+    packages=(rabbitmq-server postgresql libmagic1)
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+    # dpkg -s also knows removed-but-configured packages; only "install ok installed" counts.
+    if ! dpkg -s "$pkg" 2>/dev/null | grep -qx 'Status: install ok installed'; then
+        missing+=("$pkg")
+    fi
+done
+
+if ((${#missing[@]} == 0)); then
+    exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "missing system packages, install as root: apt-get install ${missing[*]}" >&2
+    exit 1
+fi
+
+# Tests start their own server instances; keep apt from starting the system ones.
+policy=/usr/sbin/policy-rc.d
+created_policy=no
+cleanup() {
+    if [[ $created_policy == yes ]]; then
+        rm -f "$policy"
+    fi
+}
+trap cleanup EXIT
+if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    created_policy=yes
+fi
+
+echo "installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,228 @@
+"""Wiring of the poller: the schedule, the hand-off, and what ``mail.dead`` brings back.
+
+Hand-off order (DESIGN guarantee 1): store blob and row -> commit -> publish with confirm ->
+only then mark the mail handed off on the mailbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from kombu import Connection
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from contracts import queues
+from contracts.dead import DeadLetter
+from contracts.mail import MailFetched, SourceRef
+from contracts.settings import Settings
+from services.poller.adapters import SqlDeadLetterLog, SqlFetchedLog
+from services.poller.dead import decode_dead
+from services.poller.handler import ErrorNotices, fetch_new, record_dead_letter
+from services.poller.sources import open_source
+from services.poller.sources.base import MailSource
+from services.runtime.bus import Delivery, Publisher, is_embedded
+from services.runtime.clock import SystemClock
+from services.runtime.config_store import ConfigStore, MailboxState
+from services.runtime.dispatch import ErrorLog, dead_letter_for
+from services.runtime.errors import ConfigError, InfraError
+from services.runtime.ports import Clock
+from services.runtime.stage import Stage, secret_box
+from services.runtime.store import SqlBlobStore, Store
+
+log = logging.getLogger(__name__)
+
+BATCH = 50
+
+
+class Poller:
+    """Polls mailboxes and handles dead letters; see the module docstring for the order."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        connection: Connection,
+        store: Store,
+        clock: Clock,
+        open_mailbox: Callable[[MailboxState], MailSource] = lambda s: open_source(s.settings),
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._blobs = SqlBlobStore(store)
+        self._fetched = SqlFetchedLog(store)
+        self._box = secret_box(settings)
+        self._config = ConfigStore(store, self._box)
+        self._publisher = Publisher(connection)
+        self._open = open_mailbox
+
+    # -- polling ---------------------------------------------------------------------------
+
+    def poll_due(self) -> list[str]:
+        """Poll every enabled mailbox whose interval has passed; returns fetched mail ids."""
+        now = self._clock.now()
+        due = [s for s in self._config.mailboxes() if s.enabled and _is_due(s, now)]
+        return [mid for s in due for mid in self.poll(s)]
+
+    def poll_all(self) -> list[str]:
+        """Poll every enabled mailbox now (``run --once``)."""
+        return [mid for s in self._config.mailboxes() if s.enabled for mid in self.poll(s)]
+
+    def poll(self, state: MailboxState) -> list[str]:
+        """One round on one mailbox. A failure skips the round and is counted, never raised."""
+        name = state.settings.name
+        try:
+            source = self._open(state)
+            try:
+                fetched = self._drain_mailbox(source, state)
+            finally:
+                source.close()
+        except (ConfigError, InfraError) as exc:
+            failures = self._config.record_poll(name, self._clock.now(), str(exc))
+            log.warning("mailbox=%s poll failed (%s in a row): %s", name, failures, exc)
+            return []
+        self._config.record_poll(name, self._clock.now(), None)
+        return fetched
+
+    def _drain_mailbox(self, source: MailSource, state: MailboxState) -> list[str]:
+        done: list[str] = []
+        while True:
+            batch = self._fetch_batch(source, state)
+            self._publisher.publish_all(batch)
+            source.mark_handed_off([m.source.ref for m in batch])
+            self._mark_handed_off(batch)
+            done += [m.mail_id for m in batch]
+            if len(batch) < BATCH:
+                return done
+
+    def _fetch_batch(self, source: MailSource, state: MailboxState) -> list[MailFetched]:
+        return fetch_new(
+            source,
+            mailbox=state.settings.name,
+            helpdesk=state.helpdesk,
+            blobs=self._blobs,
+            fetched=self._fetched,
+            now=self._clock.now(),
+            limit=BATCH,
+        )
+
+    def _mark_handed_off(self, batch: list[MailFetched]) -> None:
+        if batch:
+            self._fetched.mark_handed_off([m.mail_id for m in batch], self._clock.now())
+
+    # -- recovery on the in-process broker --------------------------------------------------
+
+    def recover(self) -> int:
+        """Re-publish fetched mails that have no outcome (the in-process broker lost them).
+
+        A mail already published ``DELIVERY_LIMIT`` times is dead-lettered instead, as
+        RabbitMQ's delivery limit would: it keeps stopping the process.
+        """
+        rows = self._fetched.unfinished()
+        for row in rows:
+            self._republish(row)
+        return len(rows)
+
+    def _republish(self, row) -> None:  # type: ignore[no-untyped-def]
+        count = self._fetched.bump_publish_count(row.mail_id)
+        source = SourceRef(mailbox=row.mailbox, ref=row.ref)
+        fetched = MailFetched(
+            mail_id=row.mail_id, helpdesk=row.helpdesk_id, source=source,
+            raw_blob=row.raw_sha256, size=row.size,
+        )
+        if count <= queues.DELIVERY_LIMIT:
+            self._publisher.publish(fetched)
+            return
+        body = fetched.model_dump_json().encode()
+        delivery = Delivery(queues.MAIL_FETCHED, body, {"x-delivery-count": count - 1})
+        error = f"the process stopped {count - 1} times while this mail was in the pipeline"
+        self._publisher.publish(
+            dead_letter_for("pipeline", delivery, fetched.model_dump(), error, None, "DeliveryLimitExceeded")
+        )
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    def handle_dead(self, delivery: Delivery) -> str:
+        """Record the entry, tell the reps, move the original to the error folder; then ack."""
+        error_log = ErrorLog(self._blobs, self._box)
+        try:
+            dead = decode_dead(delivery, error_log)
+            for attempt in _store_retries():
+                with attempt:
+                    notices = self._record(dead)
+            self._publisher.publish_all(notices)
+        except InfraError as exc:
+            log.error("dead letter not recorded, requeued: %s", exc)
+            return "requeue"
+        self._move_to_error_folder(dead)
+        return "ack"
+
+    def _record(self, dead: DeadLetter) -> list:  # type: ignore[type-arg]
+        notices = ErrorNotices(enabled=False, support_reps=())
+        if dead.helpdesk:
+            notices = self._error_notices(dead)
+        with self._store.transaction() as conn:
+            return record_dead_letter(
+                dead, dead=SqlDeadLetterLog(conn), notices=notices, now=self._clock.now()
+            )
+
+    def _error_notices(self, dead: DeadLetter) -> ErrorNotices:
+        try:
+            desk = self._config.helpdesk(dead.helpdesk or "")
+            notify = self._config.mailbox(dead.source.mailbox).settings.error_folder.notify if dead.source else False
+        except ConfigError:
+            return ErrorNotices(enabled=False, support_reps=())
+        return ErrorNotices(enabled=notify, support_reps=tuple(desk.notifications.support_reps))
+
+    def _move_to_error_folder(self, dead: DeadLetter) -> None:
+        if dead.source is None:
+            return
+        error = self._try_move(dead.source)
+        with self._store.transaction() as conn:
+            moved_at = None if error else self._clock.now()
+            SqlDeadLetterLog(conn).mark_moved(dead.mail_id, moved_at, error)
+
+    def _try_move(self, source: SourceRef) -> str | None:
+        """Move one mail; returns why it was not moved, or None when it was."""
+        try:
+            state = self._config.mailbox(source.mailbox)
+            if not state.settings.error_folder.enabled:
+                return "the mailbox's error folder is disabled"
+            box = self._open(state)
+            try:
+                if not box.supports_error_folder:
+                    return f"protocol {state.settings.protocol} has no folders"
+                box.move_to_error_folder([source.ref])
+            finally:
+                box.close()
+        except (ConfigError, InfraError) as exc:
+            log.warning("mailbox=%s could not move %s to the error folder: %s", source.mailbox, source.ref, exc)
+            return str(exc)
+        return None
+
+
+def _store_retries() -> Retrying:
+    return Retrying(
+        retry=retry_if_exception_type(InfraError),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential_jitter(initial=0.5, max=5),
+        reraise=True,
+    )
+
+
+def _is_due(state: MailboxState, now) -> bool:  # type: ignore[no-untyped-def]
+    last = state.last_polled_at
+    return last is None or now - last >= timedelta(minutes=state.settings.fetch_every_minutes)
+
+
+def build(
+    settings: Settings, *, connection: Connection, store: Store, clock: Clock | None = None
+) -> Stage:
+    poller = Poller(settings, connection=connection, store=store, clock=clock or SystemClock())
+    stage = Stage("poller", {queues.MAIL_DEAD: poller.handle_dead}, tick=poller.poll_due)
+    stage.poll_all = poller.poll_all
+    if is_embedded(settings.broker_url):
+        stage.on_start.append(poller.recover)
+    return stage

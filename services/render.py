@@ -1,0 +1,136 @@
+"""Tables for people (rich); ``--json`` output bypasses this module."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from services.reports import RunSummary
+from services.runtime.config_store import MailboxState
+
+SECRET_FIELDS = ("password", "client_secret")
+
+
+def _console() -> Console:
+    return Console(soft_wrap=False)
+
+
+def summary(s: RunSummary) -> None:
+    console = _console()
+    counts = Table(title="mailroom run --once", show_header=True)
+    counts.add_column("what")
+    counts.add_column("count", justify="right")
+    for key, value in s.counts().items():
+        if key != "in_flight" or value:
+            counts.add_row(key.replace("_", " "), str(value))
+    console.print(counts)
+    if s.stripped:
+        table = Table(title="attachments stripped")
+        for col in ("request", "file", "reason", "why"):
+            table.add_column(col)
+        for item in s.stripped:
+            table.add_row(f"#{item['request_id']}", item["filename"], item["reason"], item["message"])
+        console.print(table)
+    if s.dead:
+        table = Table(title="dead-lettered (see `mailroom dlq list`)")
+        for col in ("mailbox", "mail", "stage", "error", "error folder"):
+            table.add_column(col)
+        for d in s.dead:
+            moved = "moved" if d["moved_to_error_folder_at"] else (d["move_error"] or "not moved")
+            table.add_row(d["source"]["mailbox"], d["source"]["ref"], d["stage"], d["error"], moved)
+        console.print(table)
+
+
+def mailbox_row(state: MailboxState, counts: Counter[str] | None) -> dict[str, Any]:
+    counts = counts or Counter()
+    return {
+        "name": state.settings.name,
+        "helpdesk": state.helpdesk,
+        "protocol": state.settings.protocol,
+        "enabled": state.enabled,
+        "last_polled_at": state.last_polled_at.isoformat() if state.last_polled_at else None,
+        "last_error": state.last_error,
+        "consecutive_failures": state.consecutive_failures,
+        "outcomes": dict(counts),
+    }
+
+
+def mailbox_detail(state: MailboxState, counts: Counter[str] | None) -> dict[str, Any]:
+    data = mailbox_row(state, counts)
+    settings = state.settings.model_dump(mode="json")
+    data["settings"] = {k: ("********" if k in SECRET_FIELDS and v else v) for k, v in settings.items()}
+    has_folders = state.settings.protocol not in ("pop", "pops")
+    data["error_folder"] = (
+        f"{state.settings.error_folder.name}" if has_folders
+        else "none: POP has no folders; failed mail is kept as dead-letter entries only"
+    )
+    return data
+
+
+def mailboxes(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="mailboxes")
+    for col in ("name", "helpdesk", "protocol", "enabled", "last polled", "failures", "last error"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["name"], r["helpdesk"], r["protocol"], "yes" if r["enabled"] else "no",
+            r["last_polled_at"] or "never", str(r["consecutive_failures"]), r["last_error"] or "",
+        )
+    _console().print(table)
+
+
+def detail(data: dict[str, Any]) -> None:
+    table = Table(show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in data.items():
+        table.add_row(key, _text(value))
+    _console().print(table)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {_text(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_text(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def requests(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="requests")
+    for col in ("#", "helpdesk", "subject", "requester", "mails", "attachments", "stripped"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r["id"]), r["helpdesk"], r["subject"], r["requester"]["email"], str(len(r["mails"])),
+            str(sum(len(m["attachments"]) for m in r["mails"])),
+            str(sum(len(m["stripped"]) for m in r["mails"])),
+        )
+    _console().print(table)
+
+
+def dead_letters(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="dead-letter queue")
+    for col in ("id", "mailbox", "mail", "stage", "error", "attempts", "at"):
+        table.add_column(col)
+    for d in rows:
+        table.add_row(
+            str(d["id"]), d["source"]["mailbox"] or "?", d["source"]["ref"] or "?", d["stage"],
+            d["error"], str(d["attempts"]), d["at"],
+        )
+    _console().print(table)
+
+
+def notifications(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="notifications")
+    for col in ("id", "kind", "channel", "to", "subject", "sent"):
+        table.add_column(col)
+    for n in rows:
+        table.add_row(
+            str(n["id"]), n["kind"], n["channel"], ", ".join(n["to"]), n["subject"],
+            n["sent_at"] or ("failed: " + n["error"] if n["error"] else "in outbox"),
+        )
+    _console().print(table)

@@ -1,0 +1,188 @@
+"""Read-side views for the command line: what users see with ``--json`` and in tables."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from services.runtime import tables
+from services.runtime.ports import BlobStore
+from services.runtime.store import as_utc
+
+OUTCOME_KEYS = {
+    "request_created": "requests_created",
+    "conversation_added": "conversations_added",
+    "duplicate": "duplicates",
+    "rejected": "rejected",
+    "dead_lettered": "dead_lettered",
+}
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = as_utc(value)
+    return value.isoformat() if value else None
+
+
+@dataclass
+class RunSummary:
+    """What one ``mailroom run --once`` did. Every fetched mail is exactly one outcome."""
+
+    fetched: int = 0
+    requests_created: int = 0
+    conversations_added: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    attachments_stripped: int = 0
+    dead_lettered: int = 0
+    notifications: int = 0
+    in_flight: int = 0
+    mails: list[dict[str, Any]] = field(default_factory=list)
+    stripped: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        data = asdict(self)
+        return {k: v for k, v in data.items() if isinstance(v, int)}
+
+
+def run_summary(conn: sa.Connection, mail_ids: list[str]) -> RunSummary:
+    ids = list(dict.fromkeys(mail_ids))
+    summary = RunSummary(fetched=len(ids))
+    outcomes = _outcomes(conn, ids)
+    for outcome in outcomes.values():
+        key = OUTCOME_KEYS[outcome["outcome"]]
+        setattr(summary, key, getattr(summary, key) + 1)
+    summary.in_flight = len(ids) - len(outcomes)
+    summary.mails = [{"mail_id": i, **outcomes.get(i, {"outcome": "in_flight"})} for i in ids]
+    summary.stripped = _stripped(conn, ids)
+    summary.attachments_stripped = len(summary.stripped)
+    summary.dead = [d for d in list_dead_letters(conn) if d["mail_id"] in set(ids)]
+    n = tables.notifications
+    summary.notifications = conn.execute(
+        sa.select(sa.func.count()).select_from(n).where(n.c.mail_id.in_(ids))
+    ).scalar_one()
+    return summary
+
+
+def _outcomes(conn: sa.Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
+    o, f = tables.mail_outcomes, tables.fetched_mails
+    rows = conn.execute(
+        sa.select(o, f.c.ref)
+        .join(f, f.c.mail_id == o.c.mail_id, isouter=True)
+        .where(o.c.mail_id.in_(ids))
+    ).all()
+    return {
+        r.mail_id: {
+            "outcome": r.outcome,
+            "request_id": r.request_id,
+            "detail": r.detail or "",
+            "source": {"mailbox": r.mailbox, "ref": r.ref},
+        }
+        for r in rows
+    }
+
+
+def _stripped(conn: sa.Connection, ids: list[str]) -> list[dict[str, Any]]:
+    m = tables.request_mails
+    rows = conn.execute(
+        sa.select(m.c.request_id, m.c.data).where(m.c.mail_id.in_(ids)).order_by(m.c.request_id)
+    ).all()
+    return [
+        {"request_id": r.request_id, **s} for r in rows for s in (r.data.get("stripped") or [])
+    ]
+
+
+def list_requests(conn: sa.Connection, blobs: BlobStore) -> list[dict[str, Any]]:
+    r, m = tables.requests, tables.request_mails
+    mails: dict[int, list[dict[str, Any]]] = {}
+    for row in conn.execute(sa.select(m).order_by(m.c.created_at, m.c.mail_id)).all():
+        mails.setdefault(row.request_id, []).append(_mail_view(row, blobs))
+    return [
+        {
+            "id": row.id,
+            "helpdesk": row.helpdesk_id,
+            "subject": row.subject,
+            "status": row.status,
+            "requester": {"name": row.requester_name, "email": row.requester_email},
+            "created_at": _iso(row.created_at),
+            "mails": mails.get(row.id, []),
+        }
+        for row in conn.execute(sa.select(r).order_by(r.c.id)).all()
+    ]
+
+
+def _mail_view(row: Any, blobs: BlobStore) -> dict[str, Any]:
+    data = row.data
+    body_blob = data.get("body_text_blob")
+    return {
+        "mail_id": row.mail_id,
+        "source": data["source"],
+        "message_id": row.message_id,
+        "from": data.get("from"),
+        "to": data.get("to", []),
+        "cc": data.get("cc", []),
+        "subject": data.get("subject", ""),
+        "date": data.get("date"),
+        "auto_reply": data.get("auto_reply", False),
+        "body_text": blobs.get(body_blob).decode("utf-8", "replace") if body_blob else "",
+        "attachments": [
+            {k: a[k] for k in ("filename", "size", "content_type", "sha256", "inline")}
+            for a in data.get("attachments", [])
+        ],
+        "stripped": [
+            {k: s[k] for k in ("filename", "reason", "message")} for s in data.get("stripped", [])
+        ],
+        "defects": data.get("defects", []),
+    }
+
+
+def list_dead_letters(conn: sa.Connection) -> list[dict[str, Any]]:
+    d = tables.dead_letters
+    return [
+        {
+            "id": row.id,
+            "mail_id": row.mail_id,
+            "helpdesk": row.helpdesk_id,
+            "source": {"mailbox": row.mailbox, "ref": row.ref},
+            "stage": row.stage,
+            "error_class": row.error_class,
+            "error": row.error,
+            "attempts": row.attempts,
+            "at": _iso(row.at),
+            "moved_to_error_folder_at": _iso(row.moved_to_error_folder_at),
+            "move_error": row.move_error,
+        }
+        for row in conn.execute(sa.select(d).order_by(d.c.id)).all()
+    ]
+
+
+def list_notifications(conn: sa.Connection) -> list[dict[str, Any]]:
+    n = tables.notifications
+    return [
+        {
+            "id": row.id,
+            "kind": row.topic,
+            "channel": row.channel,
+            "to": row.recipients,
+            "subject": row.subject,
+            "mail_id": row.mail_id,
+            "created_at": _iso(row.created_at),
+            "sent_at": _iso(row.sent_at),
+            "error": row.error,
+        }
+        for row in conn.execute(sa.select(n).order_by(n.c.id)).all()
+    ]
+
+
+def mailbox_counts(conn: sa.Connection) -> dict[str, Counter[str]]:
+    """Per mailbox: how many mails ended in each outcome, plus how many are in the error folder."""
+    o = tables.mail_outcomes
+    counts: dict[str, Counter[str]] = {}
+    rows = conn.execute(sa.select(o.c.mailbox, o.c.outcome, sa.func.count()).group_by(o.c.mailbox, o.c.outcome))
+    for mailbox, outcome, n in rows:
+        counts.setdefault(mailbox, Counter())[outcome] = n
+    return counts

@@ -1,0 +1,83 @@
+"""The router's store adapter."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from contracts.mail import Address, MailValidated
+from services.runtime import tables
+
+
+class SqlRequestBook:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    def outcome_of(self, mail_id: str) -> str | None:
+        o = tables.mail_outcomes
+        return self._conn.execute(sa.select(o.c.outcome).where(o.c.mail_id == mail_id)).scalar()
+
+    def message_id_known(self, helpdesk: str, message_id: str) -> bool:
+        m = tables.request_mails
+        query = sa.select(m.c.mail_id).where(m.c.helpdesk_id == helpdesk, m.c.message_id == message_id)
+        return self._conn.execute(query).first() is not None
+
+    def request_of_message_ids(self, helpdesk: str, message_ids: list[str]) -> int | None:
+        m = tables.request_mails
+        query = (
+            sa.select(m.c.request_id)
+            .where(m.c.helpdesk_id == helpdesk, m.c.message_id.in_(message_ids))
+            .order_by(m.c.created_at.desc())
+            .limit(1)
+        )
+        return self._conn.execute(query).scalar()
+
+    def request_exists(self, helpdesk: str, request_id: int) -> bool:
+        r = tables.requests
+        query = sa.select(r.c.id).where(r.c.id == request_id, r.c.helpdesk_id == helpdesk)
+        return self._conn.execute(query).first() is not None
+
+    def open_request(self, helpdesk: str, subject: str, requester: Address, at: datetime) -> int:
+        result = self._conn.execute(
+            tables.requests.insert().values(
+                helpdesk_id=helpdesk,
+                subject=subject,
+                status="open",
+                requester_name=requester.name,
+                requester_email=requester.email,
+                created_at=at,
+                updated_at=at,
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+    def add_mail(self, request_id: int, msg: MailValidated, data: dict[str, Any], at: datetime) -> None:
+        self._conn.execute(
+            tables.request_mails.insert().values(
+                mail_id=msg.mail_id,
+                request_id=request_id,
+                helpdesk_id=msg.helpdesk,
+                message_id=msg.mail.message_id,
+                data=data,
+                created_at=at,
+            )
+        )
+        r = tables.requests
+        self._conn.execute(r.update().where(r.c.id == request_id).values(updated_at=at))
+
+    def record_outcome(
+        self, msg: MailValidated, outcome: str, request_id: int | None, detail: str, at: datetime
+    ) -> None:
+        self._conn.execute(
+            tables.mail_outcomes.insert().values(
+                mail_id=msg.mail_id,
+                helpdesk_id=msg.helpdesk,
+                mailbox=msg.source.mailbox,
+                outcome=outcome,
+                request_id=request_id,
+                detail=detail,
+                at=at,
+            )
+        )

@@ -1,0 +1,58 @@
+"""Encryption at rest for secrets and error logs (Fernet: AES-128-CBC with HMAC-SHA256)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from services.runtime.errors import ConfigError
+
+ENCRYPTED_PREFIX = "enc:"
+
+
+class SecretBox:
+    """Encrypts and decrypts with one key."""
+
+    def __init__(self, key: bytes) -> None:
+        try:
+            self._fernet = Fernet(key)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                "MAILROOM_SECRET_KEY is not a valid key: make one with "
+                "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
+            ) from exc
+
+    @classmethod
+    def from_key_or_file(cls, key: str | None, key_file: Path) -> SecretBox:
+        """Use ``key`` when given, else the key file, which is created (mode 0600) if absent."""
+        if key:
+            return cls(key.encode())
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(Fernet.generate_key())
+        return cls(key_file.read_bytes().strip())
+
+    def encrypt(self, data: bytes) -> bytes:
+        return self._fernet.encrypt(data)
+
+    def decrypt(self, token: bytes) -> bytes:
+        """Raises ``ConfigError`` when the token was made with another key."""
+        try:
+            return self._fernet.decrypt(token)
+        except InvalidToken as exc:
+            raise ConfigError(
+                "cannot decrypt: the data was encrypted with another MAILROOM_SECRET_KEY"
+            ) from exc
+
+    def seal(self, text: str) -> str:
+        """A secret setting as stored: prefixed ciphertext."""
+        return ENCRYPTED_PREFIX + self.encrypt(text.encode()).decode()
+
+    def unseal(self, value: str) -> str:
+        if not value.startswith(ENCRYPTED_PREFIX):
+            return value
+        return self.decrypt(value[len(ENCRYPTED_PREFIX) :].encode()).decode()

@@ -1,0 +1,163 @@
+"""bytes -> contract -> handler -> publish -> ack, or a DeadLetter. Every stage uses this.
+
+Policy (STYLE P7): a ``MailError`` or any unexpected exception means the mail is the
+problem: one ``DeadLetter`` goes to ``mail.dead`` and the message is acked, no retry.
+An ``InfraError`` is retried with capped, jittered backoff up to ``max_attempts`` and then
+dead-lettered the same way. A message that does not match its contract is dead-lettered
+with the validation error before any handler sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from contracts.base import Envelope
+from contracts.dead import DeadLetter
+from contracts.ids import content_hash
+from contracts.mail import SourceRef
+from contracts.registry import CONTRACT_OF_QUEUE
+from services.runtime.bus import Delivery
+from services.runtime.crypto import SecretBox
+from services.runtime.errors import InfraError
+from services.runtime.ports import BlobStore
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any], Sequence[Envelope]]
+
+
+@dataclass
+class ErrorLog:
+    """Writes the encrypted error log of a failed mail as a blob; returns its reference."""
+
+    blobs: BlobStore
+    box: SecretBox
+
+    def write(self, stage: str, body: bytes, exc: BaseException) -> str:
+        text = "\n".join(
+            [
+                f"stage: {stage}",
+                f"error: {type(exc).__name__}: {exc}",
+                "",
+                "".join(traceback.format_exception(exc)),
+                "message:",
+                body.decode("utf-8", "replace"),
+            ]
+        )
+        return self.blobs.put(self.box.encrypt(text.encode()))
+
+
+@dataclass
+class Dispatcher:
+    """Runs one stage's handler for each delivery of its queue.
+
+    ``publish`` must raise ``InfraError`` when the broker does not confirm; the delivery is then
+    requeued (never acked), so nothing is lost.
+    """
+
+    stage: str
+    handler: Handler
+    publish: Callable[[Envelope], None]
+    error_log: ErrorLog
+    max_attempts: int = 3
+    sleep: Callable[[float], None] | None = None
+
+    def __call__(self, delivery: Delivery) -> str:
+        try:
+            message = CONTRACT_OF_QUEUE[delivery.queue].model_validate_json(delivery.body)
+        except ValidationError as exc:
+            return self._dead(delivery, _fields_of(delivery.body), exc, "ContractError")
+        try:
+            outputs = self._run(message)
+        except Exception as exc:  # noqa: BLE001 - any failure of a mail ends in mail.dead
+            return self._dead(delivery, message.model_dump(by_alias=True), exc)
+        try:
+            for out in outputs:
+                self.publish(out)
+        except InfraError:
+            log.warning("stage=%s mail_id=%s publish failed; requeued", self.stage, message.mail_id)
+            return "requeue"
+        return "ack"
+
+    def _run(self, message: Envelope) -> Sequence[Envelope]:
+        retrying = Retrying(
+            retry=retry_if_exception_type(InfraError),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential_jitter(initial=0.5, max=10),
+            before_sleep=lambda s: log.warning(
+                "stage=%s mail_id=%s attempt=%s failed: %s; retrying",
+                self.stage, message.mail_id, s.attempt_number, s.outcome.exception(),
+            ),
+            reraise=True,
+            **({"sleep": self.sleep} if self.sleep else {}),
+        )
+        return retrying(self.handler, message)
+
+    def _dead(
+        self, delivery: Delivery, fields: dict[str, Any], exc: BaseException, error_class: str = ""
+    ) -> str:
+        dead = dead_letter_for(
+            self.stage, delivery, fields, exc, self.error_log.write(self.stage, delivery.body, exc),
+            error_class or type(exc).__name__,
+        )
+        log.error(
+            "stage=%s mail_id=%s attempt=%s dead-lettered: %s",
+            self.stage, dead.mail_id, delivery.attempt, dead.error_class,
+        )
+        try:
+            self.publish(dead)
+        except InfraError:
+            return "requeue"
+        return "ack"
+
+
+def dead_letter_for(
+    stage: str,
+    delivery: Delivery,
+    fields: dict[str, Any],
+    exc: BaseException | str,
+    log_blob: str | None,
+    error_class: str,
+) -> DeadLetter:
+    """The DeadLetter of a failed delivery, keeping whatever identity the message still had."""
+    return DeadLetter(
+        mail_id=str(fields.get("mail_id") or "unreadable-" + content_hash(delivery.body)[:20]),
+        helpdesk=fields.get("helpdesk") if isinstance(fields.get("helpdesk"), str) else None,
+        source=_source_of(fields),
+        stage=stage,
+        error_class=error_class,
+        error=_describe(exc),
+        attempts=delivery.attempt,
+        log_blob=log_blob,
+    )
+
+
+def _describe(exc: BaseException | str) -> str:
+    if isinstance(exc, ValidationError):
+        parts = [f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors()]
+        return "message does not match its contract: " + "; ".join(parts[:10])
+    return str(exc) or type(exc).__name__
+
+
+def _fields_of(body: bytes) -> dict[str, Any]:
+    """Best-effort fields of a message that failed its contract."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _source_of(fields: dict[str, Any]) -> SourceRef | None:
+    try:
+        return SourceRef.model_validate(fields.get("source"))
+    except ValidationError:
+        return None

@@ -1,0 +1,43 @@
+"""What a stage's ``build()`` returns, and the wiring every stage shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kombu import Connection
+
+from contracts.settings import Settings
+from services.runtime.bus import Handle, Publisher
+from services.runtime.crypto import SecretBox
+from services.runtime.dispatch import Dispatcher, ErrorLog, Handler
+from services.runtime.store import SqlBlobStore, Store
+
+
+@dataclass
+class Stage:
+    """A runnable stage: consumers by queue name, plus an optional timed ``tick``."""
+
+    name: str
+    handlers: dict[str, Handle]
+    tick: Callable[[], object] | None = None
+    on_start: list[Callable[[], object]] = field(default_factory=list)
+    #: The poller's "poll every mailbox now" (``run --once``); None for other stages.
+    poll_all: Callable[[], list[str]] | None = None
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    return SecretBox.from_key_or_file(settings.secret_key, settings.effective_key_file)
+
+
+def dispatcher(
+    stage: str, handler: Handler, *, settings: Settings, connection: Connection, store: Store
+) -> Dispatcher:
+    """A dispatcher for ``stage`` publishing on its own channel of ``connection``."""
+    return Dispatcher(
+        stage=stage,
+        handler=handler,
+        publish=Publisher(connection).publish,
+        error_log=ErrorLog(SqlBlobStore(store), secret_box(settings)),
+        max_attempts=settings.max_attempts,
+    )

@@ -1,0 +1,161 @@
+"""The store: engine built from a URL, migrations, transactions and the blob store.
+
+SQLite under ``var/`` by default, PostgreSQL through ``MAILROOM_DATABASE_URL``; the same code
+runs on both.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from contracts.ids import content_hash
+from services.runtime import tables
+from services.runtime.errors import InfraError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+#: Serialises migrations when several workers start at once on PostgreSQL.
+_MIGRATION_LOCK_ID = 0x6D61696C
+
+
+def safe_url(url: str) -> str:
+    """``url`` with any password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown as the user typed it, minus nothing secret
+        return url.split("@")[-1]
+
+
+class Store:
+    """One database: an engine, its migrations, and short transactions.
+
+    Raises ``InfraError`` (with the URL, password hidden) when the database is unreachable.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _create_engine(url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision; safe to call from every process."""
+        try:
+            with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+                cfg = Config()
+                cfg.set_main_option("script_location", str(MIGRATIONS))
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except SQLAlchemyError as exc:
+            raise InfraError(f"database {safe_url(self.url)} is not usable: {_reason(exc)}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A connection in a transaction, committed when the block ends without an error."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise InfraError(f"database {safe_url(self.url)}: {_reason(exc)}") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    # WAL lets the CLI read while `mailroom run` writes; foreign keys are off by default.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def insert_ignoring_conflict(conn: Connection, table: sa.Table, values: dict[str, object]) -> bool:
+    """Insert a row unless one with the same key exists; True when this call inserted it.
+
+    Concurrent workers may race to insert the same idempotent row; the loser simply finds
+    the winner's row there.
+    """
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    result = conn.execute(insert(table).values(**values).on_conflict_do_nothing())
+    return bool(result.rowcount)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Datetimes read back from SQLite lose their zone; they were written in UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+class SqlBlobStore:
+    """Content-addressed blobs in the store.
+
+    A blob is immutable and named by its hash, so each ``put`` commits on its own: a blob
+    whose mail later fails is harmless, and one that is needed is always there before any
+    message that names it is published.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def put(self, data: bytes) -> str:
+        sha = content_hash(data)
+        with self._store.transaction() as conn:
+            if not self._exists(conn, sha):
+                values = dict(sha256=sha, size=len(data), data=bytes(data), created_at=utcnow())
+                insert_ignoring_conflict(conn, tables.blobs, values)
+        return sha
+
+    def get(self, sha256: str) -> bytes:
+        with self._store.transaction() as conn:
+            row = conn.execute(
+                sa.select(tables.blobs.c.data).where(tables.blobs.c.sha256 == sha256)
+            ).first()
+        if row is None:
+            raise KeyError(sha256)
+        return bytes(row.data)
+
+    @staticmethod
+    def _exists(conn: Connection, sha: str) -> bool:
+        query = sa.select(tables.blobs.c.sha256).where(tables.blobs.c.sha256 == sha)
+        return conn.execute(query).first() is not None

@@ -1,0 +1,139 @@
+"""The store's tables (SQLAlchemy Core). Migrations in ``migrations/`` create and evolve them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+helpdesks = Table(
+    "helpdesks",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("settings", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+mailboxes = Table(
+    "mailboxes",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("helpdesk_id", String(100), nullable=False),
+    Column("protocol", String(20), nullable=False),
+    Column("settings", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("last_polled_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+fetched_mails = Table(
+    "fetched_mails",
+    metadata,
+    Column("mail_id", String(64), primary_key=True),
+    Column("helpdesk_id", String(100), nullable=False),
+    Column("mailbox", String(100), nullable=False),
+    Column("ref", Text, nullable=False),
+    Column("raw_sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+    Column("handed_off_at", DateTime(timezone=True)),
+    Column("publish_count", Integer, nullable=False, default=1),
+)
+
+mail_outcomes = Table(
+    "mail_outcomes",
+    metadata,
+    Column("mail_id", String(64), primary_key=True),
+    Column("helpdesk_id", String(100), nullable=False),
+    Column("mailbox", String(100), nullable=False),
+    Column("outcome", String(30), nullable=False),
+    Column("request_id", Integer),
+    Column("detail", Text),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("helpdesk_id", String(100), nullable=False, index=True),
+    Column("subject", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("requester_name", Text, nullable=False),
+    Column("requester_email", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+request_mails = Table(
+    "request_mails",
+    metadata,
+    Column("mail_id", String(64), primary_key=True),
+    Column("request_id", Integer, ForeignKey("requests.id"), nullable=False, index=True),
+    Column("helpdesk_id", String(100), nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("helpdesk_id", "message_id", name="uq_request_mails_message_id"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mail_id", String(64), nullable=False, unique=True),
+    Column("helpdesk_id", String(100)),
+    Column("mailbox", String(100)),
+    Column("ref", Text),
+    Column("stage", String(30), nullable=False),
+    Column("error_class", String(200), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("log_blob", String(64)),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("moved_to_error_folder_at", DateTime(timezone=True)),
+    Column("move_error", Text),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(300), nullable=False, unique=True),
+    Column("mail_id", String(64), nullable=False, index=True),
+    Column("helpdesk_id", String(100), nullable=False),
+    Column("topic", String(50), nullable=False),
+    Column("channel", String(10), nullable=False),
+    Column("recipients", JSON, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("in_reply_to", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("error", Text),
+)

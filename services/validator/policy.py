@@ -1,0 +1,54 @@
+"""Value objects the validator works from, built once from a help desk's settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from contracts.settings import AttachmentSettings, NotificationSettings
+
+_BYTES_PER_MB = 1024 * 1024
+
+
+def normalise_extension(extension: str) -> str:
+    """``".PDF "`` -> ``"pdf"``: how extensions are compared everywhere in the validator."""
+    return extension.strip().lstrip(".").lower()
+
+
+def _extensions(items: Iterable[str]) -> frozenset[str]:
+    return frozenset(e for e in map(normalise_extension, items) if e)
+
+
+@dataclass(frozen=True)
+class AttachmentPolicy:
+    """What a help desk accepts as an attachment.
+
+    ``allowed_extensions`` empty means every extension not in ``restricted_extensions`` is
+    accepted; non-empty means only those (and a file without an extension is refused).
+    """
+
+    max_size_bytes: int
+    restricted_extensions: frozenset[str]
+    allowed_extensions: frozenset[str]
+
+    @classmethod
+    def from_settings(cls, s: AttachmentSettings) -> AttachmentPolicy:
+        """Lower-case the extensions, drop leading dots, and turn the MB limit into bytes."""
+        return cls(
+            max_size_bytes=int(s.max_size_mb * _BYTES_PER_MB),
+            restricted_extensions=_extensions(s.restricted_extensions),
+            allowed_extensions=_extensions(s.allowed_extensions),
+        )
+
+
+@dataclass(frozen=True)
+class StripNotices:
+    """Whether people are told about stripped attachments, and which support reps."""
+
+    enabled: bool
+    support_reps: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, s: NotificationSettings) -> StripNotices:
+        """Take the help desk's ``attachment_stripped`` switch and its support reps."""
+        return cls(enabled=s.attachment_stripped, support_reps=tuple(s.support_reps))
