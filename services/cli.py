@@ -90,8 +90,13 @@ def run(config_file: Path | None, once: bool, as_json: bool) -> None:
         mail_ids = pipeline.run_once()
         with store.transaction() as conn:
             summary = reports.run_summary(conn, mail_ids)
+        summary.mailbox_errors = [
+            {"mailbox": s.settings.name, "error": s.last_error}
+            for s in ConfigStore(store, secret_box(settings)).mailboxes()
+            if s.enabled and s.last_error
+        ]
     if as_json:
-        _emit(summary.counts() | {"mails": summary.mails, "stripped": summary.stripped, "dead": summary.dead})
+        _emit(summary.counts() | {k: getattr(summary, k) for k in reports.RunSummary.DETAILS})
     else:
         render.summary(summary)
 

@@ -34,6 +34,13 @@ def summary(s: RunSummary) -> None:
         for item in s.stripped:
             table.add_row(f"#{item['request_id']}", item["filename"], item["reason"], item["message"])
         console.print(table)
+    if s.mailbox_errors:
+        table = Table(title="mailboxes not polled")
+        table.add_column("mailbox")
+        table.add_column("what to fix")
+        for e in s.mailbox_errors:
+            table.add_row(e["mailbox"], e["error"])
+        console.print(table)
     if s.dead:
         table = Table(title="dead-lettered (see `mailroom dlq list`)")
         for col in ("mailbox", "mail", "stage", "error", "error folder"):

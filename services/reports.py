@@ -43,6 +43,9 @@ class RunSummary:
     mails: list[dict[str, Any]] = field(default_factory=list)
     stripped: list[dict[str, Any]] = field(default_factory=list)
     dead: list[dict[str, Any]] = field(default_factory=list)
+    mailbox_errors: list[dict[str, Any]] = field(default_factory=list)
+
+    DETAILS = ("mails", "stripped", "dead", "mailbox_errors")
 
     def counts(self) -> dict[str, int]:
         data = asdict(self)

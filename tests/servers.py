@@ -192,6 +192,13 @@ class RabbitMQ:
         )
         return done.stdout
 
+    def new_vhost(self, name: str | None = None) -> str:
+        """Create an empty virtual host (its own queues) and return its AMQP URL."""
+        name = name or f"test-{uuid.uuid4().hex[:12]}"
+        self.rabbitmqctl("add_vhost", name)
+        self.rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{name}"
+
     def stop(self) -> None:
         """Stop the node, then its epmd, and wait for both. Safe to call twice."""
         if self._node is not None:

@@ -10,14 +10,15 @@ from html.parser import HTMLParser
 
 # Content of these elements is never shown to a reader.
 _HIDDEN = frozenset({"script", "style", "title", "template"})
-# Elements that start on a line of their own in a browser.
+# Elements a browser starts on a line of their own; a paragraph also leaves a blank line.
 _BLOCKS = frozenset(
     {
         "address", "article", "aside", "blockquote", "center", "dd", "div", "dl", "dt",
         "fieldset", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
-        "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tr", "ul",
+        "hr", "li", "main", "nav", "ol", "pre", "section", "table", "tr", "ul",
     }
 )  # fmt: skip
+_PARAGRAPHS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"})
 _CELLS = frozenset({"td", "th"})
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
@@ -40,51 +41,59 @@ def _tidy(text: str) -> str:
 
 
 class _Renderer(HTMLParser):
+    """Collects text chunks; line breaks wait until text follows, so empty blocks add none."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.chunks: list[str] = []
         self._hidden: list[str] = []  # open hidden elements, innermost last
         self._pre = 0
+        self._breaks = 0  # line breaks owed before the next text
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _HIDDEN:
             self._hidden.append(tag)
-        elif tag == "br":
-            self.chunks.append("\n")
+            return
+        self._block_edge(tag)
+        if tag == "br":
+            self._breaks += 1
         elif tag == "li":
-            self.chunks.append("\n- ")
-        elif tag in _BLOCKS:
-            self.chunks.append("\n\n" if tag == "p" else "\n")
+            self._write("- ")
         elif tag in _CELLS:
             self.chunks.append(" ")
-        if tag == "pre":
+        elif tag == "pre":
             self._pre += 1
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        # <br/> and <hr/>: a self-closed hidden element must not hide what follows.
+        # <br/> and <hr/>; a self-closed hidden element must not hide what follows.
         if tag not in _HIDDEN:
             self.handle_starttag(tag, attrs)
-            self.handle_endtag(tag)
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN:
-            self._close_hidden(tag)
-        elif tag in _BLOCKS:
-            self.chunks.append("\n\n" if tag == "p" else "\n")
-        if tag == "pre" and self._pre:
-            self._pre -= 1
-
-    def _close_hidden(self, tag: str) -> None:
         if tag in self._hidden:
             del self._hidden[len(self._hidden) - 1 - self._hidden[::-1].index(tag) :]
+        self._block_edge(tag)
+        if tag == "pre" and self._pre:
+            self._pre -= 1
 
     def handle_data(self, data: str) -> None:
         if self._hidden:
             return
-        if self._pre:
-            self.chunks.append(data)
-        else:
-            self.chunks.append(_collapse(data))
+        text = data if self._pre else _collapse(data)
+        if text.strip() or self._pre:
+            self._write(text)
+        elif text and not self._breaks:
+            self.chunks.append(text)
+
+    def _block_edge(self, tag: str) -> None:
+        if tag in _PARAGRAPHS:
+            self._breaks = max(self._breaks, 2)
+        elif tag in _BLOCKS:
+            self._breaks = max(self._breaks, 1)
+
+    def _write(self, text: str) -> None:
+        self.chunks.append("\n" * self._breaks + text)
+        self._breaks = 0
 
 
 def _collapse(data: str) -> str:

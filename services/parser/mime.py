@@ -1,9 +1,8 @@
 """MIME walking: raw mail bytes in, plain values out (no I/O, no blob store).
 
-Everything the stdlib ``email`` package reads lazily (headers, content decoding) is guarded
-here, because real-world mail trips bugs in it (``AttributeError`` on some group addresses,
-``LookupError`` on unknown charsets). Only a mail whose structure cannot be used is rejected
-with ``MailError``; every other problem is kept as a short defect string.
+Every lazy read of the stdlib ``email`` package (headers, content) is guarded, because real
+mail trips bugs in it (``AttributeError`` on some group addresses). Only a mail whose MIME
+structure is unusable is rejected (``MailError``); other problems become defect strings.
 """
 
 from __future__ import annotations
@@ -27,9 +26,11 @@ from services.runtime.errors import MailError
 # runs the header parser again, which is where the stdlib's bugs live.
 _VERBATIM = policy.default.clone(refold_source="none", linesep="\r\n")
 _BOM = b"\xef\xbb\xbf"
-# email.feedparser.headerRE: a field, a continuation, or an mbox "From " line.
-_STDLIB_HEADER = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*:|[ \t]")
+# email.feedparser.headerRE (a field, a continuation, an mbox "From " line), plus fields
+# with the obsolete space before the colon.
+_HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*[ \t]*:|[ \t]")
 _OBS_FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]+:")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 _MSG_ID = re.compile(r"<[^<>\s]+>")
 _SURROGATES = re.compile("[\ud800-\udfff]+")
 _UNSAFE_IN_FILENAME = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
@@ -51,11 +52,8 @@ class MimeAttachment:
 
 @dataclass(frozen=True)
 class MimeMail:
-    """What ``parse_mime`` found.
-
-    ``mail`` holds every header field and the defects; its claim checks (body and attachment
-    blobs) are still empty, because storing the bytes below is the caller's job.
-    """
+    """What ``parse_mime`` found: ``mail`` holds the header fields and the defects, but no
+    claim checks yet; storing the bodies and attachments is the caller's job."""
 
     mail: ParsedMail
     body_text: str | None
@@ -75,6 +73,13 @@ def parse_mime(raw: bytes) -> MimeMail:
     """
     if not raw.strip():
         raise MailError("mail is empty: no bytes to parse")
+    try:
+        return _parse(raw)
+    except RecursionError as exc:  # the stdlib parser recurses once per nesting level
+        raise MailError("MIME structure is broken: parts are nested too deeply") from exc
+
+
+def _parse(raw: bytes) -> MimeMail:
     repaired, notes = _repair_header_block(raw)
     msg = BytesParser(policy=policy.default).parsebytes(repaired)
     if not msg.keys():
@@ -93,7 +98,7 @@ def _header_fields(msg: Message, raw: bytes, notes: list[str]) -> ParsedMail:
         reply_to=_addresses(msg, "Reply-To", notes),
         to=_addresses(msg, "To", notes),
         cc=_addresses(msg, "Cc", notes),
-        subject=_subject(msg, notes),
+        subject=_subject(msg),
         date=_date(msg, notes),
         in_reply_to=_message_ids(msg, "In-Reply-To"),
         references=_message_ids(msg, "References"),
@@ -122,7 +127,7 @@ def _repair_header_line(line: bytes, following: bytes, *, first: bool) -> tuple[
     obsolete = _OBS_FIELD_NAME.match(line)
     if obsolete:  # "Subject  : x" is obsolete syntax that RFC 5322 §4.5 still allows
         return obsolete.group(1) + line[obsolete.end() - 1 :], "header block: space before ':'"
-    if not first and not _STDLIB_HEADER.match(line) and _STDLIB_HEADER.match(following):
+    if not first and not _HEADER_LINE.match(line) and _HEADER_LINE.match(following):
         # A continuation line that lost its indentation, or junk between two fields.
         return b" " + line, "header block: line without a field name folded into the field above"
     return line, ""
@@ -163,7 +168,7 @@ def _is_leaf(part: Message) -> bool:
 def _raw_values(msg: Message, name: str) -> list[str]:
     """Every value of header ``name`` as it came, unfolded; never runs the header parser."""
     wanted = name.lower()
-    return [_unfold(_text(v)) for k, v in msg.raw_items() if k.lower() == wanted]
+    return [_FOLD.sub("", _text(v)) for k, v in msg.raw_items() if k.lower() == wanted]
 
 
 def _parsed_headers(msg: Message, name: str, notes: list[str]) -> list[object] | None:
@@ -205,20 +210,16 @@ def _addresses(msg: Message, name: str, notes: list[str]) -> list[Address]:
 
 
 def _decode_words(value: str) -> str:
-    """RFC 2047 encoded words in a display name read leniently (getaddresses keeps them)."""
-    if "=?" not in value:
-        return _text(value)
+    """RFC 2047 encoded words decoded leniently, as the policy does for unstructured fields."""
     try:
-        return _text(str(policy.default.header_factory("X-Name", value)))
+        return str(policy.default.header_factory("X-Name", _text(value)))
     except Exception:  # a name is cosmetic: keep it undecoded rather than lose the address
         return _text(value)
 
 
-def _subject(msg: Message, notes: list[str]) -> str:
-    headers = _parsed_headers(msg, "Subject", notes)
-    if headers is None:
-        return _one_line(_decode_words(next(iter(_raw_values(msg, "Subject")), "")))
-    return _one_line(_text(str(headers[0]))) if headers else ""
+def _subject(msg: Message) -> str:
+    # From the raw value: the policy turns raw 8-bit bytes that are not UTF-8 into U+FFFD.
+    return _one_line(_decode_words(next(iter(_raw_values(msg, "Subject")), "")))
 
 
 def _date(msg: Message, notes: list[str]) -> datetime | None:
@@ -284,7 +285,7 @@ def _readable_text(plain: str | None, html: str | None) -> str | None:
     if plain and plain.strip():
         return plain
     if html and html.strip():
-        return html_to_text(html)
+        return html_to_text(html) or None
     return plain or None
 
 
@@ -327,19 +328,24 @@ def _attachment(part: Message, number: int) -> MimeAttachment:
 
 
 def _attached_mail(part: Message) -> MimeAttachment:
-    inner = part.get_payload(0) if part.is_multipart() else None
-    if not isinstance(inner, Message):  # not parsed as a mail: keep the bytes as they are
-        return MimeAttachment(_filename(part) or "forwarded.eml", "message/rfc822", _payload(part))
-    stem = _UNSAFE_IN_FILENAME.sub("_", _subject(inner, [])).strip(" ._")[:100]
+    inner = part.get_payload(0)  # the parser always reads a message/* body as a mail
+    stem = _UNSAFE_IN_FILENAME.sub("_", _subject(inner)).strip(" ._")[:100]
     name = _filename(part) or f"{stem or 'forwarded'}.eml"
-    return MimeAttachment(name, part.get_content_type(), inner.as_bytes(policy=_VERBATIM))
+    return MimeAttachment(name, part.get_content_type(), _message_bytes(inner))
+
+
+def _message_bytes(inner: Message) -> bytes:
+    try:
+        return inner.as_bytes(policy=_VERBATIM)
+    except UnicodeEncodeError:  # stdlib bug: 8-bit text in an inner multipart without parts
+        return inner.as_string(policy=_VERBATIM).encode("utf-8", "surrogateescape")
 
 
 def _payload(part: Message) -> bytes:
     """Decoded bytes of a leaf part; message/* parts other than rfc822 as written."""
     if part.is_multipart():
         # e.g. message/delivery-status: a list of header blocks, kept as text.
-        return b"".join(sub.as_bytes(policy=_VERBATIM) for sub in part.get_payload())
+        return b"".join(_message_bytes(sub) for sub in part.get_payload())
     data = part.get_payload(decode=True)
     return data if isinstance(data, bytes) else b""
 
@@ -382,10 +388,6 @@ def _decode_8bit(match: re.Match[str]) -> str:
         return "\ufffd"
     except UnicodeDecodeError:
         return data.decode("cp1252", errors="replace")
-
-
-def _unfold(value: str) -> str:
-    return re.sub(r"\r?\n(?=[ \t])", "", value)
 
 
 def _one_line(value: str) -> str:

@@ -1,0 +1,207 @@
+"""The settings file: a good file is read, a wrong one is refused naming the field and the fix."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from contracts.settings import SettingsError, load_settings_file, parse_settings
+
+DEMO = Path(__file__).resolve().parents[2] / "demo" / "settings.yaml"
+BOX = "helpdesks[0].mailboxes[0]"
+
+
+def settings_with(*mailboxes: str) -> str:
+    """A one-help-desk settings text holding these mailboxes (flow-style YAML mappings)."""
+    lines = "\n".join(f"      - {m}" for m in mailboxes)
+    return textwrap.dedent(
+        """
+        helpdesks:
+          - id: default
+            mailboxes:
+        """
+    ) + lines + "\n"
+
+
+def refusal(text: str, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(text, env=env or {})
+    return str(caught.value)
+
+
+def test_the_demo_settings_file_is_valid():
+    settings = load_settings_file(DEMO, env={})
+
+    [desk] = settings.helpdesks
+    [box] = desk.mailboxes
+    assert desk.id == "default"
+    assert box.protocol == "maildir"
+    assert box.path == "var/demo/Maildir"
+    assert box.error_folder.name == "Errors"
+
+
+def test_a_full_imaps_mailbox_with_its_defaults_is_read():
+    settings = parse_settings(
+        settings_with("{name: support, protocol: imaps, host: mail.example.com}"), env={}
+    )
+
+    [box] = settings.helpdesks[0].mailboxes
+    assert box.auth == "basic"
+    assert box.tls.verify is True
+    assert box.new_requests.enabled is True
+    assert box.error_folder.stop_after == 50
+
+
+def test_an_unknown_field_is_named_with_its_path():
+    message = refusal(settings_with("{name: a, protocol: maildir, path: /m, prot: imap}"))
+
+    assert f"{BOX}.prot" in message
+    assert "unknown field" in message
+    assert "spelling" in message
+
+
+def test_a_port_out_of_range_is_refused_with_the_allowed_maximum():
+    message = refusal(settings_with("{name: a, protocol: imaps, host: h, port: 70000}"))
+
+    assert f"{BOX}.port" in message
+    assert "65535" in message
+
+
+def test_an_unknown_protocol_is_refused_listing_the_known_ones():
+    message = refusal(settings_with("{name: a, protocol: smtp, host: h}"))
+
+    assert f"{BOX}.protocol" in message
+    for protocol in ("pop", "pops", "imap", "imaps", "ews", "graph", "maildir"):
+        assert f"'{protocol}'" in message
+
+
+@pytest.mark.parametrize("protocol", ["pop", "pops"])
+def test_oauth_on_pop_is_refused_saying_to_use_basic_auth(protocol):
+    message = refusal(
+        settings_with(
+            f"{{name: a, protocol: {protocol}, host: h, auth: oauth, client_id: c, token_url: t}}"
+        )
+    )
+
+    assert BOX in message
+    assert f"auth oauth is not available for protocol {protocol}" in message
+    assert "use auth basic" in message
+
+
+def test_graph_with_basic_auth_is_refused_saying_to_set_oauth():
+    message = refusal(settings_with("{name: g, protocol: graph, auth: basic, username: u}"))
+
+    assert BOX in message
+    assert "graph" in message
+    assert "auth: oauth" in message
+
+
+def test_graph_without_any_auth_is_refused_too():
+    message = refusal(settings_with("{name: g, protocol: graph, username: u}"))
+
+    assert "auth: oauth" in message
+
+
+def test_a_maildir_without_path_is_refused_saying_what_path_is():
+    message = refusal(settings_with("{name: local, protocol: maildir}"))
+
+    assert BOX in message
+    assert "`path`" in message
+    assert "cur/" in message
+
+
+def test_the_same_mailbox_name_twice_is_refused():
+    text = textwrap.dedent(
+        """
+        helpdesks:
+          - id: one
+            mailboxes: [{name: support, protocol: maildir, path: /a}]
+          - id: two
+            mailboxes: [{name: support, protocol: maildir, path: /b}]
+        """
+    )
+
+    message = refusal(text)
+
+    assert "mailbox name 'support'" in message
+    assert "unique" in message
+
+
+def test_every_problem_of_a_file_is_listed():
+    message = refusal(
+        settings_with(
+            "{name: a, protocol: maildir, path: /m, prot: x}",
+            "{name: b, protocol: imaps, host: h, port: 0}",
+        )
+    )
+
+    assert "helpdesks[0].mailboxes[0].prot" in message
+    assert "helpdesks[0].mailboxes[1].port" in message
+
+
+def test_a_variable_that_is_not_set_is_named():
+    text = settings_with("{name: a, protocol: imaps, host: h, password: '${SUPPORT_PASSWORD}'}")
+
+    message = refusal(text, env={"OTHER": "x"})
+
+    assert "SUPPORT_PASSWORD" in message
+    assert "not set" in message
+
+
+def test_a_variable_that_is_set_gives_its_value_as_written():
+    text = settings_with(
+        "{name: a, protocol: imaps, host: '${MAIL_HOST}', port: '${MAIL_PORT}', "
+        "password: '${SUPPORT_PASSWORD}'}"
+    )
+    env = {"MAIL_HOST": "mail.example.com", "MAIL_PORT": "1993", "SUPPORT_PASSWORD": "s3: #cr}t"}
+
+    [box] = parse_settings(text, env=env).helpdesks[0].mailboxes
+
+    assert box.host == "mail.example.com"
+    assert box.port == 1993
+    assert box.password == "s3: #cr}t"
+
+
+def test_variables_come_from_the_process_environment_by_default(monkeypatch):
+    monkeypatch.setenv("MAILROOM_TEST_PASSWORD", "from-env")
+    text = settings_with("{name: a, protocol: imaps, host: h, password: '${MAILROOM_TEST_PASSWORD}'}")
+
+    [box] = parse_settings(text).helpdesks[0].mailboxes
+
+    assert box.password == "from-env"
+
+
+def test_a_variable_in_a_comment_is_not_needed():
+    text = settings_with("{name: a, protocol: maildir, path: /m}  # password: ${NOT_NEEDED}")
+
+    [box] = parse_settings(text, env={}).helpdesks[0].mailboxes
+
+    assert box.name == "a"
+
+
+def test_text_that_is_not_yaml_is_refused_as_such():
+    message = refusal("helpdesks: [ {id: default, mailboxes: [\n")
+
+    assert message.startswith("not valid YAML")
+
+
+@pytest.mark.parametrize("text", ["", "   \n", "# only a comment\n", "- just\n- a list\n"])
+def test_an_empty_file_or_one_without_a_mapping_is_refused_saying_what_it_needs(text):
+    message = refusal(text)
+
+    assert "helpdesks:" in message
+
+
+def test_a_file_without_any_help_desk_is_refused():
+    message = refusal("helpdesks: []\n")
+
+    assert "helpdesks" in message
+
+
+def test_a_settings_file_that_cannot_be_read_names_the_file(tmp_path):
+    missing = tmp_path / "nowhere.yaml"
+
+    with pytest.raises(SettingsError, match="nowhere.yaml"):
+        load_settings_file(missing, env={})
