@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Protocol = Literal["pop", "pops", "imap", "imaps", "ews", "graph", "maildir"]
@@ -160,17 +161,27 @@ class SettingsFile(_Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> SettingsFile:
-        _refuse_repeats("helpdesk id", [h.id for h in self.helpdesks])
-        _refuse_repeats("mailbox name", [m.name for h in self.helpdesks for m in h.mailboxes])
+        _refuse_repeats(
+            "help desk id", [(f"helpdesks[{i}].id", h.id) for i, h in enumerate(self.helpdesks)]
+        )
+        boxes = [
+            (f"helpdesks[{i}].mailboxes[{j}].name", m.name)
+            for i, h in enumerate(self.helpdesks)
+            for j, m in enumerate(h.mailboxes)
+        ]
+        _refuse_repeats("mailbox name", boxes)
         return self
 
 
-def _refuse_repeats(what: str, names: list[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
+def _refuse_repeats(what: str, named: list[tuple[str, str]]) -> None:
+    seen: dict[str, str] = {}
+    for path, name in named:
         if name in seen:
-            raise ValueError(f"{what} {name!r} is used twice: every {what} must be unique")
-        seen.add(name)
+            raise ValueError(
+                f"{path}: {what} {name!r} is already used at {seen[name]}; "
+                f"every {what} must be unique"
+            )
+        seen[name] = path
 
 
 class SettingsError(Exception):
@@ -207,10 +218,12 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return path or "(top level)"
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     path = _field_path(err["loc"])
     kind = err["type"]
     msg = err["msg"].removeprefix("Value error, ")
+    if msg.startswith("helpdesks["):  # the check named the exact field itself
+        return msg
     if kind == "extra_forbidden":
         return f"{path}: unknown field; remove it or check its spelling"
     if kind == "missing":

@@ -207,7 +207,7 @@ def _store_retries() -> Retrying:
     return Retrying(
         retry=retry_if_exception_type(InfraError),
         stop=stop_after_attempt(3),
-        wait=wait_exponential_jitter(initial=0.5, max=5),
+        wait=wait_exponential_jitter(multiplier=0.5, max=5),
         reraise=True,
     )
 

@@ -61,6 +61,9 @@ class Publisher:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        # Every queue, mail.dead included, must exist before the first message: RabbitMQ
+        # drops what it cannot route, and a dead-lettered message with nowhere to go is lost.
+        declare_all(conn)
         self._producer = Producer(conn.channel(), exchange=topology.exchange())
 
     def publish(self, message: Envelope, *, headers: dict[str, Any] | None = None) -> None:
@@ -99,6 +102,15 @@ class Delivery:
         return int(self.headers.get("x-delivery-count") or 0) + 1
 
 
+def delivery_of(queue: str, message: Any) -> Delivery:
+    """A kombu message as a Delivery; py-amqp hands the body over as text when it has an
+    encoding, so it is turned back into the bytes that were published."""
+    body = message.body
+    if isinstance(body, str):
+        body = body.encode(message.content_encoding or "utf-8")
+    return Delivery(queue, bytes(body), dict(message.headers or {}))
+
+
 #: What a consumer callback returns: "ack" or "requeue".
 Handle = Callable[[Delivery], str]
 
@@ -107,8 +119,7 @@ def consumer(channel: Any, name: str, handle: Handle) -> Consumer:
     """A manual-ack consumer with bounded prefetch that hands each message to ``handle``."""
 
     def on_message(message: Any) -> None:
-        body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
-        action = handle(Delivery(name, body, dict(message.headers or {})))
+        action = handle(delivery_of(name, message))
         if action == "ack":
             message.ack()
         else:
@@ -124,7 +135,7 @@ def consumer(channel: Any, name: str, handle: Handle) -> Consumer:
     )
 
 
-class StageConsumer(ConsumerMixin):
+class StageConsumer(ConsumerMixin):  # type: ignore[misc]  # kombu is untyped
     """Runs consumers until ``should_stop``; ``tick`` runs between waits (the poller's schedule)."""
 
     def __init__(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -30,10 +31,7 @@ class SecretBox:
         if key:
             return cls(key.encode())
         if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(Fernet.generate_key())
+            _create_key_file(key_file)
         return cls(key_file.read_bytes().strip())
 
     def encrypt(self, data: bytes) -> bytes:
@@ -56,3 +54,18 @@ class SecretBox:
         if not value.startswith(ENCRYPTED_PREFIX):
             return value
         return self.decrypt(value[len(ENCRYPTED_PREFIX) :].encode()).decode()
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key where no reader can see it half-written; the first process wins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(Fernet.generate_key())
+        os.link(tmp, path)  # fails if another process created the key first: keep theirs
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)

@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from contracts.base import Envelope
 from contracts.dead import DeadLetter
@@ -75,10 +82,13 @@ class Dispatcher:
             message = CONTRACT_OF_QUEUE[delivery.queue].model_validate_json(delivery.body)
         except ValidationError as exc:
             return self._dead(delivery, _fields_of(delivery.body), exc, "ContractError")
+        retrying = self._retrying(message)
         try:
-            outputs = self._run(message)
+            outputs = retrying(self.handler, message)
         except Exception as exc:  # noqa: BLE001 - any failure of a mail ends in mail.dead
-            return self._dead(delivery, message.model_dump(by_alias=True), exc)
+            calls = int(retrying.statistics.get("attempt_number", 1))
+            fields = message.model_dump(by_alias=True)
+            return self._dead(delivery, fields, exc, attempts=max(delivery.attempt, calls))
         try:
             for out in outputs:
                 self.publish(out)
@@ -87,30 +97,43 @@ class Dispatcher:
             return "requeue"
         return "ack"
 
-    def _run(self, message: Envelope) -> Sequence[Envelope]:
-        retrying = Retrying(
+    def _retrying(self, message: Envelope) -> Retrying:
+        def warn(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "stage=%s mail_id=%s attempt=%s failed: %s; retrying",
+                self.stage, message.mail_id, state.attempt_number, error,
+            )
+
+        return Retrying(
             retry=retry_if_exception_type(InfraError),
             stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential_jitter(initial=0.5, max=10),
-            before_sleep=lambda s: log.warning(
-                "stage=%s mail_id=%s attempt=%s failed: %s; retrying",
-                self.stage, message.mail_id, s.attempt_number, s.outcome.exception(),
-            ),
+            wait=wait_exponential_jitter(multiplier=0.5, max=10),
+            before_sleep=warn,
             reraise=True,
-            **({"sleep": self.sleep} if self.sleep else {}),
+            sleep=self.sleep or time.sleep,
         )
-        return retrying(self.handler, message)
 
     def _dead(
-        self, delivery: Delivery, fields: dict[str, Any], exc: BaseException, error_class: str = ""
+        self,
+        delivery: Delivery,
+        fields: dict[str, Any],
+        exc: BaseException,
+        error_class: str = "",
+        attempts: int = 1,
     ) -> str:
+        try:
+            log_blob = self.error_log.write(self.stage, delivery.body, exc)
+        except InfraError as store_down:
+            log.warning("stage=%s error log not written (%s); requeued", self.stage, store_down)
+            return "requeue"
         dead = dead_letter_for(
-            self.stage, delivery, fields, exc, self.error_log.write(self.stage, delivery.body, exc),
-            error_class or type(exc).__name__,
+            self.stage, delivery, fields, exc, log_blob, error_class or type(exc).__name__,
+            attempts=max(delivery.attempt, attempts),
         )
         log.error(
             "stage=%s mail_id=%s attempt=%s dead-lettered: %s",
-            self.stage, dead.mail_id, delivery.attempt, dead.error_class,
+            self.stage, dead.mail_id, dead.attempts, dead.error_class,
         )
         try:
             self.publish(dead)
@@ -126,6 +149,7 @@ def dead_letter_for(
     exc: BaseException | str,
     log_blob: str | None,
     error_class: str,
+    attempts: int | None = None,
 ) -> DeadLetter:
     """The DeadLetter of a failed delivery, keeping whatever identity the message still had."""
     return DeadLetter(
@@ -135,7 +159,7 @@ def dead_letter_for(
         stage=stage,
         error_class=error_class,
         error=_describe(exc),
-        attempts=delivery.attempt,
+        attempts=attempts or delivery.attempt,
         log_blob=log_blob,
     )
 

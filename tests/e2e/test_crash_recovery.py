@@ -6,8 +6,8 @@ import time
 from collections import Counter
 
 from harness import Mailroom, settings_yaml
-from mailgen import fill_maildir, kind_of
 
+from bench.mailgen import fill_maildir, kind_of
 from contracts.ids import mail_id
 
 MAILS = 300

@@ -290,3 +290,28 @@ def test_each_queue_is_decoded_as_its_own_contract():
     [dead] = published
     assert isinstance(dead, DeadLetter)
     assert dead.error_class == "ContractError"
+
+
+class UnreachableBlobStore:
+    """A blob store whose database is down."""
+
+    def put(self, data: bytes) -> str:
+        raise InfraError("database 127.0.0.1:5432: connection refused")
+
+    def get(self, sha256: str) -> bytes:
+        raise InfraError("database 127.0.0.1:5432: connection refused")
+
+
+@pytest.mark.parametrize(
+    ("handler", "body"),
+    [(Handler(MailError("bad")), BODY), (Handler(), b"not json")],
+    ids=["mail-error", "contract-error"],
+)
+def test_a_store_outage_while_writing_the_error_log_requeues_the_delivery(handler, body):
+    # Given a failing mail and a store that is down, so its error log cannot be written
+    h = Harness(handler)
+    h.dispatch.error_log = ErrorLog(UnreachableBlobStore(), h.box)
+
+    # When the message is delivered, Then it is requeued for later (not lost, no crash)
+    assert h.deliver(body) == "requeue"
+    assert h.published == []

@@ -49,7 +49,13 @@ def log() -> InMemoryFetchedLog:
 
 def fetch(source, blobs, log, limit: int = 50) -> list[MailFetched]:
     return fetch_new(
-        source, mailbox="support", helpdesk="default", blobs=blobs, fetched=log, now=NOW, limit=limit
+        source,
+        mailbox="support",
+        helpdesk="default",
+        blobs=blobs,
+        fetched=log,
+        now=NOW,
+        limit=limit,
     )
 
 
@@ -161,7 +167,9 @@ def test_a_dead_letter_is_recorded_once_per_mail():
 
     # When its dead letter arrives twice (a redelivery)
     record_dead_letter(msg, dead=dead, notices=REPS, now=NOW)
-    record_dead_letter(msg.model_copy(update={"message_id": "again"}), dead=dead, notices=REPS, now=NOW)
+    record_dead_letter(
+        msg.model_copy(update={"message_id": "again"}), dead=dead, notices=REPS, now=NOW
+    )
 
     # Then there is one entry for it
     assert list(dead.entries) == ["mail-1"]

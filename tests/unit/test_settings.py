@@ -15,14 +15,8 @@ BOX = "helpdesks[0].mailboxes[0]"
 
 def settings_with(*mailboxes: str) -> str:
     """A one-help-desk settings text holding these mailboxes (flow-style YAML mappings)."""
-    lines = "\n".join(f"      - {m}" for m in mailboxes)
-    return textwrap.dedent(
-        """
-        helpdesks:
-          - id: default
-            mailboxes:
-        """
-    ) + lines + "\n"
+    head = "helpdesks:\n  - id: default\n    mailboxes:\n"
+    return head + "".join(f"      - {m}\n" for m in mailboxes)
 
 
 def refusal(text: str, env: dict[str, str] | None = None) -> str:
@@ -166,7 +160,9 @@ def test_a_variable_that_is_set_gives_its_value_as_written():
 
 def test_variables_come_from_the_process_environment_by_default(monkeypatch):
     monkeypatch.setenv("MAILROOM_TEST_PASSWORD", "from-env")
-    text = settings_with("{name: a, protocol: imaps, host: h, password: '${MAILROOM_TEST_PASSWORD}'}")
+    text = settings_with(
+        "{name: a, protocol: imaps, host: h, password: '${MAILROOM_TEST_PASSWORD}'}"
+    )
 
     [box] = parse_settings(text).helpdesks[0].mailboxes
 

@@ -110,7 +110,7 @@ class MaildirSource:
 
     def fetch_oldest_unmarked(self) -> bytes | None:
         unmarked = self._unmarked()
-        return unmarked[0][1].read_bytes() if unmarked else None
+        return self.fetch_raw(unmarked[0][0]) if unmarked else None
 
     def close(self) -> None:
         """Nothing to close: files are opened per call."""

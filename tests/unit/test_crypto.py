@@ -1,0 +1,99 @@
+"""SecretBox: secrets and error logs are encrypted at rest with one key."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+from cryptography.fernet import Fernet
+
+from services.runtime.crypto import SecretBox
+from services.runtime.errors import ConfigError
+
+
+def test_what_is_encrypted_decrypts_to_the_same_bytes():
+    box = SecretBox(Fernet.generate_key())
+    data = "Passwort: Grüße".encode() + b"\x00\xff"
+
+    token = box.encrypt(data)
+
+    assert data not in token
+    assert box.decrypt(token) == data
+
+
+def test_a_sealed_setting_is_prefixed_and_unseals_to_the_secret():
+    box = SecretBox(Fernet.generate_key())
+
+    sealed = box.seal("hunter2")
+
+    assert sealed.startswith("enc:")
+    assert "hunter2" not in sealed
+    assert box.unseal(sealed) == "hunter2"
+
+
+def test_a_value_that_was_never_sealed_unseals_as_itself():
+    box = SecretBox(Fernet.generate_key())
+
+    assert box.unseal("plain value") == "plain value"
+
+
+def test_a_missing_key_file_is_created_readable_only_by_its_owner(tmp_path):
+    # Given no key and no key file yet
+    key_file = tmp_path / "var" / "secret.key"
+
+    # When a box is made
+    box = SecretBox.from_key_or_file(None, key_file)
+
+    # Then a key file exists with mode 0600 and the box works
+    assert key_file.is_file()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert box.decrypt(box.encrypt(b"log")) == b"log"
+
+
+def test_an_existing_key_file_is_reused(tmp_path):
+    # Given a secret encrypted by a first process
+    key_file = tmp_path / "secret.key"
+    token = SecretBox.from_key_or_file(None, key_file).encrypt(b"refresh token")
+    key = key_file.read_bytes()
+
+    # When a second process starts with the same key file
+    again = SecretBox.from_key_or_file(None, key_file)
+
+    # Then the key is unchanged and the secret decrypts
+    assert key_file.read_bytes() == key
+    assert again.decrypt(token) == b"refresh token"
+
+
+def test_a_given_key_is_used_and_no_key_file_is_written(tmp_path):
+    key = Fernet.generate_key()
+    key_file = tmp_path / "secret.key"
+
+    box = SecretBox.from_key_or_file(key.decode(), key_file)
+
+    assert not key_file.exists()
+    assert SecretBox(key).decrypt(box.encrypt(b"x")) == b"x"
+
+
+def test_data_encrypted_with_another_key_is_a_config_error():
+    token = SecretBox(Fernet.generate_key()).encrypt(b"secret")
+    other = SecretBox(Fernet.generate_key())
+
+    with pytest.raises(ConfigError, match="another MAILROOM_SECRET_KEY"):
+        other.decrypt(token)
+
+
+def test_a_corrupted_token_is_a_config_error():
+    box = SecretBox(Fernet.generate_key())
+
+    with pytest.raises(ConfigError):
+        box.decrypt(b"not a token")
+
+
+@pytest.mark.parametrize("key", ["not-a-key", "too-short==", Fernet.generate_key().decode()[:-4]])
+def test_an_invalid_secret_key_says_how_to_make_one(tmp_path, key):
+    with pytest.raises(ConfigError) as caught:
+        SecretBox.from_key_or_file(key, tmp_path / "secret.key")
+
+    message = str(caught.value)
+    assert "MAILROOM_SECRET_KEY" in message
+    assert "Fernet.generate_key()" in message
