@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness import Mailroom
+from harness import Mailroom, settings_yaml
 
 EXPECTED = {
     "fetched": 12,
@@ -124,3 +124,24 @@ def test_a_second_run_creates_nothing_new(mailroom: Mailroom) -> None:
 def _polled_after(room: Mailroom, earlier: str) -> bool:
     box = room.json("mailbox", "list")[0]
     return box["last_polled_at"] > earlier and box["last_error"] is None
+
+
+def test_with_an_outgoing_server_notification_mails_are_sent(mailroom: Mailroom, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    collector, port = smtp_server
+    mailroom.use_demo_maildir()
+    outgoing = f"    outgoing: {{host: 127.0.0.1, port: {port}, security: none}}\n    mailboxes:"
+    mailroom.apply_settings(settings_yaml(mailroom.maildir).replace("    mailboxes:", outgoing, 1))
+    if mailroom.embedded:
+        mailroom.cli("run", "--once")
+    else:
+        mailroom.start_all_workers()
+        mailroom.wait_for(lambda: len(collector.envelopes) >= 9, what="9 notification mails")
+
+    emails = [n for n in mailroom.json("notifications", "list") if n["channel"] == "email"]
+    assert len(emails) == 9 and all(n["sent_at"] for n in emails)
+    received = collector.mails()
+    assert sorted(m["To"] for m in received).count("reps@demo.example") == 5
+    to_tom = [m for m in received if m["To"] == "tom.becker@fabrikam.example"]
+    assert to_tom[0]["Subject"] == "Re: Installer for the new label printer driver"
+    assert to_tom[0]["In-Reply-To"] == "<demo-06@fabrikam.example>"
+    assert "setup.exe" in to_tom[0].get_content()

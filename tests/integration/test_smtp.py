@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import email
-from collections.abc import Iterator
 from email.message import EmailMessage
-from email.policy import default as default_policy
 
 import pytest
-from aiosmtpd.controller import Controller
 from servers import free_port
 
 from contracts.settings import OutgoingSettings
 from services.notifier.adapters import SmtpSender
 from services.runtime.errors import InfraError
-
-
-class Collector:
-    """An aiosmtpd handler that keeps every mail it accepts."""
-
-    def __init__(self) -> None:
-        self.envelopes: list = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd hook)
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-    def mails(self) -> list[EmailMessage]:
-        return [email.message_from_bytes(e.content, policy=default_policy) for e in self.envelopes]
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[Collector, int]]:
-    collector = Collector()
-    port = free_port()
-    controller = Controller(collector, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield collector, port
-    finally:
-        controller.stop()
 
 
 def body_of(mail: EmailMessage) -> str:
