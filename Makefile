@@ -24,8 +24,8 @@ run: $(STAMP)
 	@$(BIN)/mailroom config apply demo/settings.yaml
 	@$(BIN)/mailroom run --once
 
-## test: every test tier against real RabbitMQ and PostgreSQL started on loopback
-test: $(STAMP) system-deps
+## test: the lint gates, then every test tier against real RabbitMQ and PostgreSQL on loopback
+test: $(STAMP) system-deps lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 ## unit: the fast loop, no servers
@@ -38,6 +38,7 @@ bench: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check contracts services tests demo bench
 	$(BIN)/ruff format --check contracts services tests demo bench
+	$(BIN)/mypy contracts services/runtime
 
 clean:
 	rm -rf var

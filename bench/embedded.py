@@ -61,8 +61,10 @@ def _notes(count: int, run: Finished, summary: dict[str, Any] | None) -> list[st
     outcomes = ", ".join(f"{k} {v}" for k, v in summary.items() if k != "fetched")
     notes = [f"embedded: {summary['fetched']} of {count} mails fetched; {outcomes}"]
     if summary["fetched"] != count or summary["in_flight"]:
-        notes.append(f"PROBLEM: embedded run left {count - summary['fetched']} unfetched, "
-                     f"{summary['in_flight']} in flight")
+        notes.append(
+            f"PROBLEM: embedded run left {count - summary['fetched']} unfetched, "
+            f"{summary['in_flight']} in flight"
+        )
     return notes
 
 

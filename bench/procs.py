@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
+import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -24,23 +26,42 @@ class Finished:
 
 
 def run_measured(
-    command: list[str], *, env: dict[str, str], cwd: Path | None = None, timeout: float = 180
+    command: list[str], *, env: dict[str, str], cwd: Path | None = None, timeout: float = 120
 ) -> Finished:
     """Run ``command`` to its end (killed after ``timeout`` s); time it and take its peak RSS.
 
-    ``os.wait4`` reports the rusage of this one child, where ``RUSAGE_CHILDREN`` would give
-    the maximum over every child reaped so far (``config apply``, the baselines...).
+    It is started through ``bench.peak``, which takes both figures from the child alone: the
+    bench's own memory would otherwise count as the child's (see that module).
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=err)
-        killer = threading.Timer(timeout, proc.kill)
-        killer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        killer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        return Finished(seconds, usage.ru_maxrss / 1024, proc.returncode, _text(out), _text(err))
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "peak.json"
+        launcher = [sys.executable, "-m", "bench.peak", str(report), *command]
+        done = _run(launcher, env={**env, "PYTHONPATH": str(REPO)}, cwd=cwd, timeout=timeout)
+        figures = json.loads(report.read_text()) if report.exists() else {}
+    seconds = figures.get("seconds", timeout)
+    peak = figures.get("peak_rss_kib", 0) / 1024
+    return Finished(seconds, peak, done.returncode, done.stdout, done.stderr)
+
+
+def _run(
+    command: list[str], *, env: dict[str, str], cwd: Path | None, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    # A session of its own, so that a timeout kills the measured child along with the launcher.
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        cwd=cwd,
+        text=True,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
 def vm_hwm_mib(pid: int) -> float | None:
@@ -55,8 +76,3 @@ def vm_hwm_mib(pid: int) -> float | None:
 
 def tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _text(file: IO[bytes]) -> str:
-    file.seek(0)
-    return file.read().decode(errors="replace")

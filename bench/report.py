@@ -83,12 +83,17 @@ def write_json(results: Results, path: Path) -> None:
 
 
 def _table(title: str, figures: list[Figure]) -> Table:
-    table = Table(title=title, title_justify="left")
+    """One row per figure; a baseline shared by every row is said once, under the table."""
+    shared = {f.baseline_what for f in figures}
+    caption = f"baseline: {shared.pop()}" if len(shared) == 1 and len(figures) > 1 else None
+    # min_width: a caption is wrapped to the table's width, and these are long.
+    table = Table(title=title, caption=caption, min_width=64)
+    table.title_justify = table.caption_justify = "left"
     table.add_column("what")
     for name in ("mailroom", "baseline", "ratio"):
         table.add_column(name, justify="right")
     for f in figures:
-        what = f"{f.what}\n[dim]baseline: {f.baseline_what}[/dim]"
+        what = f.what if caption else f"{f.what}\n[dim]baseline: {f.baseline_what}[/dim]"
         table.add_row(what, _value(f.mailroom, f.unit), _value(f.baseline, f.unit), _ratio(f))
     return table
 

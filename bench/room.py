@@ -12,9 +12,8 @@ import yaml
 from cryptography.fernet import Fernet
 
 from bench.mailgen import fill_maildir
-from bench.procs import tail, vm_hwm_mib
+from bench.procs import REPO, tail, vm_hwm_mib
 
-REPO = Path(__file__).resolve().parents[1]
 STAGES = ("poller", "parser", "validator", "router", "notifier")
 MAILBOX = "bench"
 
@@ -73,12 +72,18 @@ class Room:
         if done.returncode != 0:
             raise RuntimeError(f"mailroom config apply failed:\n{done.stderr}")
 
+    def start_worker(self, stage: str) -> subprocess.Popen[bytes]:
+        """Start ``mailroom worker STAGE``; its output goes to ``STAGE.log`` in the work folder."""
+        with (self.workdir / f"{stage}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                mailroom("worker", stage), env=self.env, cwd=self.workdir, stdout=log, stderr=log
+            )
+        self.workers[stage] = proc
+        return proc
+
     def start_workers(self) -> None:
         for stage in STAGES:
-            with (self.workdir / f"{stage}.log").open("ab") as log:
-                self.workers[stage] = subprocess.Popen(
-                    mailroom("worker", stage), env=self.env, cwd=self.workdir, stdout=log, stderr=log
-                )
+            self.start_worker(stage)
 
     def exited_workers(self) -> dict[str, int]:
         """Stage -> exit status of every worker that is no longer running."""

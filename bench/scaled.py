@@ -8,23 +8,38 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from bench import broker
-from bench.procs import run_measured
+from bench.procs import REPO, run_measured
 from bench.report import Figure, Results
 from bench.room import STAGES, Room
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(REPO / "tests"))
 from servers import PostgreSQL, RabbitMQ  # noqa: E402  (tests/ is not a package)
 
-DEADLINE_S = 150
-BROKER_BASELINE = "pika alone: persistent 1 KiB msgs, confirm per publish, quorum queue, "
-BROKER_BASELINE += "then consume with manual acks"
-IMPORT_BASELINE = "a process that only imports `services.cli`"
+DEADLINE_S = 120
+BROKER_BASELINE = (
+    "pika alone: persistent 1 KiB msgs, confirm per publish, quorum queue, "
+    "then consume with manual acks"
+)
+IMPORT_BASELINE = "python importing `services.cli`, nothing else"
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the workers did, read before they were stopped."""
+
+    seconds: float
+    done: int
+    peak_rss_mib: dict[str, float | None]
+    exited: dict[str, int]
+    exit_logs: dict[str, str]
+    tally: dict[str, int]
 
 
 def measure(workdir: Path, count: int, results: Results) -> None:
@@ -37,24 +52,32 @@ def measure(workdir: Path, count: int, results: Results) -> None:
         room = Room(workdir / "room", rabbitmq.new_vhost("mailroom"), postgres.new_database("mr"))
         stack.callback(room.stop_workers)
         room.prepare(count)
-        _run(room, postgres.conninfo("mr"), count, bare, results)
+        run = _run(room, postgres.conninfo("mr"), count)
+    rate = run.done / run.seconds if run.done else None
+    figure = Figure(
+        "scaled: mails/s, end to end", BROKER_BASELINE, "mails/s", rate, bare.per_second
+    )
+    results.figures.append(figure)
+    results.stage_memory += _memory(room, run)
+    results.notes += _notes(count, run)
+    results.details["scaled"] = asdict(run) | {
+        "baseline_publish_per_s": bare.count / bare.publish_seconds,
+        "baseline_consume_per_s": bare.count / bare.consume_seconds,
+    }
 
 
-def _run(room: Room, conninfo: str, count: int, bare: broker.RoundTrip, results: Results) -> None:
-    """Time the workers from their start until every mail has an outcome."""
+def _run(room: Room, conninfo: str, count: int) -> Run:
+    """Time the workers from their start until every mail has an outcome, then stop them."""
     start = time.perf_counter()
     room.start_workers()
     with psycopg.connect(conninfo, autocommit=True) as db:
         done = _wait_for_outcomes(db, room, count)
         seconds = time.perf_counter() - start
         memory = room.peak_memory()
-        tally = _tally(db)
-    rate = done / seconds if done else None
-    results.figures.append(Figure("scaled: mails/s, end to end", BROKER_BASELINE, "mails/s",
-                                  rate, bare.per_second))
-    results.stage_memory += _memory(room, memory)
-    results.notes += _notes(room, count, done, seconds, tally)
-    results.details["scaled"] = _details(bare, seconds, done, memory, tally)
+        exited = room.exited_workers()
+        logs = {stage: room.worker_log(stage) for stage in exited}
+        room.stop_workers()
+        return Run(seconds, done, memory, exited, logs, _tally(db))
 
 
 def _wait_for_outcomes(db: psycopg.Connection[Any], room: Room, count: int) -> int:
@@ -81,31 +104,26 @@ def _scalar(db: psycopg.Connection[Any], query: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _memory(room: Room, memory: dict[str, float | None]) -> list[Figure]:
+def _memory(room: Room, run: Run) -> list[Figure]:
     imports_only = run_measured([sys.executable, "-c", "import services.cli"], env=room.env)
     baseline = imports_only.peak_rss_mib
-    return [Figure(stage, IMPORT_BASELINE, "MiB", memory.get(stage), baseline) for stage in STAGES]
+    return [
+        Figure(f"worker {stage}", IMPORT_BASELINE, "MiB", run.peak_rss_mib.get(stage), baseline)
+        for stage in STAGES
+    ]
 
 
-def _notes(room: Room, count: int, done: int, seconds: float, tally: dict[str, int]) -> list[str]:
-    kinds = ", ".join(f"{k} {v}" for k, v in tally.items())
-    notes = [f"scaled: {done} of {count} mails had an outcome after {seconds:.1f} s; {kinds}"]
-    seen = tally["request mails"] + tally["dead letters"]
-    if done != count or seen != count:
-        notes.append(f"PROBLEM: scaled run accounted for {done} outcomes and {seen} "
-                     f"request mails + dead letters, expected {count}")
-    for stage, code in room.exited_workers().items():
-        notes.append(f"PROBLEM: worker {stage} exited with status {code}:\n{room.worker_log(stage)}")
+def _notes(count: int, run: Run) -> list[str]:
+    kinds = ", ".join(f"{k} {v}" for k, v in run.tally.items())
+    notes = [
+        f"scaled: {run.done} of {count} mails had an outcome after {run.seconds:.1f} s; {kinds}"
+    ]
+    seen = run.tally["request mails"] + run.tally["dead letters"]
+    if run.done != count or seen != count:
+        notes.append(
+            f"PROBLEM: scaled run has {run.done} outcomes and {seen} request mails + dead letters"
+            f" for {count} mails"
+        )
+    for stage, code in run.exited.items():
+        notes.append(f"PROBLEM: worker {stage} exited with status {code}:\n{run.exit_logs[stage]}")
     return notes
-
-
-def _details(bare: broker.RoundTrip, seconds: float, done: int, memory: dict[str, float | None],
-             tally: dict[str, int]) -> dict[str, Any]:
-    return {
-        "seconds": seconds,
-        "mails_with_outcome": done,
-        "tally": tally,
-        "peak_rss_mib": memory,
-        "baseline_publish_per_s": bare.count / bare.publish_seconds,
-        "baseline_consume_per_s": bare.count / bare.consume_seconds,
-    }

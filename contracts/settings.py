@@ -249,7 +249,9 @@ def parse_settings(text: str, *, env: dict[str, str] | None = None) -> SettingsF
     data = _expand(data, dict(os.environ) if env is None else env, missing)
     if missing:
         names = ", ".join(sorted(set(missing)))
-        raise SettingsError(f"environment variable(s) not set: {names}; export them or edit the file")
+        raise SettingsError(
+            f"environment variable(s) not set: {names}; export them or edit the file"
+        )
     try:
         return SettingsFile.model_validate(data)
     except ValidationError as exc:

@@ -71,8 +71,15 @@ def main(verbose: int) -> None:
 
 
 @main.command()
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Apply this settings file first.")
-@click.option("--once", is_flag=True, help="Poll every mailbox once, finish the work, print a summary, exit.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="Apply this settings file first.",
+)
+@click.option(
+    "--once", is_flag=True, help="Poll every mailbox once, finish the work, print a summary, exit."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(config_file: Path | None, once: bool, as_json: bool) -> None:
     """Run every stage in one process."""
@@ -108,7 +115,12 @@ def _require_mailboxes(settings: Settings, store: Store) -> None:
 
 @main.command()
 @click.argument("stage", type=click.Choice(list(BUILDERS)))
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Apply this settings file first.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="Apply this settings file first.",
+)
 def worker(stage: str, config_file: Path | None) -> None:
     """Run one stage: poller, parser, validator, router or notifier."""
     settings = _settings()
@@ -132,7 +144,8 @@ def config_apply(file: Path) -> None:
     settings = _settings()
     with explained():
         result = _apply(settings, _store(settings), file)
-    click.echo(f"applied {file}: help desks {', '.join(result.helpdesks)}; mailboxes {', '.join(result.mailboxes) or 'none'}")
+    boxes = ", ".join(result.mailboxes) or "none"
+    click.echo(f"applied {file}: help desks {', '.join(result.helpdesks)}; mailboxes {boxes}")
     if result.removed_mailboxes:
         click.echo(f"no longer polled: {', '.join(result.removed_mailboxes)}")
 

@@ -34,7 +34,9 @@ BUILDERS: dict[str, Callable[..., Stage]] = {
 }
 
 
-def run_worker(name: str, settings: Settings, *, connection: Connection, store: Store, clock: Clock) -> None:
+def run_worker(
+    name: str, settings: Settings, *, connection: Connection, store: Store, clock: Clock
+) -> None:
     """Run one stage until SIGTERM/SIGINT (``mailroom worker STAGE``)."""
     stage = BUILDERS[name](settings, connection=connection, store=store, clock=clock)
     declare_all(connection)
@@ -49,15 +51,21 @@ def run_worker(name: str, settings: Settings, *, connection: Connection, store: 
 class Pipeline:
     """Every stage on one connection, in one process (``mailroom run``)."""
 
-    def __init__(self, settings: Settings, *, connection: Connection, store: Store, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, *, connection: Connection, store: Store, clock: Clock
+    ) -> None:
         self._conn = connection
         self._store = store
-        self.stages = [b(settings, connection=connection, store=store, clock=clock) for b in BUILDERS.values()]
+        self.stages = [
+            b(settings, connection=connection, store=store, clock=clock) for b in BUILDERS.values()
+        ]
         self._poller = self.stages[0]
         declare_all(connection)
         channel = connection.channel()
         self._consumers = [
-            consumer(channel, queue, handle) for s in self.stages for queue, handle in s.handlers.items()
+            consumer(channel, queue, handle)
+            for s in self.stages
+            for queue, handle in s.handlers.items()
         ]
         for c in self._consumers:
             c.consume()

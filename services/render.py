@@ -32,7 +32,9 @@ def summary(s: RunSummary) -> None:
         for col in ("request", "file", "reason", "why"):
             table.add_column(col)
         for item in s.stripped:
-            table.add_row(f"#{item['request_id']}", item["filename"], item["reason"], item["message"])
+            table.add_row(
+                f"#{item['request_id']}", item["filename"], item["reason"], item["message"]
+            )
         console.print(table)
     if s.mailbox_errors:
         table = Table(title="mailboxes not polled")
@@ -68,10 +70,13 @@ def mailbox_row(state: MailboxState, counts: Counter[str] | None) -> dict[str, A
 def mailbox_detail(state: MailboxState, counts: Counter[str] | None) -> dict[str, Any]:
     data = mailbox_row(state, counts)
     settings = state.settings.model_dump(mode="json")
-    data["settings"] = {k: ("********" if k in SECRET_FIELDS and v else v) for k, v in settings.items()}
+    data["settings"] = {
+        k: ("********" if k in SECRET_FIELDS and v else v) for k, v in settings.items()
+    }
     has_folders = state.settings.protocol not in ("pop", "pops")
     data["error_folder"] = (
-        f"{state.settings.error_folder.name}" if has_folders
+        f"{state.settings.error_folder.name}"
+        if has_folders
         else "none: POP has no folders; failed mail is kept as dead-letter entries only"
     )
     return data
@@ -83,8 +88,13 @@ def mailboxes(rows: list[dict[str, Any]]) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r["name"], r["helpdesk"], r["protocol"], "yes" if r["enabled"] else "no",
-            r["last_polled_at"] or "never", str(r["consecutive_failures"]), r["last_error"] or "",
+            r["name"],
+            r["helpdesk"],
+            r["protocol"],
+            "yes" if r["enabled"] else "no",
+            r["last_polled_at"] or "never",
+            str(r["consecutive_failures"]),
+            r["last_error"] or "",
         )
     _console().print(table)
 
@@ -112,7 +122,11 @@ def requests(rows: list[dict[str, Any]]) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(
-            str(r["id"]), r["helpdesk"], r["subject"], r["requester"]["email"], str(len(r["mails"])),
+            str(r["id"]),
+            r["helpdesk"],
+            r["subject"],
+            r["requester"]["email"],
+            str(len(r["mails"])),
             str(sum(len(m["attachments"]) for m in r["mails"])),
             str(sum(len(m["stripped"]) for m in r["mails"])),
         )
@@ -125,8 +139,13 @@ def dead_letters(rows: list[dict[str, Any]]) -> None:
         table.add_column(col)
     for d in rows:
         table.add_row(
-            str(d["id"]), d["source"]["mailbox"] or "?", d["source"]["ref"] or "?", d["stage"],
-            d["error"], str(d["attempts"]), d["at"],
+            str(d["id"]),
+            d["source"]["mailbox"] or "?",
+            d["source"]["ref"] or "?",
+            d["stage"],
+            d["error"],
+            str(d["attempts"]),
+            d["at"],
         )
     _console().print(table)
 
@@ -137,7 +156,11 @@ def notifications(rows: list[dict[str, Any]]) -> None:
         table.add_column(col)
     for n in rows:
         table.add_row(
-            str(n["id"]), n["kind"], n["channel"], ", ".join(n["to"]), n["subject"],
+            str(n["id"]),
+            n["kind"],
+            n["channel"],
+            ", ".join(n["to"]),
+            n["subject"],
             n["sent_at"] or ("failed: " + n["error"] if n["error"] else "in outbox"),
         )
     _console().print(table)

@@ -94,9 +94,7 @@ def _stripped(conn: sa.Connection, ids: list[str]) -> list[dict[str, Any]]:
     rows = conn.execute(
         sa.select(m.c.request_id, m.c.data).where(m.c.mail_id.in_(ids)).order_by(m.c.request_id)
     ).all()
-    return [
-        {"request_id": r.request_id, **s} for r in rows for s in (r.data.get("stripped") or [])
-    ]
+    return [{"request_id": r.request_id, **s} for r in rows for s in (r.data.get("stripped") or [])]
 
 
 def list_requests(conn: sa.Connection, blobs: BlobStore) -> list[dict[str, Any]]:
@@ -185,7 +183,9 @@ def mailbox_counts(conn: sa.Connection) -> dict[str, Counter[str]]:
     """Per mailbox: how many mails ended in each outcome, plus how many are in the error folder."""
     o = tables.mail_outcomes
     counts: dict[str, Counter[str]] = {}
-    rows = conn.execute(sa.select(o.c.mailbox, o.c.outcome, sa.func.count()).group_by(o.c.mailbox, o.c.outcome))
+    rows = conn.execute(
+        sa.select(o.c.mailbox, o.c.outcome, sa.func.count()).group_by(o.c.mailbox, o.c.outcome)
+    )
     for mailbox, outcome, n in rows:
         counts.setdefault(mailbox, Counter())[outcome] = n
     return counts

@@ -83,7 +83,9 @@ class SmtpSender:
             smtp.starttls(context=ssl.create_default_context())
         return smtp
 
-    def _compose(self, to: list[str], subject: str, body: str, in_reply_to: str | None) -> EmailMessage:
+    def _compose(
+        self, to: list[str], subject: str, body: str, in_reply_to: str | None
+    ) -> EmailMessage:
         mail = EmailMessage()
         mail["From"] = self._cfg.from_address or "mailroom@localhost"
         mail["To"] = ", ".join(to)

@@ -80,7 +80,9 @@ class SqlDeadLetterLog:
 
     def has_final_outcome(self, mail_id: str) -> bool:
         o = tables.mail_outcomes
-        query = sa.select(o.c.outcome).where(o.c.mail_id == mail_id, o.c.outcome.in_(FINAL_OUTCOMES))
+        query = sa.select(o.c.outcome).where(
+            o.c.mail_id == mail_id, o.c.outcome.in_(FINAL_OUTCOMES)
+        )
         return self._conn.execute(query).first() is not None
 
     def record(self, dead: DeadLetter, at: datetime) -> bool:

@@ -88,7 +88,9 @@ def record_dead_letter(
 
 
 def _error_notices(msg: DeadLetter, helpdesk: str, reps: list[str]) -> list[Notify]:
-    where = f"mailbox {msg.source.mailbox}, mail {msg.source.ref}" if msg.source else "unknown mailbox"
+    where = (
+        f"mailbox {msg.source.mailbox}, mail {msg.source.ref}" if msg.source else "unknown mailbox"
+    )
     subject = f"Mail could not be processed ({where})"
     body = (
         f"A mail could not be turned into a request and was moved to the error folder.\n\n"

@@ -129,8 +129,11 @@ class Poller:
         count = self._fetched.bump_publish_count(row.mail_id)
         source = SourceRef(mailbox=row.mailbox, ref=row.ref)
         fetched = MailFetched(
-            mail_id=row.mail_id, helpdesk=row.helpdesk_id, source=source,
-            raw_blob=row.raw_sha256, size=row.size,
+            mail_id=row.mail_id,
+            helpdesk=row.helpdesk_id,
+            source=source,
+            raw_blob=row.raw_sha256,
+            size=row.size,
         )
         if count <= queues.DELIVERY_LIMIT:
             self._publisher.publish(fetched)
@@ -139,7 +142,9 @@ class Poller:
         delivery = Delivery(queues.MAIL_FETCHED, body, {"x-delivery-count": count - 1})
         error = f"the process stopped {count - 1} times while this mail was in the pipeline"
         self._publisher.publish(
-            dead_letter_for("pipeline", delivery, fetched.model_dump(), error, None, "DeliveryLimitExceeded")
+            dead_letter_for(
+                "pipeline", delivery, fetched.model_dump(), error, None, "DeliveryLimitExceeded"
+            )
         )
 
     # -- dead letters -----------------------------------------------------------------------
@@ -171,7 +176,11 @@ class Poller:
     def _error_notices(self, dead: DeadLetter) -> ErrorNotices:
         try:
             desk = self._config.helpdesk(dead.helpdesk or "")
-            notify = self._config.mailbox(dead.source.mailbox).settings.error_folder.notify if dead.source else False
+            notify = (
+                self._config.mailbox(dead.source.mailbox).settings.error_folder.notify
+                if dead.source
+                else False
+            )
         except ConfigError:
             return ErrorNotices(enabled=False, support_reps=())
         return ErrorNotices(enabled=notify, support_reps=tuple(desk.notifications.support_reps))
@@ -198,7 +207,12 @@ class Poller:
             finally:
                 box.close()
         except (ConfigError, InfraError) as exc:
-            log.warning("mailbox=%s could not move %s to the error folder: %s", source.mailbox, source.ref, exc)
+            log.warning(
+                "mailbox=%s could not move %s to the error folder: %s",
+                source.mailbox,
+                source.ref,
+                exc,
+            )
             return str(exc)
         return None
 

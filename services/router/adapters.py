@@ -21,7 +21,9 @@ class SqlRequestBook:
 
     def message_id_known(self, helpdesk: str, message_id: str) -> bool:
         m = tables.request_mails
-        query = sa.select(m.c.mail_id).where(m.c.helpdesk_id == helpdesk, m.c.message_id == message_id)
+        query = sa.select(m.c.mail_id).where(
+            m.c.helpdesk_id == helpdesk, m.c.message_id == message_id
+        )
         return self._conn.execute(query).first() is not None
 
     def request_of_message_ids(self, helpdesk: str, message_ids: list[str]) -> int | None:
@@ -53,7 +55,9 @@ class SqlRequestBook:
         )
         return int(result.inserted_primary_key[0])
 
-    def add_mail(self, request_id: int, msg: MailValidated, data: dict[str, Any], at: datetime) -> None:
+    def add_mail(
+        self, request_id: int, msg: MailValidated, data: dict[str, Any], at: datetime
+    ) -> None:
         self._conn.execute(
             tables.request_mails.insert().values(
                 mail_id=msg.mail_id,

@@ -39,7 +39,9 @@ class RequestBook(Protocol):
         """Create a request and return its id."""
         ...
 
-    def add_mail(self, request_id: int, msg: MailValidated, data: dict[str, Any], at: datetime) -> None: ...
+    def add_mail(
+        self, request_id: int, msg: MailValidated, data: dict[str, Any], at: datetime
+    ) -> None: ...
 
     def record_outcome(
         self, msg: MailValidated, outcome: str, request_id: int | None, detail: str, at: datetime
@@ -71,7 +73,9 @@ def route(
         return []  # redelivered after the effect was committed: nothing more to do
     mail = msg.mail
     if book.message_id_known(msg.helpdesk, mail.message_id):
-        book.record_outcome(msg, "duplicate", None, f"Message-ID {mail.message_id} already seen", now)
+        book.record_outcome(
+            msg, "duplicate", None, f"Message-ID {mail.message_id} already seen", now
+        )
         return []
     target = _thread_of(msg, book)
     if target is not None:
@@ -104,7 +108,8 @@ def _refusal(msg: MailValidated, intake: IntakePolicy) -> str:
     if msg.mail.auto_reply:
         return "an automatic reply does not open a new request"
     if not intake.admits(sender):
-        return f"new requests by mail are disabled and {sender or 'the sender'} is not on the allowlist"
+        who = sender or "the sender"
+        return f"new requests by mail are disabled and {who} is not on the allowlist"
     return ""
 
 

@@ -8,7 +8,6 @@ publish waits for the broker's confirm.
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,6 +162,6 @@ def drain(conn: Connection, timeout: float) -> bool:
     """Handle every message ready within ``timeout``; False when nothing came (idle)."""
     try:
         conn.drain_events(timeout=timeout)
-    except socket.timeout:
+    except TimeoutError:
         return False
     return True

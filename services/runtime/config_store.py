@@ -57,15 +57,27 @@ class ConfigStore:
             for desk in settings.helpdesks:
                 data = desk.model_dump(mode="json", exclude={"mailboxes"})
                 data["outgoing"] = self._seal_dict(data.get("outgoing"))
-                conn.execute(tables.helpdesks.insert().values(id=desk.id, settings=data, updated_at=now))
-            names = [self._upsert_mailbox(conn, d.id, m, now) for d in settings.helpdesks for m in d.mailboxes]
-            gone = conn.execute(
-                sa.select(tables.mailboxes.c.name).where(tables.mailboxes.c.name.not_in(names))
-            ).scalars().all()
+                conn.execute(
+                    tables.helpdesks.insert().values(id=desk.id, settings=data, updated_at=now)
+                )
+            names = [
+                self._upsert_mailbox(conn, d.id, m, now)
+                for d in settings.helpdesks
+                for m in d.mailboxes
+            ]
+            gone = (
+                conn.execute(
+                    sa.select(tables.mailboxes.c.name).where(tables.mailboxes.c.name.not_in(names))
+                )
+                .scalars()
+                .all()
+            )
             conn.execute(tables.mailboxes.delete().where(tables.mailboxes.c.name.not_in(names)))
         return ApplyResult([d.id for d in settings.helpdesks], names, list(gone))
 
-    def _upsert_mailbox(self, conn: sa.Connection, desk: str, box: MailboxSettings, now: datetime) -> str:
+    def _upsert_mailbox(
+        self, conn: sa.Connection, desk: str, box: MailboxSettings, now: datetime
+    ) -> str:
         data = self._seal_dict(box.model_dump(mode="json"))
         values = dict(helpdesk_id=desk, protocol=box.protocol, settings=data, updated_at=now)
         table = tables.mailboxes
@@ -85,7 +97,9 @@ class ConfigStore:
         return {k: (self._box.seal(v) if k in SECRET_FIELDS and v else v) for k, v in data.items()}
 
     def _open_dict(self, data: dict[str, Any]) -> dict[str, Any]:
-        return {k: (self._box.unseal(v) if k in SECRET_FIELDS and v else v) for k, v in data.items()}
+        return {
+            k: (self._box.unseal(v) if k in SECRET_FIELDS and v else v) for k, v in data.items()
+        }
 
     def helpdesk(self, helpdesk_id: str) -> HelpdeskSettings:
         """Raises ``ConfigError`` when the help desk is not configured."""
@@ -94,7 +108,9 @@ class ConfigStore:
                 sa.select(tables.helpdesks).where(tables.helpdesks.c.id == helpdesk_id)
             ).first()
         if row is None:
-            raise ConfigError(f"help desk {helpdesk_id!r} is not configured: run `mailroom config apply FILE`")
+            raise ConfigError(
+                f"help desk {helpdesk_id!r} is not configured: run `mailroom config apply FILE`"
+            )
         data = dict(row.settings)
         if data.get("outgoing"):
             data["outgoing"] = self._open_dict(data["outgoing"])
@@ -127,14 +143,18 @@ class ConfigStore:
         self.mailbox(name)
         with self._store.transaction() as conn:
             conn.execute(
-                tables.mailboxes.update().where(tables.mailboxes.c.name == name).values(enabled=enabled)
+                tables.mailboxes.update()
+                .where(tables.mailboxes.c.name == name)
+                .values(enabled=enabled)
             )
 
     def record_poll(self, name: str, at: datetime, error: str | None) -> int:
         """Record a poll round; returns the consecutive failure count after it."""
         table = tables.mailboxes
         with self._store.transaction() as conn:
-            row = conn.execute(sa.select(table.c.consecutive_failures).where(table.c.name == name)).first()
+            row = conn.execute(
+                sa.select(table.c.consecutive_failures).where(table.c.name == name)
+            ).first()
             if row is None:
                 return 0
             failures = 0 if error is None else row.consecutive_failures + 1

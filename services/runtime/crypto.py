@@ -21,8 +21,8 @@ class SecretBox:
             self._fernet = Fernet(key)
         except (ValueError, TypeError) as exc:
             raise ConfigError(
-                "MAILROOM_SECRET_KEY is not a valid key: make one with "
-                "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
+                "MAILROOM_SECRET_KEY is not a valid key: make one with `python -c "
+                "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
             ) from exc
 
     @classmethod

@@ -102,7 +102,10 @@ class Dispatcher:
             error = state.outcome.exception() if state.outcome else None
             log.warning(
                 "stage=%s mail_id=%s attempt=%s failed: %s; retrying",
-                self.stage, message.mail_id, state.attempt_number, error,
+                self.stage,
+                message.mail_id,
+                state.attempt_number,
+                error,
             )
 
         return Retrying(
@@ -128,12 +131,20 @@ class Dispatcher:
             log.warning("stage=%s error log not written (%s); requeued", self.stage, store_down)
             return "requeue"
         dead = dead_letter_for(
-            self.stage, delivery, fields, exc, log_blob, error_class or type(exc).__name__,
+            self.stage,
+            delivery,
+            fields,
+            exc,
+            log_blob,
+            error_class or type(exc).__name__,
             attempts=max(delivery.attempt, attempts),
         )
         log.error(
             "stage=%s mail_id=%s attempt=%s dead-lettered: %s",
-            self.stage, dead.mail_id, dead.attempts, dead.error_class,
+            self.stage,
+            dead.mail_id,
+            dead.attempts,
+            dead.error_class,
         )
         try:
             self.publish(dead)

@@ -57,13 +57,17 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+                    )
                 cfg = Config()
                 cfg.set_main_option("script_location", str(MIGRATIONS))
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except SQLAlchemyError as exc:
-            raise InfraError(f"database {safe_url(self.url)} is not usable: {_reason(exc)}") from exc
+            raise InfraError(
+                f"database {safe_url(self.url)} is not usable: {_reason(exc)}"
+            ) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cryptography.fernet import Fernet
+from bench.room import Room, mailroom
 
-MAILROOM = [sys.executable, "-m", "services.cli"]
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "demo"
-STAGES = ("poller", "parser", "validator", "router", "notifier")
+MAILROOM = mailroom()
+DEMO = Path(__file__).resolve().parents[2] / "demo"
 
 
 def settings_yaml(maildir: Path, *, max_size_mb: float = 1, mailbox: str = "demo") -> str:
@@ -31,21 +27,8 @@ def settings_yaml(maildir: Path, *, max_size_mb: float = 1, mailbox: str = "demo
     return text.replace("name: demo", f"name: {mailbox}")
 
 
-class Mailroom:
-    """One deployment: a broker URL, a database URL, a work folder and its mailbox."""
-
-    def __init__(self, workdir: Path, broker_url: str, database_url: str) -> None:
-        self.workdir = workdir
-        self.maildir = workdir / "Maildir"
-        self.env = {
-            **os.environ,
-            "MAILROOM_BROKER_URL": broker_url,
-            "MAILROOM_DATABASE_URL": database_url,
-            "MAILROOM_VAR_DIR": str(workdir / "var"),
-            "MAILROOM_SECRET_KEY": Fernet.generate_key().decode(),
-            "PYTHONPATH": str(REPO),
-        }
-        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+class Mailroom(Room):
+    """One deployment (see ``bench.room.Room``) plus what tests read and check."""
 
     @property
     def embedded(self) -> bool:
@@ -59,13 +42,21 @@ class Mailroom:
         path.write_text(text or settings_yaml(self.maildir))
         self.cli("config", "apply", str(path))
 
-    def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [*MAILROOM, *args], env=self.env, cwd=self.workdir, capture_output=True, text=True,
+            [*MAILROOM, *args],
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
             timeout=timeout,
         )
         if check and done.returncode != 0:
-            raise AssertionError(f"mailroom {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+            raise AssertionError(
+                f"mailroom {' '.join(args)} failed ({done.returncode}):\n{done.stderr}"
+            )
         return done
 
     def json(self, *args: str) -> Any:
@@ -73,38 +64,16 @@ class Mailroom:
 
     # -- worker processes --------------------------------------------------------------------
 
-    def start_worker(self, stage: str) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / f"{stage}.log", "ab")  # noqa: SIM115 - kept open by the child
-        proc = subprocess.Popen(
-            [*MAILROOM, "worker", stage], env=self.env, cwd=self.workdir, stdout=log, stderr=log
-        )
-        self.workers[stage] = proc
-        return proc
-
-    def start_all_workers(self) -> None:
-        for stage in STAGES:
-            self.start_worker(stage)
-
     def kill_worker(self, stage: str) -> None:
         """``kill -9``: no cleanup, no acks, like a crashed host."""
         proc = self.workers.pop(stage)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
-    def stop_workers(self) -> None:
-        for proc in self.workers.values():
-            proc.terminate()
-        for proc in self.workers.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.workers.clear()
-
     def worker_logs(self) -> str:
         return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.workdir.glob("*.log")
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+            for p in self.workdir.glob("*.log")
         )
 
     # -- results -----------------------------------------------------------------------------
@@ -120,8 +89,9 @@ class Mailroom:
         while time.monotonic() < end:
             if done():
                 return
-            dead = [s for s, p in self.workers.items() if p.poll() is not None]
-            if dead:
-                raise AssertionError(f"worker(s) {dead} exited\n{self.worker_logs()}")
+            if self.exited_workers():
+                raise AssertionError(
+                    f"worker(s) {self.exited_workers()} exited\n{self.worker_logs()}"
+                )
             time.sleep(0.5)
         raise AssertionError(f"timed out waiting for {what}\n{self.worker_logs()}")

@@ -26,7 +26,9 @@ def test_a_settings_file_with_a_wrong_field_names_its_path_and_the_fix(room: Mai
 
     err = refused(room, "config", "apply", "bad.yaml")
 
-    assert "helpdesks[0].mailboxes[0].protocl: unknown field; remove it or check its spelling" in err
+    assert (
+        "helpdesks[0].mailboxes[0].protocl: unknown field; remove it or check its spelling" in err
+    )
     assert "helpdesks[0].mailboxes[0].protocol: required field is missing" in err
 
 
@@ -50,7 +52,9 @@ def test_a_missing_maildir_is_a_clear_error_and_the_run_reports_it(room: Mailroo
     err = refused(room, "mailbox", "test", "demo")
     summary = room.json("run", "--once")
 
-    assert f"Maildir folder {room.workdir / 'nowhere'} does not exist; create it or fix `path`" in err
+    assert (
+        f"Maildir folder {room.workdir / 'nowhere'} does not exist; create it or fix `path`" in err
+    )
     assert summary["fetched"] == 0
     assert "does not exist" in summary["mailbox_errors"][0]["error"]
     assert room.json("mailbox", "list")[0]["consecutive_failures"] == 1

@@ -41,8 +41,10 @@ def test_killed_workers_lose_and_double_nothing(scaled: Mailroom) -> None:
     dead = room.json("dlq", "list")
     assert len(dead) == sum(kind_of(i) == "broken" for i in range(MAILS))
     assert {d["stage"] for d in dead} == {"parser"}
-    room.wait_for(lambda: all(d["moved_to_error_folder_at"] for d in room.json("dlq", "list")),
-                  what="error-folder moves")
+    room.wait_for(
+        lambda: all(d["moved_to_error_folder_at"] for d in room.json("dlq", "list")),
+        what="error-folder moves",
+    )
     in_errors = {p.name.split(":2,")[0] for p in (room.maildir / ".Errors" / "cur").iterdir()}
     assert in_errors == {d["source"]["ref"] for d in dead}
     assert not any((room.maildir / "new").iterdir()), "every mail was marked handed off"
@@ -66,8 +68,13 @@ def test_a_killed_embedded_run_is_finished_by_the_next_run(tmp_path: Path) -> No
     room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
     keys = fill_maildir(room.maildir, MAILS)
     room.apply_settings(settings_yaml(room.maildir, mailbox="load"))
-    run = subprocess.Popen([*MAILROOM, "run", "--once"], env=room.env, cwd=room.workdir,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [*MAILROOM, "run", "--once"],
+        env=room.env,
+        cwd=room.workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_outcomes(tmp_path / "var" / "mailroom.db", 20)
     run.send_signal(signal.SIGKILL)
     run.wait()

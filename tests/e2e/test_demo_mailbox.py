@@ -76,8 +76,13 @@ def test_bad_attachments_are_stripped_with_reasons_and_people_told(mailroom: Mai
     kept = {a["filename"] for m in mails for a in m["attachments"]}
     assert kept.isdisjoint(stripped)
     notes = mailroom.json("notifications", "list")
-    to_senders = [n for n in notes if n["kind"] == "attachment_stripped" and n["channel"] == "email"
-                  and n["to"] != ["reps@demo.example"]]
+    to_senders = [
+        n
+        for n in notes
+        if n["kind"] == "attachment_stripped"
+        and n["channel"] == "email"
+        and n["to"] != ["reps@demo.example"]
+    ]
     assert sorted(n["to"][0] for n in to_senders) == [
         "aiko.tanaka@adatum.example",
         "lucas.martin@tailspin.example",
@@ -97,8 +102,12 @@ def test_broken_mail_is_dead_lettered_and_moved_to_the_error_folder(mailroom: Ma
     assert "StartBoundaryNotFoundDefect" in dead[0]["error"]
     error_folder = mailroom.maildir / ".Errors" / "cur"
     assert [p.name.split(":2,")[0] for p in error_folder.iterdir()] == ["demo-11-broken-mime"]
-    inbox = [p.name for sub in ("new", "cur") for p in (mailroom.maildir / sub).iterdir()
-             if not p.name.startswith(".")]
+    inbox = [
+        p.name
+        for sub in ("new", "cur")
+        for p in (mailroom.maildir / sub).iterdir()
+        if not p.name.startswith(".")
+    ]
     assert len(inbox) == 11 and all(name.endswith(":2,S") for name in inbox)
     notes = mailroom.json("notifications", "list")
     assert {n["channel"] for n in notes if n["kind"] == "mail_error"} == {"bell", "email"}
@@ -126,7 +135,9 @@ def _polled_after(room: Mailroom, earlier: str) -> bool:
     return box["last_polled_at"] > earlier and box["last_error"] is None
 
 
-def test_with_an_outgoing_server_notification_mails_are_sent(mailroom: Mailroom, smtp_server) -> None:  # type: ignore[no-untyped-def]
+def test_with_an_outgoing_server_notification_mails_are_sent(
+    mailroom: Mailroom, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     collector, port = smtp_server
     mailroom.use_demo_maildir()
     outgoing = f"    outgoing: {{host: 127.0.0.1, port: {port}, security: none}}\n    mailboxes:"

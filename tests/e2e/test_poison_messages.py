@@ -14,9 +14,14 @@ from services.runtime import topology
 def publish_raw(url: str, queue: str, body: bytes) -> None:
     with Connection(url) as conn:
         producer = conn.Producer(exchange=topology.exchange())
-        producer.publish(body, routing_key=queue, content_type="application/json",
-                         content_encoding="binary", delivery_mode=2,
-                         declare=[topology.queue(queue)])
+        producer.publish(
+            body,
+            routing_key=queue,
+            content_type="application/json",
+            content_encoding="binary",
+            delivery_mode=2,
+            declare=[topology.queue(queue)],
+        )
 
 
 def test_a_message_breaking_its_contract_becomes_one_dead_letter_and_no_request(
@@ -29,8 +34,14 @@ def test_a_message_breaking_its_contract_becomes_one_dead_letter_and_no_request(
     room.apply_settings()
     room.start_all_workers()
     url = room.env["MAILROOM_BROKER_URL"]
-    wrong_types = {"kind": "mail.validated", "mail_id": "m-1", "helpdesk": "default",
-                   "source": {"mailbox": "demo", "ref": "k-1"}, "raw_blob": 5, "mail": "nope"}
+    wrong_types = {
+        "kind": "mail.validated",
+        "mail_id": "m-1",
+        "helpdesk": "default",
+        "source": {"mailbox": "demo", "ref": "k-1"},
+        "raw_blob": 5,
+        "mail": "nope",
+    }
     publish_raw(url, queues.MAIL_VALIDATED, json.dumps(wrong_types).encode())
     publish_raw(url, queues.MAIL_FETCHED, b"\x00not json at all")
 

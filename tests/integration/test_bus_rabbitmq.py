@@ -27,16 +27,27 @@ def amqp_url(rabbitmq) -> str:  # type: ignore[no-untyped-def]
 
 def fetched(n: int = 1) -> MailFetched:
     return MailFetched(
-        mail_id=f"mail-{n}", helpdesk="default", source=SourceRef(mailbox="box", ref=f"k{n}"),
-        raw_blob="0" * 64, size=10,
+        mail_id=f"mail-{n}",
+        helpdesk="default",
+        source=SourceRef(mailbox="box", ref=f"k{n}"),
+        raw_blob="0" * 64,
+        size=10,
     )
 
 
 def queue_arguments(rabbitmq, vhost_url: str, name: str) -> dict:  # type: ignore[no-untyped-def]
     vhost = vhost_url.rsplit("/", 1)[1]
     out = rabbitmq.rabbitmqctl(
-        "list_queues", "-p", vhost, "-q", "--formatter", "json",
-        "name", "durable", "arguments", "type",
+        "list_queues",
+        "-p",
+        vhost,
+        "-q",
+        "--formatter",
+        "json",
+        "name",
+        "durable",
+        "arguments",
+        "type",
     )
     found = {q["name"]: q for q in json.loads(out)}[name]
     args = found["arguments"]  # a list of [key, value] pairs in some versions
@@ -89,8 +100,10 @@ def test_a_message_whose_worker_keeps_dying_is_dead_lettered_and_recorded(
         dead = topology.dead_queue().bind(plain.channel()).get(no_ack=False)
         assert dead is not None
         settings = Settings(
-            broker_url=amqp_url, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
-            secret_key=Fernet.generate_key().decode(), var_dir=tmp_path,
+            broker_url=amqp_url,
+            database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+            secret_key=Fernet.generate_key().decode(),
+            var_dir=tmp_path,
         )
         store = Store(settings.effective_database_url)
         store.migrate()

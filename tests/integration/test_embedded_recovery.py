@@ -22,8 +22,12 @@ from services.runtime.store import Store
 
 @pytest.fixture
 def poller(tmp_path: Path) -> tuple[Poller, Store, object]:
-    settings = Settings(broker_url="memory://", database_url=f"sqlite:///{tmp_path / 'db'}",
-                        secret_key=Fernet.generate_key().decode(), var_dir=tmp_path)
+    settings = Settings(
+        broker_url="memory://",
+        database_url=f"sqlite:///{tmp_path / 'db'}",
+        secret_key=Fernet.generate_key().decode(),
+        var_dir=tmp_path,
+    )
     store = Store(settings.effective_database_url)
     store.migrate()
     conn = connect("memory://")
@@ -34,8 +38,13 @@ def poller(tmp_path: Path) -> tuple[Poller, Store, object]:
 
 
 def remember(store: Store, ref: str, times: int) -> MailFetched:
-    msg = MailFetched(mail_id=mail_id("box", ref), helpdesk="default",
-                      source=SourceRef(mailbox="box", ref=ref), raw_blob="0" * 64, size=1)
+    msg = MailFetched(
+        mail_id=mail_id("box", ref),
+        helpdesk="default",
+        source=SourceRef(mailbox="box", ref=ref),
+        raw_blob="0" * 64,
+        size=1,
+    )
     log = SqlFetchedLog(store)
     for _ in range(times):
         log.record(msg, SystemClock().now())

@@ -19,23 +19,39 @@ def big_mail(attachment_mb: int) -> bytes:
     msg["Subject"] = "the logs you asked for"
     msg["Message-ID"] = "<big@example.com>"
     msg.set_content("Logs attached.\n" * 1000)
-    msg.add_attachment(b"\x89PNG" + bytes(attachment_mb * 1024 * 1024), maintype="application",
-                       subtype="octet-stream", filename="dump.bin")
+    msg.add_attachment(
+        b"\x89PNG" + bytes(attachment_mb * 1024 * 1024),
+        maintype="application",
+        subtype="octet-stream",
+        filename="dump.bin",
+    )
     return msg.as_bytes()
 
 
 def test_every_message_of_a_big_mail_is_a_few_kilobytes() -> None:
     blobs = InMemoryBlobStore()
     raw = big_mail(5)
-    fetched = MailFetched(mail_id=mail_id("box", "k1"), helpdesk="default",
-                          source=SourceRef(mailbox="box", ref="k1"), raw_blob=blobs.put(raw),
-                          size=len(raw))
+    fetched = MailFetched(
+        mail_id=mail_id("box", "k1"),
+        helpdesk="default",
+        source=SourceRef(mailbox="box", ref="k1"),
+        raw_blob=blobs.put(raw),
+        size=len(raw),
+    )
 
     [parsed] = parse(fetched, blobs=blobs)
-    policy = AttachmentPolicy(max_size_bytes=50 * 1024 * 1024, restricted_extensions=frozenset(),
-                              allowed_extensions=frozenset())
-    validated = validate(parsed, policy=policy, notices=StripNotices(False, ()), blobs=blobs,
-                         sniff=lambda data: "application/octet-stream")[0]
+    policy = AttachmentPolicy(
+        max_size_bytes=50 * 1024 * 1024,
+        restricted_extensions=frozenset(),
+        allowed_extensions=frozenset(),
+    )
+    validated = validate(
+        parsed,
+        policy=policy,
+        notices=StripNotices(False, ()),
+        blobs=blobs,
+        sniff=lambda data: "application/octet-stream",
+    )[0]
 
     assert len(raw) > 5 * 1024 * 1024
     for message in (fetched, parsed, validated):

@@ -39,7 +39,8 @@ class MaildirSource:
             )
         if missing:
             raise ConfigError(
-                f"mailbox {self.mailbox!r}: {self.path} is not a Maildir (no {', '.join(missing)}/); "
+                f"mailbox {self.mailbox!r}: {self.path} is not a Maildir "
+                f"(no {', '.join(missing)}/); "
                 "point `path` at the folder that holds cur/, new/ and tmp/"
             )
 

@@ -1,0 +1,54 @@
+"""``make bench``: Mailroom's speed and memory, each beside a baseline taken in the same run.
+
+Nothing is asserted: the figures are printed as tables and written to ``var/bench.json``.
+RabbitMQ and PostgreSQL are started on loopback for the scaled figures and stopped after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from bench import claim_check, embedded, scaled
+from bench.procs import REPO
+from bench.report import Results, machine, render, write_json
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    progress = Console(stderr=True)
+    results = Results(machine(args.mails))
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mailroom-bench-") as tmp:
+        progress.log(f"embedded pipeline, {args.mails} mails")
+        embedded.measure(Path(tmp) / "embedded", args.mails, results)
+        progress.log("scaled pipeline: starting RabbitMQ and PostgreSQL")
+        scaled.measure(Path(tmp) / "scaled", args.mails, results)
+    progress.log("claim check")
+    claim_check.measure(results)
+    results.details["bench_seconds"] = time.perf_counter() - start
+    render(results, _console())
+    write_json(results, args.out)
+    print(f"bench took {results.details['bench_seconds']:.0f} s; figures in {args.out}")
+    return 0
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--mails", type=int, default=1000, help="generated mails per pipeline")
+    parser.add_argument("--out", type=Path, default=REPO / "var" / "bench.json")
+    return parser.parse_args(argv)
+
+
+def _console() -> Console:
+    # Without a terminal rich would wrap at 80 columns; logs and CI have room for more.
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
