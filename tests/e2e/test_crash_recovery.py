@@ -21,7 +21,7 @@ def test_killed_workers_lose_and_double_nothing(scaled: Mailroom) -> None:
     room = scaled
     keys = fill_maildir(room.maildir, MAILS)
     room.apply_settings(settings_yaml(room.maildir, mailbox="load"))
-    room.start_all_workers()
+    room.start_workers()
 
     time.sleep(1.5)  # the poller is fetching and handing off by now
     room.kill_worker("poller")

@@ -23,7 +23,7 @@ def process_demo(room: Mailroom) -> dict[str, Any] | None:
     room.apply_settings()
     if room.embedded:
         return room.json("run", "--once")
-    room.start_all_workers()
+    room.start_workers()
     room.wait_for(lambda: len(room.accounted_mail_ids()) >= 12, what="12 demo mails")
     room.wait_for(lambda: _moved_to_error_folder(room), what="the error-folder move")
     return None
@@ -123,7 +123,7 @@ def test_a_second_run_creates_nothing_new(mailroom: Mailroom) -> None:
     else:
         first_poll = mailroom.json("mailbox", "list")[0]["last_polled_at"]
         mailroom.stop_workers()
-        mailroom.start_all_workers()
+        mailroom.start_workers()
         mailroom.wait_for(lambda: _polled_after(mailroom, first_poll), what="a second poll")
 
     assert mailroom.json("requests", "list") == before
@@ -145,7 +145,7 @@ def test_with_an_outgoing_server_notification_mails_are_sent(
     if mailroom.embedded:
         mailroom.cli("run", "--once")
     else:
-        mailroom.start_all_workers()
+        mailroom.start_workers()
         mailroom.wait_for(lambda: len(collector.envelopes) >= 9, what="9 notification mails")
 
     emails = [n for n in mailroom.json("notifications", "list") if n["channel"] == "email"]

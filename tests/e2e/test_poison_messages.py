@@ -32,7 +32,7 @@ def test_a_message_breaking_its_contract_becomes_one_dead_letter_and_no_request(
     for key in list((room.maildir / "new").iterdir()):
         key.unlink()  # an empty mailbox: only the poison messages travel
     room.apply_settings()
-    room.start_all_workers()
+    room.start_workers()
     url = room.env["MAILROOM_BROKER_URL"]
     wrong_types = {
         "kind": "mail.validated",
