@@ -71,20 +71,28 @@ def fetch_new(
     return out
 
 
+@dataclass(frozen=True)
+class DeadLetterKept:
+    """Whether the mail is an error (to be moved to the error folder), and whom to tell."""
+
+    kept: bool
+    notices: list[Notify]
+
+
 def record_dead_letter(
     msg: DeadLetter, *, dead: DeadLetterLog, notices: ErrorNotices, now: datetime
-) -> list[Notify]:
+) -> DeadLetterKept:
     """Keep the dead-letter entry of a failed mail and tell the support reps.
 
     A mail that already reached a final outcome (its worker died after committing, and the
-    broker gave up on the ack) is not an error: nothing is recorded.
+    broker gave up on the ack) is not an error: nothing is recorded and it stays where it is.
     """
     if dead.has_final_outcome(msg.mail_id):
-        return []
+        return DeadLetterKept(kept=False, notices=[])
     dead.record(msg, now)
     if not (notices.enabled and notices.support_reps and msg.helpdesk):
-        return []
-    return _error_notices(msg, msg.helpdesk, list(notices.support_reps))
+        return DeadLetterKept(kept=True, notices=[])
+    return DeadLetterKept(True, _error_notices(msg, msg.helpdesk, list(notices.support_reps)))
 
 
 def _error_notices(msg: DeadLetter, helpdesk: str, reps: list[str]) -> list[Notify]:

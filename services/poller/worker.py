@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from kombu import Connection
+from sqlalchemy import Row
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from contracts import queues
@@ -19,7 +21,7 @@ from contracts.mail import MailFetched, SourceRef
 from contracts.settings import Settings
 from services.poller.adapters import SqlDeadLetterLog, SqlFetchedLog
 from services.poller.dead import decode_dead
-from services.poller.handler import ErrorNotices, fetch_new, record_dead_letter
+from services.poller.handler import DeadLetterKept, ErrorNotices, fetch_new, record_dead_letter
 from services.poller.sources import open_source
 from services.poller.sources.base import MailSource
 from services.runtime.bus import Delivery, Publisher, is_embedded
@@ -83,6 +85,10 @@ class Poller:
             failures = self._config.record_poll(name, self._clock.now(), str(exc))
             log.warning("mailbox=%s poll failed (%s in a row): %s", name, failures, exc)
             return []
+        except Exception as exc:  # noqa: BLE001 - one broken mailbox must not stop the others
+            log.exception("mailbox=%s poll failed unexpectedly", name)
+            self._config.record_poll(name, self._clock.now(), f"unexpected error: {exc!r}")
+            return []
         self._config.record_poll(name, self._clock.now(), None)
         return fetched
 
@@ -125,7 +131,7 @@ class Poller:
             self._republish(row)
         return len(rows)
 
-    def _republish(self, row) -> None:  # type: ignore[no-untyped-def]
+    def _republish(self, row: Row[Any]) -> None:
         count = self._fetched.bump_publish_count(row.mail_id)
         source = SourceRef(mailbox=row.mailbox, ref=row.ref)
         fetched = MailFetched(
@@ -156,15 +162,16 @@ class Poller:
             dead = decode_dead(delivery, error_log)
             for attempt in _store_retries():
                 with attempt:
-                    notices = self._record(dead)
-            self._publisher.publish_all(notices)
+                    outcome = self._record(dead)
+            self._publisher.publish_all(outcome.notices)
         except InfraError as exc:
             log.error("dead letter not recorded, requeued: %s", exc)
             return "requeue"
-        self._move_to_error_folder(dead)
+        if outcome.kept:
+            self._move_to_error_folder(dead)
         return "ack"
 
-    def _record(self, dead: DeadLetter) -> list:  # type: ignore[type-arg]
+    def _record(self, dead: DeadLetter) -> DeadLetterKept:
         notices = ErrorNotices(enabled=False, support_reps=())
         if dead.helpdesk:
             notices = self._error_notices(dead)
@@ -226,7 +233,7 @@ def _store_retries() -> Retrying:
     )
 
 
-def _is_due(state: MailboxState, now) -> bool:  # type: ignore[no-untyped-def]
+def _is_due(state: MailboxState, now: datetime) -> bool:
     last = state.last_polled_at
     return last is None or now - last >= timedelta(minutes=state.settings.fetch_every_minutes)
 
@@ -235,8 +242,12 @@ def build(
     settings: Settings, *, connection: Connection, store: Store, clock: Clock | None = None
 ) -> Stage:
     poller = Poller(settings, connection=connection, store=store, clock=clock or SystemClock())
-    stage = Stage("poller", {queues.MAIL_DEAD: poller.handle_dead}, tick=poller.poll_due)
-    stage.poll_all = poller.poll_all
-    if is_embedded(settings.broker_url):
-        stage.on_start.append(poller.recover)
-    return stage
+    # The in-process broker forgets everything when the process stops; the store does not.
+    on_start = [poller.recover] if is_embedded(settings.broker_url) else []
+    return Stage(
+        "poller",
+        {queues.MAIL_DEAD: poller.handle_dead},
+        tick=poller.poll_due,
+        on_start=on_start,
+        poll_all=poller.poll_all,
+    )

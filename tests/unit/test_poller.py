@@ -179,7 +179,7 @@ def test_a_dead_letter_is_recorded_once_per_mail():
 def test_support_reps_get_a_bell_and_an_email_about_a_failed_mail():
     msg = dead_letter("mail-1")
 
-    notices = record_dead_letter(msg, dead=InMemoryDeadLetterLog(), notices=REPS, now=NOW)
+    notices = record_dead_letter(msg, dead=InMemoryDeadLetterLog(), notices=REPS, now=NOW).notices
 
     assert sorted(n.channel for n in notices) == ["bell", "email"]
     for notice in notices:
@@ -198,8 +198,8 @@ def test_a_redelivered_dead_letter_repeats_the_same_notices():
     dead = InMemoryDeadLetterLog()
     msg = dead_letter("mail-1")
 
-    first = record_dead_letter(msg, dead=dead, notices=REPS, now=NOW)
-    second = record_dead_letter(msg, dead=dead, notices=REPS, now=NOW)
+    first = record_dead_letter(msg, dead=dead, notices=REPS, now=NOW).notices
+    second = record_dead_letter(msg, dead=dead, notices=REPS, now=NOW).notices
 
     assert {n.key for n in first} == {n.key for n in second}
 
@@ -217,7 +217,7 @@ def test_no_notices_when_they_are_off_or_nobody_is_listed(notices):
 
     out = record_dead_letter(dead_letter("mail-1"), dead=dead, notices=notices, now=NOW)
 
-    assert out == []
+    assert out.kept and out.notices == []
     assert list(dead.entries) == ["mail-1"]
 
 
@@ -228,7 +228,7 @@ def test_a_dead_letter_without_a_help_desk_is_recorded_without_notices():
         dead_letter("unreadable-1", helpdesk=None, source=None), dead=dead, notices=REPS, now=NOW
     )
 
-    assert out == []
+    assert out.kept and out.notices == []
     assert list(dead.entries) == ["unreadable-1"]
 
 
@@ -239,8 +239,8 @@ def test_a_mail_that_already_has_a_final_outcome_is_not_an_error():
     # When the broker dead-letters it anyway
     out = record_dead_letter(dead_letter("mail-1"), dead=dead, notices=REPS, now=NOW)
 
-    # Then nothing is recorded and nobody is told
-    assert out == []
+    # Then nothing is recorded, nobody is told and the mail is not moved to the error folder
+    assert not out.kept and out.notices == []
     assert dead.entries == {}
 
 
