@@ -20,6 +20,11 @@ def _console() -> Console:
 
 def summary(s: RunSummary) -> None:
     console = _console()
+    t = s.totals
+    caption = (
+        f"the store now holds {t.get('requests', 0)} requests, {t.get('dead_letters', 0)} "
+        f"dead-letter entries and {t.get('outbox_unsent', 0)} unsent mails in the outbox"
+    )
     counts = Table(title="mailroom run --once", show_header=True)
     counts.add_column("what")
     counts.add_column("count", justify="right")
@@ -27,6 +32,7 @@ def summary(s: RunSummary) -> None:
         if key != "in_flight" or value:
             counts.add_row(key.replace("_", " "), str(value))
     console.print(counts)
+    console.print(caption)
     if s.stripped:
         table = Table(title="attachments stripped")
         for col in ("request", "file", "reason", "why"):

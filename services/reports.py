@@ -44,8 +44,9 @@ class RunSummary:
     stripped: list[dict[str, Any]] = field(default_factory=list)
     dead: list[dict[str, Any]] = field(default_factory=list)
     mailbox_errors: list[dict[str, Any]] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=dict)
 
-    DETAILS = ("mails", "stripped", "dead", "mailbox_errors")
+    DETAILS = ("mails", "stripped", "dead", "mailbox_errors", "totals")
 
     def counts(self) -> dict[str, int]:
         data = asdict(self)
@@ -68,7 +69,24 @@ def run_summary(conn: sa.Connection, mail_ids: list[str]) -> RunSummary:
     summary.notifications = conn.execute(
         sa.select(sa.func.count()).select_from(n).where(n.c.mail_id.in_(ids))
     ).scalar_one()
+    summary.totals = store_totals(conn)
     return summary
+
+
+def store_totals(conn: sa.Connection) -> dict[str, int]:
+    """What the store holds now, whatever run made it."""
+
+    def count(table: sa.Table, *where: Any) -> int:
+        return int(
+            conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
+        )
+
+    n = tables.notifications
+    return {
+        "requests": count(tables.requests),
+        "dead_letters": count(tables.dead_letters),
+        "outbox_unsent": count(n, n.c.channel == "email", n.c.sent_at.is_(None)),
+    }
 
 
 def _outcomes(conn: sa.Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
