@@ -88,21 +88,33 @@ def mailbox_detail(state: MailboxState, counts: Counter[str] | None) -> dict[str
     return data
 
 
-def mailboxes(rows: list[dict[str, Any]]) -> None:
-    table = Table(title="mailboxes")
-    for col in ("name", "helpdesk", "protocol", "enabled", "last polled", "failures", "last error"):
+def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    table = Table(title=title)
+    for col in columns:
         table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r["name"],
-            r["helpdesk"],
-            r["protocol"],
-            "yes" if r["enabled"] else "no",
-            r["last_polled_at"] or "never",
-            str(r["consecutive_failures"]),
-            r["last_error"] or "",
-        )
+    for row in rows:
+        table.add_row(*row)
     _console().print(table)
+
+
+def mailboxes(rows: list[dict[str, Any]]) -> None:
+    columns = ("name", "helpdesk", "protocol", "enabled", "last polled", "failures", "last error")
+    _print_table(
+        "mailboxes",
+        columns,
+        [
+            (
+                r["name"],
+                r["helpdesk"],
+                r["protocol"],
+                "yes" if r["enabled"] else "no",
+                r["last_polled_at"] or "never",
+                str(r["consecutive_failures"]),
+                r["last_error"] or "",
+            )
+            for r in rows
+        ],
+    )
 
 
 def detail(data: dict[str, Any]) -> None:
@@ -123,50 +135,59 @@ def _text(value: Any) -> str:
 
 
 def requests(rows: list[dict[str, Any]]) -> None:
-    table = Table(title="requests")
-    for col in ("#", "helpdesk", "subject", "requester", "mails", "attachments", "stripped"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["helpdesk"],
-            r["subject"],
-            r["requester"]["email"],
-            str(len(r["mails"])),
-            str(sum(len(m["attachments"]) for m in r["mails"])),
-            str(sum(len(m["stripped"]) for m in r["mails"])),
-        )
-    _console().print(table)
+    columns = ("#", "helpdesk", "subject", "requester", "mails", "attachments", "stripped")
+    _print_table(
+        "requests",
+        columns,
+        [
+            (
+                str(r["id"]),
+                r["helpdesk"],
+                r["subject"],
+                r["requester"]["email"],
+                str(len(r["mails"])),
+                str(sum(len(m["attachments"]) for m in r["mails"])),
+                str(sum(len(m["stripped"]) for m in r["mails"])),
+            )
+            for r in rows
+        ],
+    )
 
 
 def dead_letters(rows: list[dict[str, Any]]) -> None:
-    table = Table(title="dead-letter queue")
-    for col in ("id", "mailbox", "mail", "stage", "error", "attempts", "at"):
-        table.add_column(col)
-    for d in rows:
-        table.add_row(
-            str(d["id"]),
-            d["source"]["mailbox"] or "?",
-            d["source"]["ref"] or "?",
-            d["stage"],
-            d["error"],
-            str(d["attempts"]),
-            d["at"],
-        )
-    _console().print(table)
+    columns = ("id", "mailbox", "mail", "stage", "error", "attempts", "at")
+    _print_table(
+        "dead-letter queue",
+        columns,
+        [
+            (
+                str(d["id"]),
+                d["source"]["mailbox"] or "?",
+                d["source"]["ref"] or "?",
+                d["stage"],
+                d["error"],
+                str(d["attempts"]),
+                d["at"],
+            )
+            for d in rows
+        ],
+    )
 
 
 def notifications(rows: list[dict[str, Any]]) -> None:
-    table = Table(title="notifications")
-    for col in ("id", "kind", "channel", "to", "subject", "sent"):
-        table.add_column(col)
-    for n in rows:
-        table.add_row(
-            str(n["id"]),
-            n["kind"],
-            n["channel"],
-            ", ".join(n["to"]),
-            n["subject"],
-            n["sent_at"] or ("failed: " + n["error"] if n["error"] else "in outbox"),
-        )
-    _console().print(table)
+    columns = ("id", "kind", "channel", "to", "subject", "sent")
+    _print_table(
+        "notifications",
+        columns,
+        [
+            (
+                str(n["id"]),
+                n["kind"],
+                n["channel"],
+                ", ".join(n["to"]),
+                n["subject"],
+                n["sent_at"] or ("failed: " + n["error"] if n["error"] else "in outbox"),
+            )
+            for n in rows
+        ],
+    )

@@ -7,7 +7,7 @@ it to ``cur/`` with ``S`` added, as a mail client marks a mail read.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from services.runtime.errors import ConfigError, InfraError
@@ -83,28 +83,27 @@ class MaildirSource:
             raise InfraError(f"cannot read {found[1]}: {exc.strerror}") from exc
 
     def mark_handed_off(self, refs: Sequence[str]) -> None:
-        index = self._index(self.path)
-        for ref in refs:
-            found = index.get(ref)
-            if found is not None:
-                flags, path = found
-                _rename(path, self.path / "cur" / f"{ref}{INFO_SEP}{_with_flag(flags, 'S')}")
+        self._move(
+            refs, self.path, lambda ref, flags: f"cur/{ref}{INFO_SEP}{_with_flag(flags, 'S')}"
+        )
 
     def move_to_error_folder(self, refs: Sequence[str]) -> None:
         self._make_error_folder()
-        index = self._index(self.path)
-        for ref in refs:
-            found = index.get(ref)
-            if found is not None:
-                flags, path = found
-                _rename(path, self.error_path / "cur" / f"{ref}{INFO_SEP}{flags}")
+        self._move(
+            refs, self.path, lambda ref, flags: f"{self.error_path.name}/cur/{ref}{INFO_SEP}{flags}"
+        )
 
     def move_to_inbox(self, refs: Sequence[str]) -> None:
-        index = self._index(self.error_path)
+        # Back in new/ without flags: unread again, so it is fetched again.
+        self._move(refs, self.error_path, lambda ref, _flags: f"new/{ref}")
+
+    def _move(self, refs: Sequence[str], root: Path, target: Callable[[str, str], str]) -> None:
+        """Rename each mail found under ``root`` to ``target(ref, flags)``, relative to the inbox;
+        refs not found are skipped (already moved)."""
+        index = self._index(root)
         for ref in refs:
-            found = index.get(ref)
-            if found is not None:
-                _rename(found[1], self.path / "new" / ref)
+            if (found := index.get(ref)) is not None:
+                _rename(found[1], self.path / target(ref, found[0]))
 
     def error_folder_refs(self) -> list[str]:
         return sorted(key for key, _, _ in self._entries(self.error_path))
