@@ -100,6 +100,14 @@ class MailboxSettings(_Strict):
     password: str | None = None
     addresses: list[str] = []
     fetch_every_minutes: float = Field(default=1, gt=0)
+    #: On the first connection, which mail already in the mailbox becomes requests.
+    import_existing: Literal["all", "unread", "none"] = "unread"
+    folder: str = Field(default="INBOX", min_length=1)
+    #: Plain IMAP/POP only: upgrade the connection with STARTTLS/STLS before logging in.
+    starttls: bool = False
+    timeout_seconds: float = Field(default=30, gt=0, le=600)
+    #: A mail bigger than this is not downloaded: it is dead-lettered with the reason.
+    max_mail_mb: float = Field(default=50, gt=0)
     tls: TlsSettings = TlsSettings()
     proxy: str | None = Field(default=None, pattern=r"^(http|socks5)://[^/:]+:\d+/?$")
     debug: bool = False
@@ -141,8 +149,11 @@ def _protocol_problems(box: MailboxSettings) -> list[str]:
         problems.append("protocol graph takes only auth oauth: set `auth: oauth`")
     if box.auth == "oauth" and not (box.client_id and box.token_url):
         problems.append("auth oauth needs `client_id` and `token_url`")
-    if p == "pop" or p == "pops":
-        pass  # POP has no folders: error_folder is ignored (dead-letter entries only)
+    if box.starttls and p not in ("imap", "pop"):
+        problems.append(
+            f"`starttls` applies to plain imap and pop only; protocol {p} is already encrypted "
+            "or has no STARTTLS: remove it"
+        )
     return problems
 
 

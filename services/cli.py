@@ -15,6 +15,7 @@ import click
 from contracts.settings import Settings, SettingsError, load_settings_file
 from services import render, reports
 from services.pipeline import BUILDERS, Pipeline, run_worker
+from services.poller.adapters import SqlSourceState
 from services.poller.sample import describe_sample
 from services.poller.sources import open_source
 from services.runtime.bus import connect
@@ -193,8 +194,9 @@ def mailbox_show(name: str, as_json: bool) -> None:
 def mailbox_test(name: str, as_json: bool) -> None:
     """Fetch a sample mail: the oldest, without marking or moving it."""
     with explained():
-        _, _, cfg = _config_store()
-        source = open_source(cfg.mailbox(name).settings)
+        _, store, cfg = _config_store()
+        state = SqlSourceState(store, name, SystemClock())
+        source = open_source(cfg.mailbox(name).settings, state)
         try:
             raw = source.fetch_oldest_unmarked()
         finally:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from contracts.dead import DeadLetter
 from contracts.mail import MailFetched
+from services.poller.sources.base import Cursor
 from services.runtime import tables
-from services.runtime.store import Store, insert_ignoring_conflict
+from services.runtime.ports import Clock
+from services.runtime.store import Store, as_utc, insert_ignoring_conflict
 
 FINAL_OUTCOMES = ("request_created", "conversation_added", "duplicate", "rejected")
 
@@ -125,3 +128,88 @@ class SqlDeadLetterLog:
             .where(t.c.mail_id == mail_id)
             .values(moved_to_error_folder_at=at, move_error=error)
         )
+
+
+class SqlSourceState:
+    """``SourceState`` of one mailbox in the store; each call commits on its own."""
+
+    def __init__(self, store: Store, mailbox: str, clock: Clock) -> None:
+        self._store = store
+        self._mailbox = mailbox
+        self._clock = clock
+
+    def cursor(self) -> Cursor | None:
+        c = tables.source_cursors
+        with self._store.transaction() as conn:
+            row = conn.execute(sa.select(c).where(c.c.mailbox == self._mailbox)).first()
+        if row is None:
+            return None
+        return Cursor(validity=row.validity, first_connected_at=as_utc(row.first_connected_at))
+
+    def save_cursor(self, cursor: Cursor) -> None:
+        c = tables.source_cursors
+        with self._store.transaction() as conn:
+            conn.execute(c.delete().where(c.c.mailbox == self._mailbox))
+            conn.execute(
+                c.insert().values(
+                    mailbox=self._mailbox,
+                    validity=cursor.validity,
+                    first_connected_at=cursor.first_connected_at,
+                )
+            )
+
+    def taken_refs(self) -> set[str]:
+        t = tables.taken_refs
+        with self._store.transaction() as conn:
+            rows = conn.execute(sa.select(t.c.ref).where(t.c.mailbox == self._mailbox))
+            return set(rows.scalars())
+
+    def taken_message_ids(self) -> set[str]:
+        t = tables.taken_refs
+        query = sa.select(t.c.message_id).where(
+            t.c.mailbox == self._mailbox, t.c.message_id.is_not(None)
+        )
+        with self._store.transaction() as conn:
+            return set(conn.execute(query).scalars())
+
+    def mark_taken(self, items: Sequence[tuple[str, str | None]], reason: str) -> None:
+        now = self._clock.now()
+        with self._store.transaction() as conn:
+            for ref, message_id in items:
+                values = dict(
+                    mailbox=self._mailbox, ref=ref, message_id=message_id, reason=reason, at=now
+                )
+                insert_ignoring_conflict(conn, tables.taken_refs, values)
+
+    def forget(self, refs: Sequence[str]) -> None:
+        t = tables.taken_refs
+        with self._store.transaction() as conn:
+            conn.execute(t.delete().where(t.c.mailbox == self._mailbox, t.c.ref.in_(list(refs))))
+
+
+class SqlLeases:
+    """One poller at a time per mailbox: a lease row that expires if its holder dies."""
+
+    def __init__(self, store: Store, holder: str) -> None:
+        self._store = store
+        self.holder = holder
+
+    def acquire(self, mailbox: str, now: datetime, ttl: timedelta) -> bool:
+        """Take or renew the lease; False while another live holder has it."""
+        t = tables.mailbox_leases
+        values = dict(mailbox=mailbox, holder=self.holder, expires_at=now + ttl)
+        with self._store.transaction() as conn:
+            if insert_ignoring_conflict(conn, t, values):
+                return True
+            taken = conn.execute(
+                t.update()
+                .where(t.c.mailbox == mailbox)
+                .where(sa.or_(t.c.holder == self.holder, t.c.expires_at < now))
+                .values(holder=self.holder, expires_at=now + ttl)
+            )
+            return bool(taken.rowcount)
+
+    def release(self, mailbox: str) -> None:
+        t = tables.mailbox_leases
+        with self._store.transaction() as conn:
+            conn.execute(t.delete().where(t.c.mailbox == mailbox, t.c.holder == self.holder))

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from typing import Protocol
 
 from contracts.dead import DeadLetter
 from contracts.ids import mail_id
 from contracts.mail import MailFetched, SourceRef
 from contracts.notify import Notify
-from services.poller.sources.base import MailSource
+from services.poller.sources.base import Fetched, MailSource
 from services.runtime.ports import BlobStore
+
+_MSGID = re.compile(r"<[^<>\s]+>")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 class FetchedLog(Protocol):
@@ -32,6 +38,17 @@ class DeadLetterLog(Protocol):
         ...
 
 
+@dataclass
+class FetchRound:
+    """What one batch of fetching produced."""
+
+    fetched: list[MailFetched] = field(default_factory=list)
+    #: Mails not downloaded, as dead letters of the poller stage.
+    skipped: list[DeadLetter] = field(default_factory=list)
+    #: Message-ID of each fetched mail by ref (None when it has none).
+    message_ids: dict[str, str | None] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class ErrorNotices:
     """Whom to tell about a mail that went to the error folder."""
@@ -49,26 +66,52 @@ def fetch_new(
     fetched: FetchedLog,
     now: datetime,
     limit: int,
-) -> list[MailFetched]:
+) -> FetchRound:
     """Store up to ``limit`` new mails as blobs and remember them; nothing is marked yet.
 
-    The caller publishes the returned messages with confirms and only then marks the mails
-    handed off, so a crash in between leads to a re-fetch, never to a gap.
+    The caller publishes what this returns with confirms and only then marks the mails
+    handed off, so a crash in between leads to a re-fetch, never to a gap. A mail the source
+    would not download (over the size limit) becomes a DeadLetter of the poller stage.
     """
-    out = []
-    for ref in source.list_new(limit):
-        raw = source.fetch_raw(ref)
+    out = FetchRound()
+    for item in source.fetch_many(source.list_new(limit)):
+        source_ref = SourceRef(mailbox=mailbox, ref=item.ref)
+        if item.raw is None:
+            out.skipped.append(_not_downloaded(item, source_ref, helpdesk))
+            continue
         message = MailFetched(
-            mail_id=mail_id(mailbox, ref),
+            mail_id=mail_id(mailbox, item.ref),
             helpdesk=helpdesk,
-            source=SourceRef(mailbox=mailbox, ref=ref),
-            raw_blob=blobs.put(raw),
-            size=len(raw),
+            source=source_ref,
+            raw_blob=blobs.put(item.raw),
+            size=len(item.raw),
             occurred_at=now,
         )
         fetched.record(message, now)
-        out.append(message)
+        out.fetched.append(message)
+        out.message_ids[item.ref] = message_id_of(item.raw)
     return out
+
+
+def _not_downloaded(item: Fetched, source: SourceRef, helpdesk: str) -> DeadLetter:
+    return DeadLetter(
+        mail_id=mail_id(source.mailbox, item.ref),
+        helpdesk=helpdesk,
+        source=source,
+        stage="poller",
+        error_class="MailTooLarge",
+        error=item.skipped or "the mail was not downloaded",
+        attempts=1,
+    )
+
+
+def message_id_of(raw: bytes) -> str | None:
+    """The Message-ID of a raw mail, read from its header block only (cheap, never raises)."""
+    end = _HEADER_END.search(raw, 0, 1 << 20)
+    head = raw[: end.start() if end else 65536]
+    headers = BytesHeaderParser(policy=compat32).parsebytes(head)
+    found = _MSGID.search(str(headers.get("Message-ID", "")))
+    return found.group(0) if found else None
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,18 @@
-"""Wiring of the poller: the schedule, the hand-off, and what ``mail.dead`` brings back.
+"""Wiring of the poller: the schedule, leases, and what ``mail.dead`` brings back.
 
-Hand-off order (DESIGN guarantee 1): store blob and row -> commit -> publish with confirm ->
-only then mark the mail handed off on the mailbox.
+The hand-off of one round is in ``rounds.py``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 from kombu import Connection
 from sqlalchemy import Row
@@ -19,12 +22,13 @@ from contracts import queues
 from contracts.dead import DeadLetter
 from contracts.mail import MailFetched, SourceRef
 from contracts.settings import Settings
-from services.poller.adapters import SqlDeadLetterLog, SqlFetchedLog
+from services.poller.adapters import SqlDeadLetterLog, SqlFetchedLog, SqlLeases, SqlSourceState
 from services.poller.dead import decode_dead
-from services.poller.handler import DeadLetterKept, ErrorNotices, fetch_new, record_dead_letter
+from services.poller.handler import DeadLetterKept, ErrorNotices, record_dead_letter
+from services.poller.rounds import MailboxRound
 from services.poller.sources import open_source
-from services.poller.sources.base import MailSource
-from services.runtime.bus import Delivery, Publisher, is_embedded
+from services.poller.sources.base import MailSource, SourceState
+from services.runtime.bus import Delivery, Publisher, connect, is_embedded
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore, MailboxState
 from services.runtime.dispatch import ErrorLog, dead_letter_for
@@ -35,11 +39,14 @@ from services.runtime.store import SqlBlobStore, Store
 
 log = logging.getLogger(__name__)
 
-BATCH = 50
-
 
 class Poller:
-    """Polls mailboxes and handles dead letters; see the module docstring for the order."""
+    """Polls mailboxes (concurrently, one poller per mailbox at a time) and handles dead letters.
+
+    ``poll_due`` (the worker's tick) never waits for a round: each due mailbox runs on a
+    bounded thread pool with its own broker connection, so a slow mailbox delays nobody.
+    A lease in the store keeps other poller processes off a mailbox while a round runs.
+    """
 
     def __init__(
         self,
@@ -48,7 +55,8 @@ class Poller:
         connection: Connection,
         store: Store,
         clock: Clock,
-        open_mailbox: Callable[[MailboxState], MailSource] = lambda s: open_source(s.settings),
+        open_mailbox: Callable[[MailboxState, SourceState], MailSource] | None = None,
+        max_parallel: int = 4,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -58,29 +66,44 @@ class Poller:
         self._box = secret_box(settings)
         self._config = ConfigStore(store, self._box)
         self._publisher = Publisher(connection)
-        self._open = open_mailbox
+        self._open = open_mailbox or (lambda s, state: open_source(s.settings, state))
+        self._leases = SqlLeases(
+            store, holder=f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
+        )
+        self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="poll")
+        self._running: dict[str, Future[list[str]]] = {}
 
     # -- polling ---------------------------------------------------------------------------
 
-    def poll_due(self) -> list[str]:
-        """Poll every enabled mailbox whose interval has passed; returns fetched mail ids."""
+    def poll_due(self) -> None:
+        """Start a round on every enabled mailbox whose interval has passed and that is idle."""
+        self._running = {n: f for n, f in self._running.items() if not f.done()}
         now = self._clock.now()
-        due = [s for s in self._config.mailboxes() if s.enabled and _is_due(s, now)]
-        return [mid for s in due for mid in self.poll(s)]
+        for state in self._config.mailboxes():
+            name = state.settings.name
+            if state.enabled and name not in self._running and _is_due(state, now):
+                self._running[name] = self._pool.submit(self.poll, state)
 
     def poll_all(self) -> list[str]:
-        """Poll every enabled mailbox now (``run --once``)."""
-        return [mid for s in self._config.mailboxes() if s.enabled for mid in self.poll(s)]
+        """Poll every enabled mailbox now and wait (``run --once``); returns fetched mail ids."""
+        futures = [self._pool.submit(self.poll, s) for s in self._config.mailboxes() if s.enabled]
+        return [mid for f in futures for mid in f.result()]
 
     def poll(self, state: MailboxState) -> list[str]:
         """One round on one mailbox. A failure skips the round and is counted, never raised."""
         name = state.settings.name
+        if not self._leases.acquire(name, self._clock.now(), _lease_ttl(state)):
+            log.info("mailbox=%s is being polled by another poller; skipped", name)
+            return []
         try:
-            source = self._open(state)
-            try:
-                fetched = self._drain_mailbox(source, state)
-            finally:
-                source.close()
+            return self._round(state)
+        finally:
+            self._leases.release(name)
+
+    def _round(self, state: MailboxState) -> list[str]:
+        name = state.settings.name
+        try:
+            fetched = self._hand_off_new_mail(state)
         except (ConfigError, InfraError) as exc:
             failures = self._config.record_poll(name, self._clock.now(), str(exc))
             log.warning("mailbox=%s poll failed (%s in a row): %s", name, failures, exc)
@@ -92,31 +115,31 @@ class Poller:
         self._config.record_poll(name, self._clock.now(), None)
         return fetched
 
-    def _drain_mailbox(self, source: MailSource, state: MailboxState) -> list[str]:
-        done: list[str] = []
-        while True:
-            batch = self._fetch_batch(source, state)
-            self._publisher.publish_all(batch)
-            source.mark_handed_off([m.source.ref for m in batch])
-            self._mark_handed_off(batch)
-            done += [m.mail_id for m in batch]
-            if len(batch) < BATCH:
-                return done
+    def _hand_off_new_mail(self, state: MailboxState) -> list[str]:
+        name = state.settings.name
+        source_state = SqlSourceState(self._store, name, self._clock)
+        source = self._open(state, source_state)
+        # Each round publishes on a connection of its own: kombu connections are not shared
+        # between threads.
+        connection = connect(self._settings.broker_url)
+        try:
+            return MailboxRound(
+                mailbox=name,
+                helpdesk=state.helpdesk,
+                source=source,
+                state=source_state,
+                publisher=Publisher(connection),
+                blobs=self._blobs,
+                fetched=self._fetched,
+                clock=self._clock,
+                keep_alive=lambda: self._leases.acquire(name, self._clock.now(), _lease_ttl(state)),
+            ).run()
+        finally:
+            source.close()
+            connection.release()
 
-    def _fetch_batch(self, source: MailSource, state: MailboxState) -> list[MailFetched]:
-        return fetch_new(
-            source,
-            mailbox=state.settings.name,
-            helpdesk=state.helpdesk,
-            blobs=self._blobs,
-            fetched=self._fetched,
-            now=self._clock.now(),
-            limit=BATCH,
-        )
-
-    def _mark_handed_off(self, batch: list[MailFetched]) -> None:
-        if batch:
-            self._fetched.mark_handed_off([m.mail_id for m in batch], self._clock.now())
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
     # -- recovery on the in-process broker --------------------------------------------------
 
@@ -206,7 +229,7 @@ class Poller:
             state = self._config.mailbox(source.mailbox)
             if not state.settings.error_folder.enabled:
                 return "the mailbox's error folder is disabled"
-            box = self._open(state)
+            box = self._open(state, SqlSourceState(self._store, source.mailbox, self._clock))
             try:
                 if not box.supports_error_folder:
                     return f"protocol {state.settings.protocol} has no folders"
@@ -231,6 +254,11 @@ def _store_retries() -> Retrying:
         wait=wait_exponential_jitter(multiplier=0.5, max=5),
         reraise=True,
     )
+
+
+def _lease_ttl(state: MailboxState) -> timedelta:
+    """Long enough for a slow batch, short enough that a dead holder's mailbox is soon free."""
+    return timedelta(seconds=max(120.0, 10 * state.settings.timeout_seconds))
 
 
 def _is_due(state: MailboxState, now: datetime) -> bool:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -136,4 +137,31 @@ notifications = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True)),
     Column("error", Text),
+)
+
+source_cursors = Table(
+    "source_cursors",
+    metadata,
+    Column("mailbox", String(100), primary_key=True),
+    Column("validity", String(100), nullable=False),
+    Column("first_connected_at", DateTime(timezone=True), nullable=False),
+)
+
+taken_refs = Table(
+    "taken_refs",
+    metadata,
+    Column("mailbox", String(100), primary_key=True),
+    Column("ref", String(300), primary_key=True),
+    Column("message_id", Text),
+    Column("reason", String(30), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_taken_refs_message_id", "mailbox", "message_id"),
+)
+
+mailbox_leases = Table(
+    "mailbox_leases",
+    metadata,
+    Column("mailbox", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )

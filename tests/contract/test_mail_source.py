@@ -15,8 +15,8 @@ import pytest
 
 from services.poller.sources.base import MailSource
 from services.poller.sources.maildir import MaildirSource
+from services.poller.testing import FakeMailSource
 from services.runtime.errors import InfraError
-from services.runtime.testing import FakeMailSource
 
 SourceWith = Callable[[list[bytes]], tuple[MailSource, list[str]]]
 

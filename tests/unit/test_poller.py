@@ -14,11 +14,11 @@ from contracts.ids import content_hash, mail_id
 from contracts.mail import MailFetched, SourceRef
 from services.poller.dead import decode_dead
 from services.poller.handler import ErrorNotices, fetch_new, record_dead_letter
+from services.poller.testing import FakeMailSource
 from services.runtime.bus import Delivery
 from services.runtime.crypto import SecretBox
 from services.runtime.dispatch import ErrorLog
 from services.runtime.testing import (
-    FakeMailSource,
     InMemoryBlobStore,
     InMemoryDeadLetterLog,
     InMemoryFetchedLog,
@@ -56,7 +56,7 @@ def fetch(source, blobs, log, limit: int = 50) -> list[MailFetched]:
         fetched=log,
         now=NOW,
         limit=limit,
-    )
+    ).fetched
 
 
 # -- fetch_new ----------------------------------------------------------------------------

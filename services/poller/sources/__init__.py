@@ -1,23 +1,26 @@
-"""Mailbox protocols by ``protocol`` name; only ``poller.worker`` reads this table."""
+"""Mailbox protocols by ``protocol`` name; only the poller's wiring reads this table."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from contracts.settings import MailboxSettings
-from services.poller.sources.base import MailSource
+from services.poller.sources.base import MailSource, SourceState
 from services.poller.sources.maildir import MaildirSource
 from services.runtime.errors import ConfigError
 
+Factory = Callable[[MailboxSettings, SourceState], MailSource]
 
-def _maildir(box: MailboxSettings) -> MailSource:
+
+def _maildir(box: MailboxSettings, _state: SourceState) -> MailSource:
+    # A Maildir keeps its own state in file names (the S flag); nothing to remember.
     return MaildirSource(box.path or "", mailbox=box.name, error_folder=box.error_folder.name)
 
 
-SOURCES: dict[str, Callable[[MailboxSettings], MailSource]] = {"maildir": _maildir}
+SOURCES: dict[str, Factory] = {"maildir": _maildir}
 
 
-def open_source(box: MailboxSettings) -> MailSource:
+def open_source(box: MailboxSettings, state: SourceState) -> MailSource:
     """Connect to a mailbox. Raises ``ConfigError`` for a protocol not available yet."""
     factory = SOURCES.get(box.protocol)
     if factory is None:
@@ -26,4 +29,4 @@ def open_source(box: MailboxSettings) -> MailSource:
             f"mailbox {box.name!r}: protocol {box.protocol} is not supported yet "
             f"(available: {available})"
         )
-    return factory(box)
+    return factory(box, state)

@@ -1,9 +1,21 @@
-"""The mailbox interface every protocol implements (Maildir now; IMAP, POP, EWS, Graph later)."""
+"""The mailbox interface every protocol implements (Maildir, IMAP, POP; EWS and Graph later)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One mail taken from a source: its bytes, or why they were not downloaded."""
+
+    ref: str
+    raw: bytes | None
+    #: Set when the mail was not downloaded (over the size limit): a sentence for the DLQ.
+    skipped: str | None = None
 
 
 class MailSource(Protocol):
@@ -21,8 +33,8 @@ class MailSource(Protocol):
         """Refs of mails not yet handed off, oldest first, at most ``limit``."""
         ...
 
-    def fetch_raw(self, ref: str) -> bytes:
-        """The mail's raw RFC 5322 bytes, without marking it."""
+    def fetch_many(self, refs: Sequence[str]) -> Iterator[Fetched]:
+        """The mails' raw RFC 5322 bytes, without marking them (batched where possible)."""
         ...
 
     def mark_handed_off(self, refs: Sequence[str]) -> None:
@@ -46,3 +58,37 @@ class MailSource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a source stands: the folder's validity token and when Mailroom first connected."""
+
+    validity: str
+    first_connected_at: datetime
+
+
+class SourceState(Protocol):
+    """What the store remembers of one mailbox for protocols whose server does not (IMAP, POP).
+
+    "Taken" refs are the ones Mailroom must not fetch again: handed off, skipped on the
+    first connection by ``import_existing``, or dead-lettered without download.
+    """
+
+    def cursor(self) -> Cursor | None: ...
+
+    def save_cursor(self, cursor: Cursor) -> None: ...
+
+    def taken_refs(self) -> set[str]: ...
+
+    def taken_message_ids(self) -> set[str]:
+        """Message-IDs of mails handed off from this mailbox (for a UIDVALIDITY change)."""
+        ...
+
+    def mark_taken(self, items: Sequence[tuple[str, str | None]], reason: str) -> None:
+        """Remember ``(ref, message_id)`` pairs as taken; idempotent."""
+        ...
+
+    def forget(self, refs: Sequence[str]) -> None:
+        """Drop refs the server no longer has (POP mail deleted after hand-off)."""
+        ...

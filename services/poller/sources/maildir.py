@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from services.poller.sources.base import Fetched
 from services.runtime.errors import ConfigError, InfraError
 
 INFO_SEP = ":2,"
@@ -81,6 +82,10 @@ class MaildirSource:
             return found[1].read_bytes()
         except OSError as exc:
             raise InfraError(f"cannot read {found[1]}: {exc.strerror}") from exc
+
+    def fetch_many(self, refs: Sequence[str]) -> Iterator[Fetched]:
+        for ref in refs:
+            yield Fetched(ref, self.fetch_raw(ref))
 
     def mark_handed_off(self, refs: Sequence[str]) -> None:
         self._move(
