@@ -1,0 +1,151 @@
+"""Sockets for mail protocols: direct or through a proxy, TLS contexts, and errors explained.
+
+Every network failure leaves here as one sentence that says what to fix: ``ConfigError``
+when a setting is wrong (host, port, certificate, proxy), ``InfraError`` when it may pass
+(timeouts, a server that drops the connection).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from dataclasses import dataclass
+
+from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
+from python_socks.sync import Proxy
+
+from contracts.settings import TlsSettings
+from services.runtime.errors import ConfigError, InfraError, MailroomError
+
+log = logging.getLogger(__name__)
+
+# OpenSSL verify codes: the certificate's issuer is unknown or it signed itself.
+_UNTRUSTED = {18, 19, 20, 21}
+_HOSTNAME_MISMATCH = 62
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a mailbox's server is, and how to reach it."""
+
+    mailbox: str
+    host: str
+    port: int
+    timeout: float
+    proxy: str | None = None
+
+    @property
+    def where(self) -> str:
+        via = f" through proxy {self.proxy}" if self.proxy else ""
+        return f"{self.host}:{self.port}{via}"
+
+
+def tls_context(tls: TlsSettings, *, mailbox: str) -> ssl.SSLContext:
+    """Verify against the system store or ``ca_file``; ``verify: false`` is explicit and loud."""
+    if not tls.verify:
+        log.warning(
+            "mailbox=%s: TLS certificate verification is OFF (tls.verify: false); "
+            "the connection can be intercepted",
+            mailbox,
+        )
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    try:
+        return ssl.create_default_context(cafile=tls.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"mailbox {mailbox!r}: cannot read tls.ca_file {tls.ca_file}: {exc}; "
+            "point it at a PEM file of the CA that signed the server's certificate"
+        ) from exc
+
+
+def open_socket(endpoint: Endpoint) -> socket.socket:
+    """A connected TCP socket, through the proxy when one is set. Errors are explained."""
+    try:
+        if endpoint.proxy:
+            proxy = Proxy.from_url(endpoint.proxy)
+            return proxy.connect(endpoint.host, endpoint.port, timeout=endpoint.timeout)
+        return socket.create_connection((endpoint.host, endpoint.port), timeout=endpoint.timeout)
+    except Exception as exc:
+        raise explain(exc, endpoint, connecting=True) from exc
+
+
+def wrap_tls(sock: socket.socket, context: ssl.SSLContext, endpoint: Endpoint) -> ssl.SSLSocket:
+    try:
+        return context.wrap_socket(sock, server_hostname=endpoint.host)
+    except Exception as exc:
+        sock.close()
+        raise explain(exc, endpoint, connecting=True) from exc
+
+
+def explain(exc: BaseException, endpoint: Endpoint, *, connecting: bool = False) -> MailroomError:
+    """One sentence for a network failure: what happened and what to fix."""
+    if isinstance(exc, MailroomError):
+        return exc
+    box, where = endpoint.mailbox, endpoint.where
+    if isinstance(exc, ProxyTimeoutError | ProxyConnectionError | ProxyError):
+        return _proxy_error(exc, endpoint)
+    if isinstance(exc, socket.gaierror):
+        return ConfigError(f"mailbox {box!r}: unknown host {endpoint.host!r}: check `host`")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConfigError(
+            f"mailbox {box!r}: {where} refused the connection: check `port` "
+            "and that the mail server is running"
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return _certificate_error(exc, endpoint)
+    if isinstance(exc, ssl.SSLError):
+        return ConfigError(
+            f"mailbox {box!r}: TLS with {where} failed ({exc.reason or exc}): check that "
+            "`protocol` and `port` match (imaps/pops ports speak TLS at once, imap/pop do not)"
+        )
+    if isinstance(exc, TimeoutError | socket.timeout):
+        if connecting:
+            return InfraError(
+                f"mailbox {box!r}: no answer from {where} within {endpoint.timeout:g} s: the port "
+                "may be filtered by a firewall, or the server is down"
+            )
+        return InfraError(
+            f"mailbox {box!r}: {where} stopped answering for {endpoint.timeout:g} s; "
+            "will try again next round"
+        )
+    if isinstance(exc, OSError | EOFError):
+        return InfraError(
+            f"mailbox {box!r}: connection to {where} failed: {exc or type(exc).__name__}"
+        )
+    return InfraError(f"mailbox {box!r}: {where}: {type(exc).__name__}: {exc}")
+
+
+def _certificate_error(exc: ssl.SSLCertVerificationError, endpoint: Endpoint) -> ConfigError:
+    box, where = endpoint.mailbox, endpoint.where
+    if exc.verify_code == _HOSTNAME_MISMATCH:
+        return ConfigError(
+            f"mailbox {box!r}: the TLS certificate of {where} is not valid for the name "
+            f"{endpoint.host!r}: set `host` to the name on the certificate"
+        )
+    if exc.verify_code in _UNTRUSTED:
+        return ConfigError(
+            f"mailbox {box!r}: the TLS certificate of {where} is self-signed or from an "
+            "unknown authority: set tls.ca_file to the CA that signed it "
+            "(or, at your own risk, tls.verify: false)"
+        )
+    return ConfigError(
+        f"mailbox {box!r}: the TLS certificate of {where} was refused: {exc.verify_message}"
+    )
+
+
+def _proxy_error(exc: BaseException, endpoint: Endpoint) -> MailroomError:
+    box = endpoint.mailbox
+    if isinstance(exc, ProxyConnectionError):
+        return ConfigError(
+            f"mailbox {box!r}: cannot reach proxy {endpoint.proxy}: check `proxy` ({exc})"
+        )
+    if isinstance(exc, ProxyTimeoutError):
+        return InfraError(f"mailbox {box!r}: proxy {endpoint.proxy} did not answer in time")
+    return ConfigError(
+        f"mailbox {box!r}: proxy {endpoint.proxy} would not connect to "
+        f"{endpoint.host}:{endpoint.port}: {exc}; check `proxy` and that it allows this port"
+    )

@@ -1,0 +1,151 @@
+"""Poller scheduling: one slow mailbox delays nobody; one poller per mailbox at a time."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from contracts.settings import Settings, parse_settings
+from services.poller.adapters import SqlLeases
+from services.poller.testing import FakeMailSource
+from services.poller.worker import Poller
+from services.reports import run_summary
+from services.runtime.bus import connect
+from services.runtime.clock import SystemClock
+from services.runtime.config_store import ConfigStore
+from services.runtime.stage import secret_box
+from services.runtime.store import Store
+
+MAIL = b"From: a@example.com\r\nSubject: hi\r\nMessage-ID: <%d@example.com>\r\n\r\nbody\r\n"
+
+
+class SlowSource(FakeMailSource):
+    """A mailbox whose server hangs until released, like one that stopped answering."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.release = release
+
+    def list_new(self, limit: int) -> list[str]:
+        self.release.wait(timeout=30)
+        return super().list_new(limit)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        broker_url="memory://",
+        database_url=f"sqlite:///{tmp_path / 'db'}",
+        secret_key=Fernet.generate_key().decode(),
+        var_dir=tmp_path,
+    )
+
+
+@pytest.fixture
+def store(settings: Settings, tmp_path: Path) -> Store:
+    store = Store(settings.effective_database_url)
+    store.migrate()
+    boxes = "\n".join(
+        f"      - {{name: {n}, protocol: maildir, path: {tmp_path / n}, fetch_every_minutes: 1}}"
+        for n in ("hanging", "quick")
+    )
+    parsed = parse_settings(f"helpdesks:\n  - id: default\n    mailboxes:\n{boxes}\n")
+    ConfigStore(store, secret_box(settings)).apply(parsed)
+    return store
+
+
+def make_poller(settings: Settings, store: Store, sources: dict[str, FakeMailSource]) -> Poller:
+    return Poller(
+        settings,
+        connection=connect("memory://"),
+        store=store,
+        clock=SystemClock(),
+        open_mailbox=lambda state, _s: sources[state.settings.name],
+    )
+
+
+def test_a_hanging_mailbox_does_not_delay_the_others(settings: Settings, store: Store) -> None:
+    release = threading.Event()
+    slow, quick = SlowSource(release), FakeMailSource()
+    quick.deliver(MAIL % 1)
+    poller = make_poller(settings, store, {"hanging": slow, "quick": quick})
+
+    poller.poll_due()  # the worker's tick returns at once; rounds run on their own
+    done = threading.Event()
+    threading.Thread(target=lambda: (_wait_handed_off(quick), done.set()), daemon=True).start()
+
+    assert done.wait(timeout=20), "the quick mailbox waited for the slow one"
+    assert not release.is_set()
+    release.set()
+    poller.close()
+
+
+def _wait_handed_off(source: FakeMailSource) -> None:
+    while not source.handed_off:
+        threading.Event().wait(0.02)
+
+
+def test_a_mailbox_is_polled_by_one_poller_at_a_time(settings: Settings, store: Store) -> None:
+    quick = FakeMailSource()
+    quick.deliver(MAIL % 2)
+    other_process = SqlLeases(store, holder="other-host:1")
+    assert other_process.acquire("quick", SystemClock().now(), timedelta(minutes=5))
+    poller = make_poller(settings, store, {"quick": quick, "hanging": FakeMailSource()})
+
+    [state] = [
+        s
+        for s in ConfigStore(store, secret_box(settings)).mailboxes()
+        if s.settings.name == "quick"
+    ]
+    assert poller.poll(state) == []
+    assert quick.handed_off == set()
+
+    other_process.release("quick")
+    assert len(poller.poll(state)) == 1
+    assert quick.handed_off == {"fake-1"}
+
+
+def test_a_dead_pollers_lease_expires(settings: Settings, store: Store) -> None:
+    quick = FakeMailSource()
+    quick.deliver(MAIL % 3)
+    dead = SqlLeases(store, holder="crashed-host:9")
+    dead.acquire("quick", SystemClock().now() - timedelta(hours=1), timedelta(minutes=5))
+    poller = make_poller(settings, store, {"quick": quick, "hanging": FakeMailSource()})
+
+    [state] = [
+        s
+        for s in ConfigStore(store, secret_box(settings)).mailboxes()
+        if s.settings.name == "quick"
+    ]
+    fetched = poller.poll(state)
+
+    assert len(fetched) == 1
+    with store.transaction() as conn:
+        assert run_summary(conn, fetched).fetched == 1
+
+
+def test_a_failed_round_is_counted_and_the_next_good_one_resets_it(
+    settings: Settings, store: Store
+) -> None:
+    from services.runtime.errors import InfraError
+
+    broken = FakeMailSource()
+    broken.fail_with = InfraError("mailbox 'quick': no answer from mail.example.com:993")
+    poller = make_poller(settings, store, {"quick": broken, "hanging": FakeMailSource()})
+    config = ConfigStore(store, secret_box(settings))
+    state = next(s for s in config.mailboxes() if s.settings.name == "quick")
+
+    poller.poll(state)
+    poller.poll(state)
+    failing = next(s for s in config.mailboxes() if s.settings.name == "quick")
+    broken.fail_with = None
+    poller.poll(state)
+    healed = next(s for s in config.mailboxes() if s.settings.name == "quick")
+
+    assert failing.consecutive_failures == 2
+    assert "no answer from mail.example.com:993" in (failing.last_error or "")
+    assert healed.consecutive_failures == 0 and healed.last_error is None
