@@ -8,7 +8,7 @@ every later stage ignores by ``mail_id``; never to a gap.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.poller.adapters import SqlFetchedLog
 from services.poller.handler import FetchRound, fetch_new
@@ -31,17 +31,19 @@ class MailboxRound:
     clock: Clock
     #: Called after every batch: renews the mailbox's lease while a long round goes on.
     keep_alive: Callable[[], object] = lambda: None
+    #: Mail ids handed off so far; filled as the round goes, so a failure keeps the count.
+    handed_off: list[str] = field(default_factory=list)
 
     def run(self) -> list[str]:
         """Hand off every new mail, batch by batch; returns the mail ids handed off."""
-        done: list[str] = []
         while True:
             batch = self._fetch()
             self._hand_off(batch)
-            done += [m.mail_id for m in batch.fetched]
+            # A mail too big to download still counts: it ends as a dead-letter entry.
+            self.handed_off += [m.mail_id for m in [*batch.fetched, *batch.skipped]]
             self.keep_alive()
             if len(batch.fetched) + len(batch.skipped) < BATCH:
-                return done
+                return self.handed_off
 
     def _fetch(self) -> FetchRound:
         return fetch_new(

@@ -101,21 +101,23 @@ class Poller:
             self._leases.release(name)
 
     def _round(self, state: MailboxState) -> list[str]:
+        """Returns what was handed off, also when the round failed half-way (it stays so)."""
         name = state.settings.name
+        handed_off: list[str] = []
         try:
-            fetched = self._hand_off_new_mail(state)
+            self._hand_off_new_mail(state, handed_off)
         except (ConfigError, InfraError) as exc:
             failures = self._config.record_poll(name, self._clock.now(), str(exc))
             log.warning("mailbox=%s poll failed (%s in a row): %s", name, failures, exc)
-            return []
+            return handed_off
         except Exception as exc:  # noqa: BLE001 - one broken mailbox must not stop the others
             log.exception("mailbox=%s poll failed unexpectedly", name)
             self._config.record_poll(name, self._clock.now(), f"unexpected error: {exc!r}")
-            return []
+            return handed_off
         self._config.record_poll(name, self._clock.now(), None)
-        return fetched
+        return handed_off
 
-    def _hand_off_new_mail(self, state: MailboxState) -> list[str]:
+    def _hand_off_new_mail(self, state: MailboxState, handed_off: list[str]) -> None:
         name = state.settings.name
         source_state = SqlSourceState(self._store, name, self._clock)
         source = self._open(state, source_state)
@@ -123,7 +125,7 @@ class Poller:
         # between threads.
         connection = connect(self._settings.broker_url)
         try:
-            return MailboxRound(
+            MailboxRound(
                 mailbox=name,
                 helpdesk=state.helpdesk,
                 source=source,
@@ -133,6 +135,7 @@ class Poller:
                 fetched=self._fetched,
                 clock=self._clock,
                 keep_alive=lambda: self._leases.acquire(name, self._clock.now(), _lease_ttl(state)),
+                handed_off=handed_off,
             ).run()
         finally:
             source.close()

@@ -1,0 +1,82 @@
+"""A TCP relay in front of a real server that misbehaves on cue: drops or garbles a response.
+
+Used to show what a mailbox round does when its server fails in the middle of a command.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+
+from servers import free_port
+
+#: Gets the bytes the server sent so far on this connection and the new chunk; returns the
+#: chunk to pass on, or None to drop the connection there.
+Fault = Callable[[int, bytes], bytes | None]
+
+
+def passthrough(_sent: int, chunk: bytes) -> bytes | None:
+    return chunk
+
+
+class FaultyRelay:
+    """Listens on a free loopback port and relays to ``target_port``; ``fault`` may be swapped."""
+
+    def __init__(self, target_port: int, fault: Fault = passthrough) -> None:
+        self.target_port = target_port
+        self.fault = fault
+        self.port = free_port()
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_server: bool) -> None:
+        sent = 0
+        try:
+            while chunk := src.recv(65536):
+                out = self.fault(sent, chunk) if from_server else chunk
+                if out is None:
+                    break
+                dst.sendall(out)
+                sent += len(chunk)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.close()
+
+
+def drop_after(limit: int) -> Fault:
+    """Cut every connection once the server has sent ``limit`` bytes on it."""
+    return lambda sent, chunk: None if sent + len(chunk) > limit else chunk
+
+
+def garble_first(marker: bytes, replacement: bytes) -> Fault:
+    """Replace the first server response holding ``marker`` (once, across connections)."""
+    done = threading.Event()
+
+    def fault(_sent: int, chunk: bytes) -> bytes | None:
+        if not done.is_set() and marker in chunk:
+            done.set()
+            return chunk.replace(marker, replacement, 1)
+        return chunk
+
+    return fault
