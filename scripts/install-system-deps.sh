@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real: RabbitMQ and PostgreSQL servers
-# (started by tests/servers.py on their own ports) and libmagic for python-magic.
+# (started by tests/servers.py on their own ports), Dovecot, tinyproxy, dante and openssl
+# (started by tests/mailservers.py) and libmagic for python-magic.
 # Idempotent and silent when everything is present. Arguments name a subset to install
 # (`make run` needs only libmagic1).
 set -euo pipefail
@@ -8,7 +9,10 @@ set -euo pipefail
 if (($# > 0)); then
     packages=("$@")
 else
-    packages=(rabbitmq-server postgresql libmagic1)
+    packages=(
+        rabbitmq-server postgresql libmagic1
+        dovecot-imapd dovecot-pop3d tinyproxy dante-server openssl
+    )
 fi
 
 missing=()

@@ -7,6 +7,7 @@ from email.policy import default as default_policy
 
 import pytest
 from aiosmtpd.controller import Controller
+from mailservers import Dovecot, Socks5Proxy, Tinyproxy
 from servers import PostgreSQL, RabbitMQ, free_port
 
 
@@ -50,3 +51,38 @@ def smtp_server() -> Iterator[tuple[Collector, int]]:
         yield collector, port
     finally:
         controller.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+    """Dovecot with IMAP, IMAPS, POP3 and POP3S on free loopback ports.
+
+    Shared by the session: give each test users of its own (``dovecot.add_user``).
+    """
+    server = Dovecot.start(tmp_path_factory.mktemp("dovecot"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot_nomove(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+    """A second Dovecot whose IMAP does not announce MOVE."""
+    server = Dovecot.start(tmp_path_factory.mktemp("dovecot-nomove"), without_move=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def http_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tinyproxy]:
+    """A tinyproxy HTTP proxy allowing CONNECT to any port: use ``http_proxy.url``."""
+    proxy = Tinyproxy.start(tmp_path_factory.mktemp("tinyproxy"))
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def socks_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Socks5Proxy]:
+    """A dante SOCKS5 proxy without authentication: use ``socks_proxy.url``."""
+    proxy = Socks5Proxy.start(tmp_path_factory.mktemp("dante"))
+    yield proxy
+    proxy.stop()

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 # OpenSSL verify codes: the certificate's issuer is unknown or it signed itself.
 _UNTRUSTED = {18, 19, 20, 21}
-_HOSTNAME_MISMATCH = 62
+# ... or it names another host (62) or IP address (64).
+_NAME_MISMATCH = {62, 64}
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def explain(exc: BaseException, endpoint: Endpoint, *, connecting: bool = False)
 
 def _certificate_error(exc: ssl.SSLCertVerificationError, endpoint: Endpoint) -> ConfigError:
     box, where = endpoint.mailbox, endpoint.where
-    if exc.verify_code == _HOSTNAME_MISMATCH:
+    if exc.verify_code in _NAME_MISMATCH:
         return ConfigError(
             f"mailbox {box!r}: the TLS certificate of {where} is not valid for the name "
             f"{endpoint.host!r}: set `host` to the name on the certificate"
