@@ -28,7 +28,7 @@ from services.poller.handler import DeadLetterKept, ErrorNotices, record_dead_le
 from services.poller.rounds import MailboxRound
 from services.poller.sources import open_source
 from services.poller.sources.base import MailSource, SourceState
-from services.runtime.bus import Delivery, Publisher, connect, is_embedded
+from services.runtime.bus import Delivery, Publisher, is_embedded
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore, MailboxState
 from services.runtime.dispatch import ErrorLog, dead_letter_for
@@ -65,6 +65,7 @@ class Poller:
         self._fetched = SqlFetchedLog(store)
         self._box = secret_box(settings)
         self._config = ConfigStore(store, self._box)
+        self._connection = connection
         self._publisher = Publisher(connection)
         self._open = open_mailbox or (lambda s, state: open_source(s.settings, state))
         self._leases = SqlLeases(
@@ -123,14 +124,14 @@ class Poller:
         source = self._open(state, source_state)
         # Each round publishes on a connection of its own: kombu connections are not shared
         # between threads.
-        connection = connect(self._settings.broker_url)
+        publisher = Publisher(self._connection)
         try:
             MailboxRound(
                 mailbox=name,
                 helpdesk=state.helpdesk,
                 source=source,
                 state=source_state,
-                publisher=Publisher(connection),
+                publisher=publisher,
                 blobs=self._blobs,
                 fetched=self._fetched,
                 clock=self._clock,
@@ -139,7 +140,7 @@ class Poller:
             ).run()
         finally:
             source.close()
-            connection.release()
+            publisher.close()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

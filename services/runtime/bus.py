@@ -59,11 +59,13 @@ class Publisher:
     """
 
     def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+        # A connection of its own: waiting for a confirm reads the connection, and on one
+        # shared with consumers that would deliver messages in the middle of a publish.
+        self._conn = conn.clone()
         # Every queue, mail.dead included, must exist before the first message: RabbitMQ
         # drops what it cannot route, and a dead-lettered message with nowhere to go is lost.
-        declare_all(conn)
-        self._producer = Producer(conn.channel(), exchange=topology.exchange())
+        declare_all(self._conn)
+        self._producer = Producer(self._conn.channel(), exchange=topology.exchange())
 
     def publish(self, message: Envelope, *, headers: dict[str, Any] | None = None) -> None:
         name = queue_for(message)
@@ -85,6 +87,9 @@ class Publisher:
     def publish_all(self, messages: Iterable[Envelope]) -> None:
         for message in messages:
             self.publish(message)
+
+    def close(self) -> None:
+        self._conn.release()
 
 
 @dataclass(frozen=True)
