@@ -1,7 +1,8 @@
 """``make bench``: Mailroom's speed and memory, each beside a baseline taken in the same run.
 
 Nothing is asserted: the figures are printed as tables and written to ``var/bench.json``.
-RabbitMQ and PostgreSQL are started on loopback for the scaled figures and stopped after.
+RabbitMQ and PostgreSQL (and Dovecot, for the IMAPS figures) are started on loopback and
+stopped after.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import claim_check, embedded, scaled
+from bench import claim_check, embedded, imap, scaled
 from bench.procs import REPO
 from bench.report import Results, machine, render, write_json
 
@@ -23,12 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     progress = Console(stderr=True)
     results = Results(machine(args.mails))
+    results.machine["imap_mails"] = args.imap_mails
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mailroom-bench-") as tmp:
         progress.log(f"embedded pipeline, {args.mails} mails")
         embedded.measure(Path(tmp) / "embedded", args.mails, results)
         progress.log("scaled pipeline: starting RabbitMQ and PostgreSQL")
         scaled.measure(Path(tmp) / "scaled", args.mails, results)
+        if args.imap_mails:
+            progress.log(f"IMAPS: Dovecot, RabbitMQ and PostgreSQL, {args.imap_mails} mails")
+            imap.measure(Path(tmp) / "imap", args.imap_mails, results)
     progress.log("claim check")
     claim_check.measure(results)
     results.details["bench_seconds"] = time.perf_counter() - start
@@ -41,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--mails", type=int, default=1000, help="generated mails per pipeline")
+    parser.add_argument(
+        "--imap-mails", type=int, default=5000, help="mails in the IMAPS mailbox (0 skips it)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench.json")
     return parser.parse_args(argv)
 

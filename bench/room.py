@@ -33,9 +33,17 @@ def settings_for(maildir: Path) -> dict[str, Any]:
         # Every generated broken mail ends in the error folder: fetching must not stop.
         "error_folder": {"enabled": True, "name": "Errors", "stop_after": 100_000},
     }
+    return helpdesk_settings(mailbox, max_attachment_mb=1)
+
+
+def helpdesk_settings(mailbox: dict[str, Any], *, max_attachment_mb: float) -> dict[str, Any]:
+    """One help desk named ``bench`` with the demo's notifications and one ``mailbox``."""
     helpdesk = {
         "id": "bench",
-        "attachments": {"max_size_mb": 1, "restricted_extensions": ["exe", "bat", "js"]},
+        "attachments": {
+            "max_size_mb": max_attachment_mb,
+            "restricted_extensions": ["exe", "bat", "js"],
+        },
         "notifications": {"support_reps": ["reps@bench.example"], "admins": ["a@bench.example"]},
         "mailboxes": [mailbox],
     }
@@ -64,8 +72,12 @@ class Room:
     def prepare(self, count: int) -> None:
         """Write ``count`` generated mails into the Maildir and load settings that poll it."""
         fill_maildir(self.maildir, count)
+        self.apply(settings_for(self.maildir))
+
+    def apply(self, settings: dict[str, Any]) -> None:
+        """Load ``settings`` with ``mailroom config apply``, as an operator would."""
         path = self.workdir / "settings.yaml"
-        path.write_text(yaml.safe_dump(settings_for(self.maildir)))
+        path.write_text(yaml.safe_dump(settings))
         done = subprocess.run(
             mailroom("config", "apply", str(path)), env=self.env, capture_output=True, text=True
         )

@@ -25,10 +25,11 @@ class SqlFetchedLog:
 
     def record(self, fetched: MailFetched, at: datetime) -> None:
         with self._store.transaction() as conn:
-            self._record(conn, fetched, at)
+            self.record_in(conn, fetched, at)
 
     @staticmethod
-    def _record(conn: sa.Connection, fetched: MailFetched, at: datetime) -> None:
+    def record_in(conn: sa.Connection, fetched: MailFetched, at: datetime) -> None:
+        """``record`` within the caller's transaction."""
         t = tables.fetched_mails
         inserted = insert_ignoring_conflict(
             conn,
@@ -158,11 +159,13 @@ class SqlSourceState:
                 )
             )
 
-    def taken_refs(self) -> set[str]:
+    def taken_refs(self, reason: str | None = None) -> set[str]:
         t = tables.taken_refs
+        query = sa.select(t.c.ref).where(t.c.mailbox == self._mailbox)
+        if reason is not None:
+            query = query.where(t.c.reason == reason)
         with self._store.transaction() as conn:
-            rows = conn.execute(sa.select(t.c.ref).where(t.c.mailbox == self._mailbox))
-            return set(rows.scalars())
+            return set(conn.execute(query).scalars())
 
     def taken_message_ids(self) -> set[str]:
         t = tables.taken_refs

@@ -47,6 +47,8 @@ class FetchRound:
     skipped: list[DeadLetter] = field(default_factory=list)
     #: Message-ID of each fetched mail by ref (None when it has none).
     message_ids: dict[str, str | None] = field(default_factory=dict)
+    #: Bytes downloaded.
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ def fetch_new(
     fetched: FetchedLog,
     now: datetime,
     limit: int,
+    max_bytes: int = 64 * 1024 * 1024,
 ) -> FetchRound:
     """Store up to ``limit`` new mails as blobs and remember them; nothing is marked yet.
 
@@ -90,6 +93,9 @@ def fetch_new(
         fetched.record(message, now)
         out.fetched.append(message)
         out.message_ids[item.ref] = message_id_of(item.raw)
+        out.size += len(item.raw)
+        if out.size >= max_bytes:
+            break  # bounded memory: the rest of the refs come in the next batch
     return out
 
 

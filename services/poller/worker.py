@@ -132,7 +132,7 @@ class Poller:
                 source=source,
                 state=source_state,
                 publisher=publisher,
-                blobs=self._blobs,
+                store=self._store,
                 fetched=self._fetched,
                 clock=self._clock,
                 keep_alive=lambda: self._leases.acquire(name, self._clock.now(), _lease_ttl(state)),

@@ -141,12 +141,8 @@ class SqlBlobStore:
         self._store = store
 
     def put(self, data: bytes) -> str:
-        sha = content_hash(data)
         with self._store.transaction() as conn:
-            if not self._exists(conn, sha):
-                values = dict(sha256=sha, size=len(data), data=bytes(data), created_at=utcnow())
-                insert_ignoring_conflict(conn, tables.blobs, values)
-        return sha
+            return put_blob(conn, data)
 
     def get(self, sha256: str) -> bytes:
         with self._store.transaction() as conn:
@@ -157,7 +153,13 @@ class SqlBlobStore:
             raise KeyError(sha256)
         return bytes(row.data)
 
-    @staticmethod
-    def _exists(conn: Connection, sha: str) -> bool:
-        query = sa.select(tables.blobs.c.sha256).where(tables.blobs.c.sha256 == sha)
-        return conn.execute(query).first() is not None
+
+def put_blob(conn: Connection, data: bytes) -> str:
+    """Store ``data`` within the caller's transaction (idempotent); returns its hash."""
+    sha = content_hash(data)
+    # Look first: a repeated blob (a re-fetched mail) is not sent to the database again.
+    query = sa.select(tables.blobs.c.sha256).where(tables.blobs.c.sha256 == sha)
+    if conn.execute(query).first() is None:
+        values = dict(sha256=sha, size=len(data), data=bytes(data), created_at=utcnow())
+        insert_ignoring_conflict(conn, tables.blobs, values)
+    return sha

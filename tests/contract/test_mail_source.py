@@ -2,7 +2,8 @@
 
 A new adapter subclasses ``MailSourceContract`` and overrides the ``source_with`` fixture:
 given raw mails, it delivers them into a fresh mailbox, oldest first, and returns the source
-and the refs of those mails in the same order.
+and the refs of those mails in the same order. An adapter with an error folder
+(``supports_error_folder``) also inherits ``ErrorFolderContract``; POP has none.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ SourceWith = Callable[[list[bytes]], tuple[MailSource, list[str]]]
 
 
 def raw_mail(n: int) -> bytes:
-    """A small mail whose bytes are distinct per ``n`` and include CRLF and 8-bit bytes."""
+    """A small mail whose bytes are distinct per ``n`` and include CRLF and 8-bit bytes.
+
+    No NUL byte: IMAP literals cannot carry one (Dovecot would serve 0x80 instead).
+    """
     headers = (
         f"From: customer{n}@example.org\r\nTo: support@example.com\r\n"
         f"Subject: mail {n}\r\nMessage-ID: <{n}@example.org>\r\n\r\n"
     )
-    return headers.encode() + f"Body {n}: Grüße\r\n".encode("latin-1") + b"\x00\xff\r\n"
+    return headers.encode() + f"Body {n}: Grüße\r\n".encode("latin-1") + b"\xff\r\n"
 
 
 MAILS = [raw_mail(n) for n in range(3)]
@@ -112,6 +116,28 @@ class MailSourceContract:
         assert source.fetch_oldest_unmarked() is None
         assert source.error_folder_refs() == []
 
+    def test_closing_a_source_twice_is_harmless(self, source_with):
+        source, _ = source_with(MAILS)
+
+        source.close()
+        source.close()
+
+    def test_a_source_with_an_error_folder_runs_the_error_folder_contract(self, source_with):
+        source, _ = source_with([])
+
+        assert source.supports_error_folder == isinstance(self, ErrorFolderContract), (
+            "an adapter with an error folder must also inherit ErrorFolderContract"
+        )
+
+
+class ErrorFolderContract:
+    """Error-folder behaviour, for adapters whose mailbox has folders (not POP).
+
+    Mixed in next to ``MailSourceContract``, which provides the ``source_with`` fixture.
+    A ref names a mail in one folder: on IMAP a moved mail has a new ref (a new UID), on a
+    Maildir the same one, so these tests follow mails by their bytes.
+    """
+
     def test_a_mail_moved_to_the_error_folder_is_no_longer_new(self, source_with):
         # Given new mails
         source, refs = source_with(MAILS)
@@ -121,7 +147,7 @@ class MailSourceContract:
         source.move_to_error_folder([refs[1]])
 
         # Then the error folder holds it and the inbox no longer lists it
-        assert source.error_folder_refs() == [refs[1]]
+        assert len(source.error_folder_refs()) == 1
         assert source.list_new(10) == [refs[0], refs[2]]
 
     def test_a_handed_off_mail_can_be_moved_to_the_error_folder(self, source_with):
@@ -131,21 +157,22 @@ class MailSourceContract:
 
         source.move_to_error_folder([refs[0]])
 
-        assert source.error_folder_refs() == [refs[0]]
+        assert len(source.error_folder_refs()) == 1
 
-    def test_a_mail_moved_back_to_the_inbox_is_new_again_with_the_same_ref(self, source_with):
+    def test_a_mail_moved_back_to_the_inbox_is_new_again(self, source_with):
         # Given a handed-off mail that went to the error folder
         source, refs = source_with(MAILS)
         source.mark_handed_off([refs[0]])
         source.move_to_error_folder([refs[0]])
 
         # When an admin moves it back to the inbox
-        source.move_to_inbox([refs[0]])
+        source.move_to_inbox(source.error_folder_refs())
 
-        # Then it is new again, under the same ref and with the same bytes
+        # Then it is new again, with the same bytes
         assert source.error_folder_refs() == []
-        assert refs[0] in source.list_new(10)
-        assert source.fetch_raw(refs[0]) == MAILS[0]
+        listed = source.list_new(10)
+        assert len(listed) == 3
+        assert MAILS[0] in [source.fetch_raw(r) for r in listed]
 
     def test_moving_unknown_refs_does_nothing(self, source_with):
         source, refs = source_with(MAILS)
@@ -163,19 +190,13 @@ class MailSourceContract:
         with pytest.raises(InfraError):
             source.fetch_raw(refs[0])
 
-    def test_closing_a_source_twice_is_harmless(self, source_with):
-        source, _ = source_with(MAILS)
-
-        source.close()
-        source.close()
-
     def test_moving_to_the_error_folder_twice_is_harmless(self, source_with):
         source, refs = source_with(MAILS)
 
         source.move_to_error_folder([refs[0]])
         source.move_to_error_folder([refs[0]])
 
-        assert source.error_folder_refs() == [refs[0]]
+        assert len(source.error_folder_refs()) == 1
         assert source.list_new(10) == refs[1:]
 
 
@@ -198,7 +219,7 @@ def deliver_maildir(root: Path, mails: list[bytes]) -> list[str]:
     return refs
 
 
-class TestMaildirSource(MailSourceContract):
+class TestMaildirSource(MailSourceContract, ErrorFolderContract):
     @pytest.fixture
     def source_with(self, tmp_path: Path) -> Iterator[SourceWith]:
         def make(mails: list[bytes]) -> tuple[MailSource, list[str]]:
@@ -214,7 +235,7 @@ class TestMaildirSource(MailSourceContract):
 # -- the in-memory fake used by unit tests --------------------------------------------------
 
 
-class TestFakeMailSource(MailSourceContract):
+class TestFakeMailSource(MailSourceContract, ErrorFolderContract):
     @pytest.fixture
     def source_with(self) -> Iterator[SourceWith]:
         def make(mails: list[bytes]) -> tuple[MailSource, list[str]]:

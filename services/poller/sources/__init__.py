@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 from contracts.settings import MailboxSettings
 from services.poller.sources.base import MailSource, SourceState
+from services.poller.sources.imap import open_imap
 from services.poller.sources.maildir import MaildirSource
+from services.poller.sources.pop import open_pop
 from services.runtime.errors import ConfigError
 
 Factory = Callable[[MailboxSettings, SourceState], MailSource]
@@ -17,7 +19,13 @@ def _maildir(box: MailboxSettings, _state: SourceState) -> MailSource:
     return MaildirSource(box.path or "", mailbox=box.name, error_folder=box.error_folder.name)
 
 
-SOURCES: dict[str, Factory] = {"maildir": _maildir}
+SOURCES: dict[str, Factory] = {
+    "maildir": _maildir,
+    "pop": open_pop,
+    "pops": open_pop,
+    "imap": open_imap,
+    "imaps": open_imap,
+}
 
 
 def open_source(box: MailboxSettings, state: SourceState) -> MailSource:

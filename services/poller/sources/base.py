@@ -79,7 +79,9 @@ class SourceState(Protocol):
 
     def save_cursor(self, cursor: Cursor) -> None: ...
 
-    def taken_refs(self) -> set[str]: ...
+    def taken_refs(self, reason: str | None = None) -> set[str]:
+        """Refs taken (for ``reason`` only, when given: handed_off, baseline, skipped, ...)."""
+        ...
 
     def taken_message_ids(self) -> set[str]:
         """Message-IDs of mails handed off from this mailbox (for a UIDVALIDITY change)."""
