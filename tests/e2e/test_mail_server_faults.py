@@ -79,3 +79,28 @@ def test_a_malformed_fetch_response_ends_the_round_and_the_next_one_finishes(
     assert room.json("mailbox", "show", "box")["consecutive_failures"] == 0, "healed"
     assert first["fetched"] + second["fetched"] == MAILS
     assert len(room.json("requests", "list")) == MAILS
+
+
+def test_a_mail_over_the_size_limit_is_dead_lettered_without_download(
+    tmp_path: Path, dovecot  # type: ignore[no-untyped-def]
+) -> None:
+    user = f"big{uuid.uuid4().hex[:8]}@example.test"
+    dovecot.add_user(user, "secret")
+    huge = mail(1) + b"x" * 80 * 1024 + b"\r\n"
+    dovecot.deliver_many(user, [mail(0), huge, mail(2)])
+    room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    room.apply_settings(
+        "helpdesks:\n  - id: default\n    mailboxes:\n      - name: box\n"
+        f"        protocol: imaps\n        host: localhost\n        port: {dovecot.imaps_port}\n"
+        f"        username: {user}\n        password: secret\n        import_existing: all\n"
+        f"        max_mail_mb: 0.05\n        tls: {{ca_file: {dovecot.ca_file}}}\n"
+    )
+
+    summary = room.json("run", "--once")
+
+    assert (summary["fetched"], summary["requests_created"], summary["dead_lettered"]) == (3, 2, 1)
+    [dead] = room.json("dlq", "list")
+    assert (dead["stage"], dead["error_class"]) == ("poller", "MailTooLarge")
+    assert "over this mailbox's limit of 0.05 MB" in dead["error"]
+    assert dovecot.folder_count(user, "Errors") == 1
+    assert summary["mailbox_errors"] == []
