@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import claim_check, embedded, imap, scaled
+from bench import big_mail, claim_check, corpus_rate, embedded, imap, scaled
 from bench.procs import REPO
 from bench.report import Results, machine, render, write_json
 
@@ -34,8 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.imap_mails:
             progress.log(f"IMAPS: Dovecot, RabbitMQ and PostgreSQL, {args.imap_mails} mails")
             imap.measure(Path(tmp) / "imap", args.imap_mails, results)
-    progress.log("claim check")
+        progress.log("one 50 MB mail through the scaled pipeline")
+        big_mail.measure(Path(tmp) / "big", results)
+    progress.log("claim check; parse + validate over the corpus")
     claim_check.measure(results)
+    corpus_rate.measure(results)
     results.details["bench_seconds"] = time.perf_counter() - start
     render(results, _console())
     write_json(results, args.out)

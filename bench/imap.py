@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from bench.mailgen import MIXED_TO, make_mixed_mail
+from bench.outcomes import tally, wait_for_outcomes
 from bench.procs import REPO
 from bench.report import Figure, Results
 from bench.room import Room, helpdesk_settings
@@ -169,22 +170,12 @@ def _run(room: Room, conninfo: str, count: int) -> Run:
     start = time.perf_counter()
     room.start_workers()
     with psycopg.connect(conninfo, autocommit=True) as db:
-        done = _wait_for_outcomes(db, room, count)
+        done = wait_for_outcomes(db, room, count, deadline_s=DEADLINE_S)
         seconds = time.perf_counter() - start
         exited = room.exited_workers()
         logs = {stage: room.worker_log(stage) for stage in exited}
         room.stop_workers()
-        return Run(seconds, done, exited, logs, _tally(db), _poller(db))
-
-
-def _wait_for_outcomes(db: psycopg.Connection[Any], room: Room, count: int) -> int:
-    """Poll until ``count`` mails have an outcome, a worker exits, or the deadline passes."""
-    end = time.monotonic() + DEADLINE_S
-    while True:
-        done = _scalar(db, "SELECT count(*) FROM mail_outcomes")
-        if done >= count or room.exited_workers() or time.monotonic() > end:
-            return done
-        time.sleep(0.1)
+        return Run(seconds, done, exited, logs, tally(db), _poller(db))
 
 
 def _poller(db: psycopg.Connection[Any]) -> Transfer:
@@ -201,21 +192,6 @@ def _poller(db: psycopg.Connection[Any]) -> Transfer:
     ).fetchone()
     mails, size, seconds = row if row else (0, 0, 0)
     return Transfer(int(mails), int(size), float(seconds))
-
-
-def _tally(db: psycopg.Connection[Any]) -> dict[str, int]:
-    """Outcomes by kind, and what the user sees: request mails and dead-letter entries."""
-    rows = db.execute("SELECT outcome, count(*) FROM mail_outcomes GROUP BY outcome ORDER BY 1")
-    tally = {outcome: n for outcome, n in rows}
-    tally["request mails"] = _scalar(db, "SELECT count(*) FROM request_mails")
-    tally["dead letters"] = _scalar(db, "SELECT count(*) FROM dead_letters")
-    tally["fetched"] = _scalar(db, "SELECT count(*) FROM fetched_mails")
-    return tally
-
-
-def _scalar(db: psycopg.Connection[Any], query: str) -> int:
-    row = db.execute(query).fetchone()
-    return int(row[0]) if row else 0
 
 
 # -- report --------------------------------------------------------------------------------

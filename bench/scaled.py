@@ -10,11 +10,11 @@ import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
 from bench import broker
+from bench.outcomes import tally, wait_for_outcomes
 from bench.procs import REPO, run_measured
 from bench.report import Figure, Results
 from bench.room import STAGES, Room
@@ -71,37 +71,13 @@ def _run(room: Room, conninfo: str, count: int) -> Run:
     start = time.perf_counter()
     room.start_workers()
     with psycopg.connect(conninfo, autocommit=True) as db:
-        done = _wait_for_outcomes(db, room, count)
+        done = wait_for_outcomes(db, room, count, deadline_s=DEADLINE_S)
         seconds = time.perf_counter() - start
         memory = room.peak_memory()
         exited = room.exited_workers()
         logs = {stage: room.worker_log(stage) for stage in exited}
         room.stop_workers()
-        return Run(seconds, done, memory, exited, logs, _tally(db))
-
-
-def _wait_for_outcomes(db: psycopg.Connection[Any], room: Room, count: int) -> int:
-    """Poll until ``count`` mails have an outcome, a worker exits, or the deadline passes."""
-    end = time.monotonic() + DEADLINE_S
-    while True:
-        done = _scalar(db, "SELECT count(*) FROM mail_outcomes")
-        if done >= count or room.exited_workers() or time.monotonic() > end:
-            return done
-        time.sleep(0.05)
-
-
-def _tally(db: psycopg.Connection[Any]) -> dict[str, int]:
-    """Outcomes by kind, and what the user sees: request mails and dead-letter entries."""
-    rows = db.execute("SELECT outcome, count(*) FROM mail_outcomes GROUP BY outcome ORDER BY 1")
-    tally = {outcome: n for outcome, n in rows}
-    tally["request mails"] = _scalar(db, "SELECT count(*) FROM request_mails")
-    tally["dead letters"] = _scalar(db, "SELECT count(*) FROM dead_letters")
-    return tally
-
-
-def _scalar(db: psycopg.Connection[Any], query: str) -> int:
-    row = db.execute(query).fetchone()
-    return int(row[0]) if row else 0
+        return Run(seconds, done, memory, exited, logs, tally(db))
 
 
 def _memory(room: Room, run: Run) -> list[Figure]:
