@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from services.runtime.errors import ConfigError
 
@@ -14,11 +14,13 @@ ENCRYPTED_PREFIX = "enc:"
 
 
 class SecretBox:
-    """Encrypts and decrypts with one key."""
+    """Encrypts with the first key and decrypts with any of them, so keys can be rotated:
+    put the new key first, keep the old ones after it until nothing needs them."""
 
     def __init__(self, key: bytes) -> None:
+        keys = [k.strip() for k in key.replace(b"\n", b",").split(b",") if k.strip()]
         try:
-            self._fernet = Fernet(key)
+            self._fernet = MultiFernet([Fernet(k) for k in keys])
         except (ValueError, TypeError) as exc:
             raise ConfigError(
                 "MAILROOM_SECRET_KEY is not a valid key: make one with `python -c "
@@ -43,7 +45,8 @@ class SecretBox:
             return self._fernet.decrypt(token)
         except InvalidToken as exc:
             raise ConfigError(
-                "cannot decrypt: the data was encrypted with another MAILROOM_SECRET_KEY"
+                "cannot decrypt: the data was encrypted with a key that is not in "
+                "MAILROOM_SECRET_KEY (or the key file); add the old key after the new one"
             ) from exc
 
     def seal(self, text: str) -> str:

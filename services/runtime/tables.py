@@ -50,6 +50,12 @@ mailboxes = Table(
     Column("last_error", Text),
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    #: Mails now in the mailbox's error folder (or dead-lettered, for POP).
+    Column("error_count", Integer, nullable=False, server_default="0"),
+    #: Why fetching is paused (error folder full, settings edited); None when not paused.
+    Column("paused_reason", Text),
+    #: When admins were last alerted that the mailbox cannot be reached; None once recovered.
+    Column("alerted_at", DateTime(timezone=True)),
 )
 
 fetched_mails = Table(

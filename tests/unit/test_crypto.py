@@ -78,8 +78,19 @@ def test_data_encrypted_with_another_key_is_a_config_error():
     token = SecretBox(Fernet.generate_key()).encrypt(b"secret")
     other = SecretBox(Fernet.generate_key())
 
-    with pytest.raises(ConfigError, match="another MAILROOM_SECRET_KEY"):
+    with pytest.raises(ConfigError, match="a key that is not in MAILROOM_SECRET_KEY"):
         other.decrypt(token)
+
+
+def test_keys_rotate_new_first_old_still_decrypts():
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    token = SecretBox(old).encrypt(b"before the rotation")
+    rotated = SecretBox(new + b"," + old)
+
+    assert rotated.decrypt(token) == b"before the rotation"
+    assert SecretBox(new).decrypt(rotated.encrypt(b"after")) == b"after"
+    with pytest.raises(ConfigError):
+        SecretBox(new).decrypt(token)
 
 
 def test_a_corrupted_token_is_a_config_error():
