@@ -34,6 +34,7 @@ from contracts.registry import CONTRACT_OF_QUEUE
 from services.runtime.bus import Delivery
 from services.runtime.crypto import SecretBox
 from services.runtime.errors import InfraError
+from services.runtime.mail_text import header_block, mime_tree
 from services.runtime.ports import BlobStore
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,12 @@ class ErrorLog:
     box: SecretBox
 
     def write(self, stage: str, body: bytes, exc: BaseException) -> str:
+        """The log holds customer data (headers, addresses), so it is only stored encrypted."""
         text = "\n".join(
             [
                 f"stage: {stage}",
                 f"error: {type(exc).__name__}: {exc}",
+                *self._mail_details(_fields_of(body)),
                 "",
                 "".join(traceback.format_exception(exc)),
                 "message:",
@@ -60,6 +63,24 @@ class ErrorLog:
             ]
         )
         return self.blobs.put(self.box.encrypt(text.encode()))
+
+    def _mail_details(self, fields: dict[str, Any]) -> list[str]:
+        source = fields.get("source") if isinstance(fields.get("source"), dict) else {}
+        lines = [f"mailbox: {source.get('mailbox', '?')}", f"mail: {source.get('ref', '?')}"]
+        try:
+            raw = self.blobs.get(str(fields["raw_blob"]))
+        except (KeyError, InfraError):
+            return [*lines, "raw mail: not available"]
+        return [
+            *lines,
+            f"size: {len(raw)} bytes",
+            "",
+            "headers:",
+            header_block(raw),
+            "",
+            "MIME structure:",
+            mime_tree(raw),
+        ]
 
 
 @dataclass

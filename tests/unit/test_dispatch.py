@@ -315,3 +315,40 @@ def test_a_store_outage_while_writing_the_error_log_requeues_the_delivery(handle
     # When the message is delivered, Then it is requeued for later (not lost, no crash)
     assert h.deliver(body) == "requeue"
     assert h.published == []
+
+
+def test_the_error_log_describes_the_mail_and_is_unreadable_without_the_key():
+    blobs, box = InMemoryBlobStore(), SecretBox(Fernet.generate_key())
+    raw = (
+        b"From: Heather <heather@zylker.example>\r\nSubject: Printer jam\r\n"
+        b"Date: Mon, 02 Nov 2026 09:00:00 +0100\r\nContent-Type: multipart/mixed; boundary=b\r\n"
+        b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
+    )
+    fetched = MailFetched(
+        mail_id="m-1",
+        helpdesk="default",
+        source=SourceRef(mailbox="support", ref="k1"),
+        raw_blob=blobs.put(raw),
+        size=len(raw),
+    )
+
+    try:
+        raise MailError("no")
+    except MailError as exc:
+        ref = ErrorLog(blobs, box).write("parser", fetched.model_dump_json().encode(), exc)
+
+    sealed = blobs.get(ref)
+    assert b"heather" not in sealed
+    log = box.decrypt(sealed).decode()
+    for expected in (
+        "mailbox: support",
+        "mail: k1",
+        f"size: {len(raw)} bytes",
+        "Subject: Printer jam",
+        "From: Heather",
+        "multipart/mixed",
+        "text/plain",
+        "MailError: no",
+        "Traceback",
+    ):
+        assert expected in log

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import logging
 import re
-from email import message_from_bytes
-from email.message import Message
-from email.policy import compat32
+
+from services.runtime.mail_text import describe_mail, header_block, mime_tree
+
+__all__ = ["REDACTED", "ProtocolTrace", "describe_mail", "header_block", "mime_tree", "redact_line"]
 
 log = logging.getLogger("mailroom.maildebug")
 
 REDACTED = "***"
-_MAX_HEADER_CHARS = 64 * 1024
 
 # Group "keep" is what stays readable; whatever follows it on the line is a secret.
 _SECRET_ARGUMENTS = [
@@ -41,7 +41,6 @@ _SECRET_ARGUMENTS = [
 # After these the client answers server challenges with bare SASL responses until the server
 # sends something other than a continuation ("+ ...").
 _SASL_START = re.compile(rb"^(?:\S+ AUTHENTICATE|AUTH) \S+", re.I)
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 def redact_line(line: bytes) -> str:
@@ -111,57 +110,6 @@ class ProtocolTrace:
 
     def _log(self, direction: str, text: str) -> None:
         log.info("mailbox=%s %s %s", self.mailbox, direction, text)
-
-
-def describe_mail(raw: bytes) -> str:
-    """The header block of a raw mail and its MIME tree, for the debug log; never a body.
-
-    Each part of the tree shows its content type, disposition, file name, transfer encoding
-    and decoded size. Never raises: an unreadable structure is described as such.
-    """
-    return f"{header_block(raw)}\n{mime_tree(raw)}"
-
-
-def header_block(raw: bytes) -> str:
-    """The mail's header lines as text, up to the blank line that ends them."""
-    end = _HEADER_END.search(raw)
-    head = _text(raw[: end.start() if end else len(raw)]).replace("\r\n", "\n")
-    if len(head) > _MAX_HEADER_CHARS:
-        return head[:_MAX_HEADER_CHARS] + f"\n(header block cut at {_MAX_HEADER_CHARS} chars)"
-    return head
-
-
-def mime_tree(raw: bytes) -> str:
-    """One indented line per MIME part: ``text/plain inline charset=utf-8 quoted-printable 12
-    bytes``."""
-    try:
-        lines: list[str] = []
-        _walk(message_from_bytes(raw, policy=compat32), 0, lines)
-        return "\n".join(lines)
-    except Exception as exc:  # a debug aid must never break fetching
-        return f"(MIME structure unreadable: {type(exc).__name__})"
-
-
-def _walk(part: Message, depth: int, lines: list[str]) -> None:
-    lines.append("  " * depth + _describe_part(part))
-    if part.is_multipart():
-        for child in part.get_payload():
-            if isinstance(child, Message):
-                _walk(child, depth + 1, lines)
-
-
-def _describe_part(part: Message) -> str:
-    bits = [part.get_content_type(), part.get_content_disposition() or ""]
-    if name := part.get_filename():
-        bits.append(repr(name))
-    if charset := part.get_param("charset"):
-        bits.append(f"charset={charset}")
-    if not part.is_multipart():
-        bits.append(str(part.get("Content-Transfer-Encoding", "7bit")).strip().lower())
-        bits.append(f"{len(part.get_payload(decode=True) or b'')} bytes")
-    if part.defects:
-        bits.append("defects: " + ", ".join(type(d).__name__ for d in part.defects))
-    return " ".join(b for b in bits if b)
 
 
 def _text(data: bytes) -> str:
