@@ -22,6 +22,7 @@ from services.runtime.bus import connect
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ApplyResult, ConfigStore
 from services.runtime.errors import ConfigError, InfraError
+from services.runtime.mailbox_health import MailboxHealth
 from services.runtime.stage import secret_box
 from services.runtime.store import SqlBlobStore, Store
 
@@ -149,6 +150,11 @@ def config_apply(file: Path) -> None:
     click.echo(f"applied {file}: help desks {', '.join(result.helpdesks)}; mailboxes {boxes}")
     if result.removed_mailboxes:
         click.echo(f"no longer polled: {', '.join(result.removed_mailboxes)}")
+    for name in result.paused:
+        click.echo(
+            f"mailbox {name}: settings changed, fetching paused; "
+            f"`mailroom mailbox enable {name}` resumes it"
+        )
 
 
 @main.group()
@@ -210,9 +216,14 @@ def mailbox_test(name: str, as_json: bool) -> None:
 
 def _toggle(name: str, enabled: bool) -> None:
     with explained():
-        _, _, cfg = _config_store()
-        cfg.set_enabled(name, enabled)
-    click.echo(f"mailbox {name} {'enabled' if enabled else 'disabled'}")
+        _, store, cfg = _config_store()
+        cfg.mailbox(name)
+        health = MailboxHealth(store)
+        if enabled:
+            health.resume(name)
+        else:
+            health.pause(name, f"disabled by hand; `mailroom mailbox enable {name}` resumes it")
+    click.echo(f"mailbox {name}: fetching {'resumed' if enabled else 'paused'}")
 
 
 @mailbox.command("enable")

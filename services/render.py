@@ -69,6 +69,9 @@ def mailbox_row(state: MailboxState, counts: Counter[str] | None) -> dict[str, A
         "last_polled_at": state.last_polled_at.isoformat() if state.last_polled_at else None,
         "last_error": state.last_error,
         "consecutive_failures": state.consecutive_failures,
+        "error_count": state.error_count,
+        "paused_reason": state.paused_reason,
+        "alerted_at": state.alerted_at.isoformat() if state.alerted_at else None,
         "outcomes": dict(counts),
     }
 

@@ -27,6 +27,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -301,9 +302,20 @@ class Dovecot:
             raise RuntimeError(f"no MESSAGES in {data!r}")
         return int(match.group(1))
 
+    def halt(self) -> None:
+        """``kill -STOP`` every Dovecot process: the server stops answering, as a hung host."""
+        if self._proc is not None:
+            os.killpg(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """``kill -CONT``: the halted server answers again."""
+        if self._proc is not None:
+            os.killpg(self._proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop Dovecot and its processes, then the introspection server. Safe to call twice."""
         if self._proc is not None:
+            self.resume()  # a halted server could not act on SIGTERM
             # The master stops its children on SIGTERM; whatever is left of its process
             # group is killed, so no login or imap process outlives it.
             _stop(self._proc)

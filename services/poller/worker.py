@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,26 +15,26 @@ from uuid import uuid4
 
 from kombu import Connection
 from sqlalchemy import Row
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from contracts import queues
-from contracts.dead import DeadLetter
 from contracts.mail import MailFetched, SourceRef
 from contracts.settings import Settings
-from services.poller.adapters import SqlDeadLetterLog, SqlFetchedLog, SqlLeases, SqlSourceState
-from services.poller.dead import decode_dead
-from services.poller.handler import DeadLetterKept, ErrorNotices, record_dead_letter
+from services.poller.adapters import SqlFetchedLog, SqlLeases, SqlSourceState
+from services.poller.context import OpenMailbox, PollerContext
+from services.poller.dead_letters import DeadLetterHandler
+from services.poller.notices import (
+    connectivity_alert,
+    connectivity_recovered,
+)
 from services.poller.rounds import MailboxRound
-from services.poller.sources import open_source
-from services.poller.sources.base import MailSource, SourceState
 from services.runtime.bus import Delivery, Publisher, is_embedded
 from services.runtime.clock import SystemClock
-from services.runtime.config_store import ConfigStore, MailboxState
-from services.runtime.dispatch import ErrorLog, dead_letter_for
+from services.runtime.config_store import MailboxState
+from services.runtime.dispatch import dead_letter_for
 from services.runtime.errors import ConfigError, InfraError
 from services.runtime.ports import Clock
-from services.runtime.stage import Stage, secret_box
-from services.runtime.store import SqlBlobStore, Store
+from services.runtime.stage import Stage
+from services.runtime.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +54,17 @@ class Poller:
         connection: Connection,
         store: Store,
         clock: Clock,
-        open_mailbox: Callable[[MailboxState, SourceState], MailSource] | None = None,
+        open_mailbox: OpenMailbox | None = None,
         max_parallel: int = 4,
     ) -> None:
-        self._settings = settings
-        self._store = store
-        self._clock = clock
-        self._blobs = SqlBlobStore(store)
+        self._ctx = PollerContext(settings, store, clock, connection)
+        if open_mailbox is not None:
+            self._ctx.open = open_mailbox
         self._fetched = SqlFetchedLog(store)
-        self._box = secret_box(settings)
-        self._config = ConfigStore(store, self._box)
-        self._connection = connection
         self._publisher = Publisher(connection)
-        self._open = open_mailbox or (lambda s, state: open_source(s.settings, state))
-        self._leases = SqlLeases(
-            store, holder=f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
-        )
+        self.handle_dead = DeadLetterHandler(self._ctx, self._publisher)
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
+        self._leases = SqlLeases(store, holder=holder)
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="poll")
         self._running: dict[str, Future[list[str]]] = {}
 
@@ -79,21 +73,23 @@ class Poller:
     def poll_due(self) -> None:
         """Start a round on every enabled mailbox whose interval has passed and that is idle."""
         self._running = {n: f for n, f in self._running.items() if not f.done()}
-        now = self._clock.now()
-        for state in self._config.mailboxes():
+        now = self._ctx.clock.now()
+        for state in self._ctx.config.mailboxes():
             name = state.settings.name
             if state.enabled and name not in self._running and _is_due(state, now):
                 self._running[name] = self._pool.submit(self.poll, state)
 
     def poll_all(self) -> list[str]:
         """Poll every enabled mailbox now and wait (``run --once``); returns fetched mail ids."""
-        futures = [self._pool.submit(self.poll, s) for s in self._config.mailboxes() if s.enabled]
+        futures = [
+            self._pool.submit(self.poll, s) for s in self._ctx.config.mailboxes() if s.enabled
+        ]
         return [mid for f in futures for mid in f.result()]
 
     def poll(self, state: MailboxState) -> list[str]:
         """One round on one mailbox. A failure skips the round and is counted, never raised."""
         name = state.settings.name
-        if not self._leases.acquire(name, self._clock.now(), _lease_ttl(state)):
+        if not self._leases.acquire(name, self._ctx.clock.now(), _lease_ttl(state)):
             log.info("mailbox=%s is being polled by another poller; skipped", name)
             return []
         try:
@@ -108,23 +104,44 @@ class Poller:
         try:
             self._hand_off_new_mail(state, handed_off)
         except (ConfigError, InfraError) as exc:
-            failures = self._config.record_poll(name, self._clock.now(), str(exc))
-            log.warning("mailbox=%s poll failed (%s in a row): %s", name, failures, exc)
+            self._failed(state, str(exc))
             return handed_off
         except Exception as exc:  # noqa: BLE001 - one broken mailbox must not stop the others
             log.exception("mailbox=%s poll failed unexpectedly", name)
-            self._config.record_poll(name, self._clock.now(), f"unexpected error: {exc!r}")
+            self._failed(state, f"unexpected error: {exc!r}")
             return handed_off
-        self._config.record_poll(name, self._clock.now(), None)
+        self._ctx.health.record_poll(name, self._ctx.clock.now(), None)
+        if state.alerted_at is not None:
+            self._ctx.tell(
+                state, lambda people, at: connectivity_recovered(name, state.helpdesk, people, at)
+            )
+            self._ctx.health.set_alerted(name, None)
         return handed_off
+
+    def _failed(self, state: MailboxState, error: str) -> None:
+        """Count the failure; at the help desk's threshold alert admins and reps, and reset."""
+        name = state.settings.name
+        failures = self._ctx.health.record_poll(name, self._ctx.clock.now(), error)
+        log.warning("mailbox=%s poll failed (%s in a row): %s", name, failures, error)
+        rule = self._ctx.helpdesk(state).notifications.connectivity
+        if rule.enabled and failures >= rule.consecutive_retry_threshold:
+            self._ctx.tell(
+                state,
+                lambda people, at: connectivity_alert(
+                    name, state.helpdesk, error, failures, people, at
+                ),
+            )
+            self._ctx.health.reset_failures(name)
+            self._ctx.health.set_alerted(name, self._ctx.clock.now())
 
     def _hand_off_new_mail(self, state: MailboxState, handed_off: list[str]) -> None:
         name = state.settings.name
-        source_state = SqlSourceState(self._store, name, self._clock)
-        source = self._open(state, source_state)
+        clock = self._ctx.clock
+        source_state = SqlSourceState(self._ctx.store, name, clock)
+        source = self._ctx.open(state, source_state)
         # Each round publishes on a connection of its own: kombu connections are not shared
         # between threads.
-        publisher = Publisher(self._connection)
+        publisher = Publisher(self._ctx.connection)
         try:
             MailboxRound(
                 mailbox=name,
@@ -132,10 +149,12 @@ class Poller:
                 source=source,
                 state=source_state,
                 publisher=publisher,
-                store=self._store,
+                store=self._ctx.store,
                 fetched=self._fetched,
-                clock=self._clock,
-                keep_alive=lambda: self._leases.acquire(name, self._clock.now(), _lease_ttl(state)),
+                clock=self._ctx.clock,
+                keep_alive=lambda: self._leases.acquire(
+                    name, self._ctx.clock.now(), _lease_ttl(state)
+                ),
                 handed_off=handed_off,
             ).run()
         finally:
@@ -179,85 +198,6 @@ class Poller:
                 "pipeline", delivery, fetched.model_dump(), error, None, "DeliveryLimitExceeded"
             )
         )
-
-    # -- dead letters -----------------------------------------------------------------------
-
-    def handle_dead(self, delivery: Delivery) -> str:
-        """Record the entry, tell the reps, move the original to the error folder; then ack."""
-        error_log = ErrorLog(self._blobs, self._box)
-        try:
-            dead = decode_dead(delivery, error_log)
-            for attempt in _store_retries():
-                with attempt:
-                    outcome = self._record(dead)
-            self._publisher.publish_all(outcome.notices)
-        except InfraError as exc:
-            log.error("dead letter not recorded, requeued: %s", exc)
-            return "requeue"
-        if outcome.kept:
-            self._move_to_error_folder(dead)
-        return "ack"
-
-    def _record(self, dead: DeadLetter) -> DeadLetterKept:
-        notices = ErrorNotices(enabled=False, support_reps=())
-        if dead.helpdesk:
-            notices = self._error_notices(dead)
-        with self._store.transaction() as conn:
-            return record_dead_letter(
-                dead, dead=SqlDeadLetterLog(conn), notices=notices, now=self._clock.now()
-            )
-
-    def _error_notices(self, dead: DeadLetter) -> ErrorNotices:
-        try:
-            desk = self._config.helpdesk(dead.helpdesk or "")
-            notify = (
-                self._config.mailbox(dead.source.mailbox).settings.error_folder.notify
-                if dead.source
-                else False
-            )
-        except ConfigError:
-            return ErrorNotices(enabled=False, support_reps=())
-        return ErrorNotices(enabled=notify, support_reps=tuple(desk.notifications.support_reps))
-
-    def _move_to_error_folder(self, dead: DeadLetter) -> None:
-        if dead.source is None:
-            return
-        error = self._try_move(dead.source)
-        with self._store.transaction() as conn:
-            moved_at = None if error else self._clock.now()
-            SqlDeadLetterLog(conn).mark_moved(dead.mail_id, moved_at, error)
-
-    def _try_move(self, source: SourceRef) -> str | None:
-        """Move one mail; returns why it was not moved, or None when it was."""
-        try:
-            state = self._config.mailbox(source.mailbox)
-            if not state.settings.error_folder.enabled:
-                return "the mailbox's error folder is disabled"
-            box = self._open(state, SqlSourceState(self._store, source.mailbox, self._clock))
-            try:
-                if not box.supports_error_folder:
-                    return f"protocol {state.settings.protocol} has no folders"
-                box.move_to_error_folder([source.ref])
-            finally:
-                box.close()
-        except (ConfigError, InfraError) as exc:
-            log.warning(
-                "mailbox=%s could not move %s to the error folder: %s",
-                source.mailbox,
-                source.ref,
-                exc,
-            )
-            return str(exc)
-        return None
-
-
-def _store_retries() -> Retrying:
-    return Retrying(
-        retry=retry_if_exception_type(InfraError),
-        stop=stop_after_attempt(3),
-        wait=wait_exponential_jitter(multiplier=0.5, max=5),
-        reraise=True,
-    )
 
 
 def _lease_ttl(state: MailboxState) -> timedelta:

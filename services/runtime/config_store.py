@@ -16,9 +16,13 @@ from contracts.settings import HelpdeskSettings, MailboxSettings, SettingsFile
 from services.runtime import tables
 from services.runtime.crypto import SecretBox
 from services.runtime.errors import ConfigError
+from services.runtime.mailbox_health import MailboxHealth
 from services.runtime.store import Store, as_utc, utcnow
 
 SECRET_FIELDS = ("password", "client_secret")
+PAUSED_BY_EDIT = (
+    "settings changed; check them, then `mailroom mailbox enable {name}` resumes fetching"
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,9 @@ class MailboxState:
     last_polled_at: datetime | None
     last_error: str | None
     consecutive_failures: int
+    error_count: int = 0
+    paused_reason: str | None = None
+    alerted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,8 @@ class ApplyResult:
     helpdesks: list[str]
     mailboxes: list[str]
     removed_mailboxes: list[str]
+    #: Mailboxes whose settings changed: their fetching is paused until enabled by hand.
+    paused: list[str]
 
 
 class ConfigStore:
@@ -48,10 +57,12 @@ class ConfigStore:
     def apply(self, settings: SettingsFile) -> ApplyResult:
         """Replace the stored settings with ``settings`` (mail data is never touched).
 
-        A mailbox that keeps its name keeps its poll state; one that is gone from the file
-        stops being polled.
+        A mailbox that keeps its name keeps its poll state; one whose settings changed is
+        paused (the reference product's rule: an edited mailbox is re-enabled by hand); one
+        that is gone from the file stops being polled.
         """
         now = utcnow()
+        before = {s.settings.name: s.settings for s in self.mailboxes()}
         with self._store.transaction() as conn:
             conn.execute(tables.helpdesks.delete())
             for desk in settings.helpdesks:
@@ -73,7 +84,15 @@ class ConfigStore:
                 .all()
             )
             conn.execute(tables.mailboxes.delete().where(tables.mailboxes.c.name.not_in(names)))
-        return ApplyResult([d.id for d in settings.helpdesks], names, list(gone))
+        changed = [
+            m.name
+            for d in settings.helpdesks
+            for m in d.mailboxes
+            if m.name in before and before[m.name] != m
+        ]
+        for name in changed:
+            MailboxHealth(self._store).pause(name, PAUSED_BY_EDIT.format(name=name))
+        return ApplyResult([d.id for d in settings.helpdesks], names, list(gone), changed)
 
     def _upsert_mailbox(
         self, conn: sa.Connection, desk: str, box: MailboxSettings, now: datetime
@@ -137,30 +156,7 @@ class ConfigStore:
             last_polled_at=as_utc(row.last_polled_at),
             last_error=row.last_error,
             consecutive_failures=row.consecutive_failures,
+            error_count=row.error_count,
+            paused_reason=row.paused_reason,
+            alerted_at=as_utc(row.alerted_at),
         )
-
-    def set_enabled(self, name: str, enabled: bool) -> None:
-        self.mailbox(name)
-        with self._store.transaction() as conn:
-            conn.execute(
-                tables.mailboxes.update()
-                .where(tables.mailboxes.c.name == name)
-                .values(enabled=enabled)
-            )
-
-    def record_poll(self, name: str, at: datetime, error: str | None) -> int:
-        """Record a poll round; returns the consecutive failure count after it."""
-        table = tables.mailboxes
-        with self._store.transaction() as conn:
-            row = conn.execute(
-                sa.select(table.c.consecutive_failures).where(table.c.name == name)
-            ).first()
-            if row is None:
-                return 0
-            failures = 0 if error is None else row.consecutive_failures + 1
-            conn.execute(
-                table.update()
-                .where(table.c.name == name)
-                .values(last_polled_at=at, last_error=error, consecutive_failures=failures)
-            )
-        return failures

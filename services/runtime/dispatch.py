@@ -65,7 +65,8 @@ class ErrorLog:
         return self.blobs.put(self.box.encrypt(text.encode()))
 
     def _mail_details(self, fields: dict[str, Any]) -> list[str]:
-        source = fields.get("source") if isinstance(fields.get("source"), dict) else {}
+        found = fields.get("source")
+        source = found if isinstance(found, dict) else {}
         lines = [f"mailbox: {source.get('mailbox', '?')}", f"mail: {source.get('ref', '?')}"]
         try:
             raw = self.blobs.get(str(fields["raw_blob"]))

@@ -1,10 +1,13 @@
-"""Concrete ports of the validator: the libmagic content sniffer."""
+"""Concrete ports of the validator: the libmagic content sniffer and the blob-head reader."""
 
 from __future__ import annotations
 
 import magic
+import sqlalchemy as sa
 
+from services.runtime import tables
 from services.runtime.errors import InfraError
+from services.runtime.store import Store
 
 GENERIC_TYPE = "application/octet-stream"
 
@@ -34,3 +37,29 @@ class LibmagicSniffer:
         except magic.MagicException as exc:
             raise InfraError(f"libmagic failed to identify content: {exc.message!r}") from exc
         return found or GENERIC_TYPE
+
+
+class SqlBlobHeads:
+    """Reads the first bytes of a blob in the store, without loading the rest into Python.
+
+    ``heads(sha256, n)`` runs ``substr(data, 1, n)`` in the database (the same SQL on SQLite
+    and PostgreSQL), so only ``n`` bytes come back however large the attachment; this is the
+    validator's ``read_head`` port.
+
+    Raises:
+        KeyError: no blob has that hash.
+        InfraError: the database fails (from ``Store.transaction``).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __call__(self, sha256: str, n: int) -> bytes:
+        """Return at most the first ``n`` bytes of the blob ``sha256``."""
+        head = sa.func.substr(tables.blobs.c.data, 1, n, type_=sa.LargeBinary)
+        query = sa.select(head).where(tables.blobs.c.sha256 == sha256)
+        with self._store.transaction() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise KeyError(sha256)
+        return bytes(row[0])

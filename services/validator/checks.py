@@ -1,19 +1,32 @@
 """The attachment checks: file name, extension, empty file, size, and type against content.
 
-Each ``check_*`` is a pure function that returns ``None`` when the attachment is fine, or
-the ``StrippedAttachment`` that says why it is dropped. ``first_failure`` runs them in the
-reference product's order and stops at the first failure. Only the content check needs the
-bytes, and it runs last, so an empty or oversized file is never read.
+Each check is a pure function that returns ``None`` when the attachment is fine, or the
+``StrippedAttachment`` that says why it is dropped, with a reason code and a sentence a
+help-desk user understands. ``first_failure`` runs them in order and stops at the first
+failure. The checks that need the bytes run last, so an empty or oversized file is never read.
+
+Inline parts (pictures shown in the HTML body through ``cid:``) take the same checks as any
+other attachment: a picture that is fine stays, an inline "image" that is really a program
+is dropped like any other file.
 """
 
 from __future__ import annotations
 
 import math
-import mimetypes
 from collections.abc import Callable
 
 from contracts.mail import Attachment, StrippedAttachment
-from services.validator.policy import AttachmentPolicy, normalise_extension
+from services.validator.content_types import (
+    UNTELLING_SNIFFED,
+    VAGUE_TYPES,
+    compatible,
+    describe,
+    extension_of_type,
+    last_extension,
+    mime,
+    type_of_name,
+)
+from services.validator.policy import AttachmentPolicy
 
 Sniffer = Callable[[bytes], str]
 
@@ -25,10 +38,12 @@ _SHOWN_NAME_CHARS = 80
 
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 _WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
-# Windows also reserves COM¹–COM³ and LPT¹–LPT³ (superscript digits).
-_DEVICE_DIGITS = "123456789\u00b9\u00b2\u00b3"
+# Windows also reserves COM¹–COM³ and LPT¹–LPT³ (superscript digits), and the console's
+# CONIN$ and CONOUT$.
+_DEVICE_DIGITS = "0123456789\u00b9\u00b2\u00b3"
 _RESERVED_STEMS = frozenset(
-    {"CON", "PRN", "AUX", "NUL"} | {f"{port}{d}" for port in ("COM", "LPT") for d in _DEVICE_DIGITS}
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{port}{d}" for port in ("COM", "LPT") for d in _DEVICE_DIGITS}
 )
 
 
@@ -62,7 +77,7 @@ _NAME_RULES: tuple[tuple[Callable[[str], bool], str], ...] = (
     (lambda n: n.endswith((".", " ")), "ends with a dot or a space"),
     (
         lambda n: len(n.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES,
-        f"is longer than {MAX_NAME_BYTES} bytes",
+        f"is too long (more than {MAX_NAME_BYTES} bytes)",
     ),
 )
 
@@ -100,47 +115,61 @@ def check_name(att: Attachment) -> StrippedAttachment | None:
 # --- extension ------------------------------------------------------------------------------
 
 
-def extensions(name: str) -> list[str]:
-    """Every suffix of ``name``, lower-case: ``"Invoice.PDF.exe"`` -> ``["pdf", "exe"]``."""
-    suffixes = (normalise_extension(part) for part in name.split(".")[1:])
-    return [s for s in suffixes if s]
-
-
 def check_extension(att: Attachment, policy: AttachmentPolicy) -> StrippedAttachment | None:
-    """Refuse restricted extensions, anywhere in a double extension, and unlisted ones.
+    """Refuse a restricted or unlisted extension, judged by the LAST extension only.
 
-    Reasons: ``restricted_extension``, or ``extension_not_allowed`` when the help desk has an
-    allowlist and the last extension is not on it (a name without extension never is).
+    ``invoice.pdf.exe`` is an ``.exe`` and ``report.example.com.pdf`` a ``.pdf``. Reasons:
+    ``restricted_extension``, or ``extension_not_allowed`` when the help desk has an allowlist
+    and the extension is not on it. A name without extension passes here: it is judged by its
+    content in ``check_extension_by_content``.
     """
-    suffixes = extensions(att.filename)
-    blocked = _restricted(att, suffixes, policy.restricted_extensions)
-    return blocked if blocked is not None else _unlisted(att, suffixes, policy.allowed_extensions)
-
-
-def _restricted(
-    att: Attachment, suffixes: list[str], restricted: frozenset[str]
-) -> StrippedAttachment | None:
-    # Every suffix counts: "invoice.pdf.exe" hides its type, and some servers run "a.php.jpg".
-    blocked = next((s for s in reversed(suffixes) if s in restricted), None)
-    if blocked is None:
+    extension = last_extension(att.filename)
+    if extension is None:
         return None
     shown = shown_name(att.filename)
-    message = f"{shown} was removed because files of type .{blocked} are not accepted."
-    return _strip(att, "restricted_extension", message)
+    if extension in policy.restricted_extensions:
+        message = f"{shown} was removed because files of type .{extension} are not accepted."
+        return _strip(att, "restricted_extension", message)
+    if policy.allowed_extensions and extension not in policy.allowed_extensions:
+        message = (
+            f"{shown} was removed because its type .{extension} is not accepted;"
+            f" {_accepted(policy)}."
+        )
+        return _strip(att, "extension_not_allowed", message)
+    return None
 
 
-def _unlisted(
-    att: Attachment, suffixes: list[str], allowed: frozenset[str]
+def check_extension_by_content(
+    att: Attachment, sniffed: str, policy: AttachmentPolicy
 ) -> StrippedAttachment | None:
-    if not allowed or (suffixes and suffixes[-1] in allowed):
+    """Judge a name without extension by what its content is (``sniffed``, a MIME type).
+
+    A Windows program called ``setup`` counts as ``.exe`` for the restricted list. With an
+    allowlist, content of no known type is refused, as a name without extension always was.
+    Returns ``None`` at once for a name that has an extension.
+    """
+    if last_extension(att.filename) is not None:
         return None
-    listed = ", ".join(f".{e}" for e in sorted(allowed))
-    what = f"its type .{suffixes[-1]} is" if suffixes else "it has no file extension, which is"
+    extension = extension_of_type(sniffed)
+    shown = shown_name(att.filename)
+    if extension in policy.restricted_extensions:
+        message = (
+            f"{shown} was removed because it has no file extension and its content is"
+            f" {describe(sniffed)} (.{extension}), a type that is not accepted."
+        )
+        return _strip(att, "restricted_extension", message)
+    if not policy.allowed_extensions or extension in policy.allowed_extensions:
+        return None
+    what = f" and its content is of type .{extension}, which" if extension else ", which"
     message = (
-        f"{shown_name(att.filename)} was removed because {what} not accepted;"
-        f" accepted types: {listed}."
+        f"{shown} was removed because it has no file extension{what} is not accepted;"
+        f" {_accepted(policy)}."
     )
     return _strip(att, "extension_not_allowed", message)
+
+
+def _accepted(policy: AttachmentPolicy) -> str:
+    return "accepted types: " + ", ".join(f".{e}" for e in sorted(policy.allowed_extensions))
 
 
 # --- empty and size -------------------------------------------------------------------------
@@ -174,162 +203,54 @@ def check_size(att: Attachment, policy: AttachmentPolicy) -> StrippedAttachment 
 
 # --- declared type against content ----------------------------------------------------------
 
-# Claims that say nothing about the content; a file that claims only these cannot mismatch.
-_VAGUE_CLAIMS = frozenset(
-    {
-        "",
-        "application/octet-stream",
-        "binary/octet-stream",
-        "application/unknown",
-        "application/download",
-        "application/x-download",
-        "application/force-download",
-    }
-)
-_GENERIC_SNIFFED = frozenset({"", "application/octet-stream"})
-_MEDIA_MAJORS = frozenset({"image", "audio", "video", "text"})
-# Types the local mime.types table may lack; file signatures for these are common in mail.
-_EXTRA_TYPES = {
-    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    "odt": "application/vnd.oasis.opendocument.text",
-    "ods": "application/vnd.oasis.opendocument.spreadsheet",
-    "odp": "application/vnd.oasis.opendocument.presentation",
-    "jar": "application/java-archive",
-    "epub": "application/epub+zip",
-    "apk": "application/vnd.android.package-archive",
-    "msg": "application/vnd.ms-outlook",
-}
-_ENCODING_TYPES = {
-    "gzip": "application/gzip",
-    "bzip2": "application/x-bzip2",
-    "xz": "application/x-xz",
-    "compress": "application/x-compress",
-    "br": "application/x-brotli",
-}
-# Types that name one kind of content under different labels (sniffed vs. claimed).
-_FAMILIES = {
-    **dict.fromkeys(
-        (
-            "application/zip",
-            "application/x-zip",
-            "application/x-zip-compressed",
-            "application/java-archive",
-            "application/vnd.android.package-archive",
-        ),
-        "zip",
-    ),
-    **dict.fromkeys(
-        (
-            "application/x-ole-storage",
-            "application/cdfv2",
-            "application/msword",
-            "application/vnd.ms-excel",
-            "application/vnd.ms-powerpoint",
-            "application/vnd.ms-outlook",
-            "application/vnd.ms-office",
-        ),
-        "ole",
-    ),
-    **dict.fromkeys(
-        (
-            "application/vnd.microsoft.portable-executable",
-            "application/x-dosexec",
-            "application/x-msdownload",
-            "application/x-msdos-program",
-        ),
-        "exe",
-    ),
-    **dict.fromkeys(("application/gzip", "application/x-gzip"), "gzip"),
-    **dict.fromkeys(("application/pdf", "application/x-pdf"), "pdf"),
-}
-_ZIP_PREFIXES = ("application/vnd.openxmlformats-officedocument.", "application/vnd.oasis.")
-_TEXT_LIKE = frozenset(
-    {
-        "application/json",
-        "application/xml",
-        "application/javascript",
-        "application/x-javascript",
-        "application/ecmascript",
-        "application/csv",
-        "application/x-csv",
-        "application/rtf",
-        "application/x-sh",
-        "application/x-yaml",
-        "application/yaml",
-        "application/sql",
-    }
-)
+
+def sniffed_type(head: bytes, sniff: Sniffer) -> str:
+    """What ``sniff`` says the first ``SNIFF_BYTES`` of ``head`` are, as a bare MIME type."""
+    return mime(sniff(head[:SNIFF_BYTES]))
 
 
-def _mime(value: str) -> str:
-    """``"Text/Plain; charset=utf-8"`` -> ``"text/plain"``."""
-    return value.split(";", 1)[0].strip().lower()
+def claimed_type(att: Attachment) -> tuple[str, str] | None:
+    """What the attachment says it is, and who says so: ``(type, "name" | "declared")``.
 
-
-def _family(mime: str) -> str | None:
-    if mime.startswith(_ZIP_PREFIXES) or mime.endswith("+zip") or ".macroenabled." in mime:
-        return "zip"  # Office Open XML, OpenDocument, EPUB: all zip containers
-    if mime.startswith(("text/", "message/")) or mime.endswith(("+xml", "+json")):
-        return "text"
-    return "text" if mime in _TEXT_LIKE else _FAMILIES.get(mime)
-
-
-def type_of_name(name: str) -> str | None:
-    """The MIME type a file name implies, from its last one or two extensions."""
-    suffixes = extensions(name)
-    if not suffixes:
-        return None
-    # A synthetic name: guess_type parses URLs, and only the extensions matter here.
-    guessed, encoding = mimetypes.guess_type("f." + ".".join(suffixes[-2:]), strict=False)
-    if encoding:
-        return _ENCODING_TYPES.get(encoding)
-    return _mime(guessed) if guessed else _EXTRA_TYPES.get(suffixes[-1])
-
-
-def claimed_types(att: Attachment) -> tuple[str, ...]:
-    """What the attachment says it is: its declared type, then the type its name implies."""
-    claims = (_mime(att.content_type), type_of_name(att.filename) or "")
-    return tuple(dict.fromkeys(c for c in claims if c not in _VAGUE_CLAIMS))
-
-
-def _compatible(actual: str, claim: str) -> bool:
-    if actual == claim:
-        return True
-    major = actual.partition("/")[0]
-    if major in _MEDIA_MAJORS and major == claim.partition("/")[0]:
-        return True
-    family = _family(actual)
-    return family is not None and family == _family(claim)
-
-
-def content_matches(actual: str, claims: tuple[str, ...]) -> bool:
-    """Whether sniffed type ``actual`` fits any of ``claims`` (all normalised MIME types).
-
-    Generous on purpose: libmagic names many formats generically (a .docx is often just a
-    zip, a .csv just text/plain), and dropping a good file costs the customer more than a
-    label that is loose but names the same kind of content.
+    The extension decides, because it is what opens the file on the reader's computer; mail
+    programs often declare a loose type (Outlook sends ``.csv`` as ``application/vnd.ms-excel``).
+    The declared type counts only when the name implies nothing. ``None`` when neither says
+    anything (``application/octet-stream``, an unknown extension).
     """
-    if actual in _GENERIC_SNIFFED or not claims:
-        return True
-    return any(_compatible(actual, claim) for claim in claims)
+    by_name = type_of_name(att.filename)
+    if by_name is not None and by_name not in VAGUE_TYPES:
+        return by_name, "name"
+    declared = mime(att.content_type)
+    return None if declared in VAGUE_TYPES else (declared, "declared")
+
+
+def content_failure(att: Attachment, sniffed: str) -> StrippedAttachment | None:
+    """Refuse a file whose content (``sniffed``) is not what it claims (``content_mismatch``)."""
+    claim = claimed_type(att)
+    if claim is None or sniffed in UNTELLING_SNIFFED or compatible(sniffed, claim[0]):
+        return None
+    kind, source = claim
+    actual, claimed = describe(sniffed), describe(kind)
+    if actual == claimed:
+        actual, claimed = f"{actual} ({sniffed})", f"{claimed} ({kind})"
+    says = (
+        f"as its .{last_extension(att.filename)} extension says"
+        if source == "name"
+        else "as the mail declares"
+    )
+    message = (
+        f"{shown_name(att.filename)} was removed because its content is {actual},"
+        f" not {claimed} {says}."
+    )
+    return _strip(att, "content_mismatch", message)
 
 
 def check_content(att: Attachment, head: bytes, sniff: Sniffer) -> StrippedAttachment | None:
-    """Refuse a file whose bytes are not what its type and name claim (``content_mismatch``).
+    """Refuse a file whose bytes are not what its name or declared type claim.
 
     ``head`` is the start of the file; only the first ``SNIFF_BYTES`` are passed to ``sniff``.
     """
-    actual = _mime(sniff(head[:SNIFF_BYTES]))
-    claims = claimed_types(att)
-    if content_matches(actual, claims):
-        return None
-    message = (
-        f"{shown_name(att.filename)} claims {' or '.join(claims)} but its content is {actual},"
-        " so it was removed."
-    )
-    return _strip(att, "content_mismatch", message)
+    return content_failure(att, sniffed_type(head, sniff))
 
 
 # --- all together ---------------------------------------------------------------------------
@@ -342,10 +263,12 @@ def first_failure(
     read_head: Callable[[], bytes],
     sniff: Sniffer,
 ) -> StrippedAttachment | None:
-    """Run the five checks in order and return the first failure, or ``None``.
+    """Run the five checks and return the first failure, or ``None``.
 
+    Order: name, extension, empty, size, then the checks that need the content: the
+    extension of a name without one (judged by content), and content against the claims.
     ``read_head`` is called only when the cheap checks pass, so an empty, oversized or
-    badly named file is never read from the store.
+    badly named file is never read from the store, and ``sniff`` runs once per file.
     """
     cheap: tuple[Callable[[Attachment], StrippedAttachment | None], ...] = (
         check_name,
@@ -356,7 +279,8 @@ def first_failure(
     for check in cheap:
         if (failure := check(att)) is not None:
             return failure
-    return check_content(att, read_head(), sniff)
+    sniffed = sniffed_type(read_head(), sniff)
+    return check_extension_by_content(att, sniffed, policy) or content_failure(att, sniffed)
 
 
 def _strip(att: Attachment, reason: str, message: str) -> StrippedAttachment:

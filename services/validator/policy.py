@@ -43,12 +43,23 @@ class AttachmentPolicy:
 
 @dataclass(frozen=True)
 class StripNotices:
-    """Whether people are told about stripped attachments, and which support reps."""
+    """Whether people are told about stripped attachments, and who.
+
+    ``own_addresses`` (lower-case) are the help desk's own mailbox addresses: a sender notice
+    to one of them would come back as a new mail, so it is never made.
+    """
 
     enabled: bool
     support_reps: tuple[str, ...]
+    own_addresses: frozenset[str] = frozenset()
 
     @classmethod
-    def from_settings(cls, s: NotificationSettings) -> StripNotices:
-        """Take the help desk's ``attachment_stripped`` switch and its support reps."""
-        return cls(enabled=s.attachment_stripped, support_reps=tuple(s.support_reps))
+    def from_settings(
+        cls, s: NotificationSettings, own_addresses: Iterable[str] = ()
+    ) -> StripNotices:
+        """Take the help desk's ``attachment_stripped`` switch, its reps and own addresses."""
+        return cls(
+            enabled=s.attachment_stripped,
+            support_reps=tuple(s.support_reps),
+            own_addresses=frozenset(a.strip().lower() for a in own_addresses),
+        )

@@ -1,0 +1,74 @@
+"""TNEF (``winmail.dat``, application/ms-tnef): the files Outlook wrapped inside it.
+
+``tnefparse`` reads the format. Outlook items attached inside (a task, a meeting, a mail)
+become a text file with their body, plus their own files.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+
+from tnefparse.tnef import TNEF
+
+from services.parser.words import bytes_as_text
+
+_MAX_NESTING = 3  # items inside items inside items: enough for what Outlook sends
+_TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
+
+
+def is_tnef(content_type: str, filename: str) -> bool:
+    return content_type in _TNEF_TYPES or filename.lower() == "winmail.dat"
+
+
+def unpack(data: bytes) -> list[tuple[str, str, bytes]] | None:
+    """The files in a TNEF blob as (filename, content type, bytes); None when unreadable."""
+    try:
+        return _files(TNEF(data, do_checksum=False), depth=0)
+    except Exception:  # any failure inside the library means "unreadable"
+        return None
+
+
+def _files(tnef: TNEF, depth: int) -> list[tuple[str, str, bytes]]:
+    files = []
+    for number, attachment in enumerate(tnef.attachments, start=1):
+        embedded = getattr(attachment, "embed", None)
+        if embedded is not None and depth < _MAX_NESTING:
+            files += _item(embedded, _name(attachment, number), depth)
+        else:
+            files.append(_file(_name(attachment, number), bytes(attachment.data)))
+    return files
+
+
+def _item(item: TNEF, fallback: str, depth: int) -> list[tuple[str, str, bytes]]:
+    """An Outlook item: its text as ``<subject>.txt``, then its own files."""
+    title = _subject(item) or fallback
+    body = item.body
+    text = body if isinstance(body, str) else bytes_as_text(body or b"")
+    own = [_file(f"{title}.txt", text.encode("utf-8"))] if text.strip() else []
+    return own + _files(item, depth + 1)
+
+
+def _subject(item: TNEF) -> str:
+    found = [p.data for p in item.msgprops if p.name == TNEF.ATTSUBJECT]
+    return _text(found[0]).strip() if found else ""
+
+
+def _name(attachment: object, number: int) -> str:
+    for read in ("long_filename", "name"):
+        try:
+            value = getattr(attachment, read)
+            name = _text(value() if callable(value) else value).strip("\x00 ")
+        except Exception:  # a name the library cannot read: try the next one
+            continue
+        if name:
+            return name
+    return f"attachment-{number}.bin"
+
+
+def _text(value: object) -> str:
+    return bytes_as_text(value) if isinstance(value, bytes) else str(value)
+
+
+def _file(name: str, data: bytes) -> tuple[str, str, bytes]:
+    guessed = mimetypes.guess_type(name, strict=False)[0]
+    return name, guessed or "application/octet-stream", data

@@ -1,0 +1,129 @@
+"""What ``mail.dead`` brings back to the poller: the entry, the people told, the original
+moved to the error folder, and the error folder's count (which may stop fetching)."""
+
+from __future__ import annotations
+
+import logging
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from contracts.dead import DeadLetter
+from contracts.mail import SourceRef
+from services.poller.adapters import SqlDeadLetterLog
+from services.poller.context import PollerContext
+from services.poller.dead import decode_dead
+from services.poller.handler import DeadLetterKept, ErrorNotices, record_dead_letter
+from services.poller.notices import error_folder_full
+from services.runtime.bus import Delivery, Publisher
+from services.runtime.dispatch import ErrorLog
+from services.runtime.errors import ConfigError, InfraError
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetterHandler:
+    """The consumer of ``mail.dead``; acks only once the entry is recorded."""
+
+    def __init__(self, ctx: PollerContext, publisher: Publisher) -> None:
+        self._ctx = ctx
+        self._publisher = publisher
+
+    def __call__(self, delivery: Delivery) -> str:
+        """Record the entry, tell the reps, move the original to the error folder; then ack."""
+        error_log = ErrorLog(self._ctx.blobs, self._ctx.box)
+        try:
+            dead = decode_dead(delivery, error_log)
+            for attempt in _store_retries():
+                with attempt:
+                    outcome = self._record(dead)
+            self._publisher.publish_all(outcome.notices)
+        except InfraError as exc:
+            log.error("dead letter not recorded, requeued: %s", exc)
+            return "requeue"
+        if outcome.kept:
+            self._move_to_error_folder(dead)
+        return "ack"
+
+    def _record(self, dead: DeadLetter) -> DeadLetterKept:
+        notices = ErrorNotices(enabled=False, support_reps=())
+        if dead.helpdesk:
+            notices = self._error_notices(dead)
+        with self._ctx.store.transaction() as conn:
+            return record_dead_letter(
+                dead, dead=SqlDeadLetterLog(conn), notices=notices, now=self._ctx.clock.now()
+            )
+
+    def _error_notices(self, dead: DeadLetter) -> ErrorNotices:
+        try:
+            desk = self._ctx.config.helpdesk(dead.helpdesk or "")
+            notify = (
+                self._ctx.config.mailbox(dead.source.mailbox).settings.error_folder.notify
+                if dead.source
+                else False
+            )
+        except ConfigError:
+            return ErrorNotices(enabled=False, support_reps=())
+        return ErrorNotices(enabled=notify, support_reps=tuple(desk.notifications.support_reps))
+
+    def _move_to_error_folder(self, dead: DeadLetter) -> None:
+        if dead.source is None:
+            return
+        error = self._try_move(dead.source)
+        with self._ctx.store.transaction() as conn:
+            moved_at = None if error else self._ctx.clock.now()
+            SqlDeadLetterLog(conn).mark_moved(dead.mail_id, moved_at, error)
+        if error is None:
+            self._count_error(dead.source.mailbox)
+
+    def _count_error(self, name: str) -> None:
+        """One more mail in the error folder; at ``stop_after`` fetching stops and people hear."""
+        count = self._ctx.health.count_error(name)
+        try:
+            state = self._ctx.config.mailbox(name)
+        except ConfigError:
+            return
+        stop_after = state.settings.error_folder.stop_after
+        if count >= stop_after and state.enabled:
+            reason = (
+                f"the error folder holds {count} mails (stop_after {stop_after}); "
+                f"`mailroom errors move-to-inbox {name}` resumes fetching"
+            )
+            self._ctx.health.pause(name, reason)
+            self._ctx.tell(
+                state,
+                lambda people, at: error_folder_full(
+                    name, state.helpdesk, count, stop_after, people, at
+                ),
+            )
+
+    def _try_move(self, source: SourceRef) -> str | None:
+        """Move one mail; returns why it was not moved, or None when it was."""
+        try:
+            state = self._ctx.config.mailbox(source.mailbox)
+            if not state.settings.error_folder.enabled:
+                return "the mailbox's error folder is disabled"
+            box = self._ctx.open_mailbox(state)
+            try:
+                if not box.supports_error_folder:
+                    return f"protocol {state.settings.protocol} has no folders"
+                box.move_to_error_folder([source.ref])
+            finally:
+                box.close()
+        except (ConfigError, InfraError) as exc:
+            log.warning(
+                "mailbox=%s could not move %s to the error folder: %s",
+                source.mailbox,
+                source.ref,
+                exc,
+            )
+            return str(exc)
+        return None
+
+
+def _store_retries() -> Retrying:
+    return Retrying(
+        retry=retry_if_exception_type(InfraError),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential_jitter(multiplier=0.5, max=5),
+        reraise=True,
+    )
