@@ -61,6 +61,9 @@ class ParsedMail(Contract):
     in_reply_to: list[str] = []
     references: list[str] = []
     auto_reply: bool = False
+    #: Sent to or through a mailing list (``Precedence: list``, ``List-Id``): a person wrote
+    #: it, so it may open a request, but nothing is ever answered to it automatically.
+    mailing_list: bool = False
     body_text_blob: str | None = None
     body_html_blob: str | None = None
     attachments: list[Attachment] = []

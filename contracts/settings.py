@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     secret_key_file: Path | None = None
     max_attempts: int = Field(default=3, ge=1)
+    #: Parser limits against hostile mail; a mail over one is dead-lettered with the reason.
+    max_mime_depth: int = Field(default=20, ge=1)
+    max_mime_parts: int = Field(default=500, ge=1)
+    #: Size of the top-level header block.
+    max_header_kb: float = Field(default=256, gt=0)
+    #: Sum of the decoded sizes of all parts of one mail.
+    max_decoded_mb: float = Field(default=100, gt=0)
 
     @property
     def effective_database_url(self) -> str:

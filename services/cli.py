@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,12 @@ import click
 
 from contracts.settings import Settings, SettingsError, load_settings_file
 from services import render, reports
+from services.admin import Admin, Publish
 from services.pipeline import BUILDERS, Pipeline, run_worker
 from services.poller.adapters import SqlSourceState
 from services.poller.sample import describe_sample
 from services.poller.sources import open_source
-from services.runtime.bus import connect
+from services.runtime.bus import Publisher, connect, is_embedded
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ApplyResult, ConfigStore
 from services.runtime.errors import ConfigError, InfraError
@@ -271,6 +272,97 @@ def dlq_list(as_json: bool) -> None:
         with _store(settings).transaction() as conn:
             rows = reports.list_dead_letters(conn)
     _emit(rows) if as_json else render.dead_letters(rows)
+
+
+@dlq.command("show")
+@click.argument("entry_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+def dlq_show(entry_id: int, as_json: bool) -> None:
+    """One dead-letter entry (its log stays encrypted: `mailroom errors download`)."""
+    with explained():
+        settings = _settings()
+        entry = _admin(settings)[0].entry(entry_id)
+        with _store(settings).transaction() as conn:
+            [data] = [d for d in reports.list_dead_letters(conn) if d["id"] == entry.id]
+    _emit(data) if as_json else render.detail(data)
+
+
+@dlq.command("replay")
+@click.argument("entry_id", type=int, required=False)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every entry.")
+def dlq_replay(entry_id: int | None, replay_all: bool) -> None:
+    """Process failed mail again; what fails again comes back as a new entry."""
+    if (entry_id is None) == (not replay_all):
+        raise Fail("say which: `mailroom dlq replay ID` or `mailroom dlq replay --all`")
+    settings = _settings()
+    with explained():
+        admin, _ = _admin(settings)
+        publish, done = _replay_publisher(settings)
+        try:
+            count = admin.replay(None if replay_all else [entry_id or 0], publish)
+        finally:
+            done()
+    later = " at the next `mailroom run`" if is_embedded(settings.broker_url) else ""
+    click.echo(f"replayed {count} dead-letter entries; they are processed again{later}")
+
+
+def _replay_publisher(settings: Settings) -> tuple[Publish, Callable[[], None]]:
+    """On the embedded broker no pipeline is listening in this process: the next run's
+    recovery publishes what the replay made unfinished."""
+    if is_embedded(settings.broker_url):
+        return (lambda _msg: None), (lambda: None)
+    connection = connect(settings.broker_url)
+    publisher = Publisher(connection)
+    return publisher.publish, lambda: (publisher.close(), connection.release())
+
+
+@dlq.command("purge")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def dlq_purge(yes: bool) -> None:
+    """Forget every entry; mail in error folders stays there."""
+    if not yes and not click.confirm("forget every dead-letter entry?"):
+        raise Fail("nothing purged")
+    with explained():
+        count = _admin(_settings())[0].purge()
+    click.echo(f"purged {count} dead-letter entries; mail in error folders was left in place")
+
+
+@main.group()
+def errors() -> None:
+    """Failed mail per mailbox: counts, the decrypted logs, moving mail back."""
+
+
+def _admin(settings: Settings) -> tuple[Admin, Store]:
+    store = _store(settings)
+    return Admin(store, secret_box(settings)), store
+
+
+@errors.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def errors_list(as_json: bool) -> None:
+    """Per mailbox: mails in the error folder, dead-letter entries, stopped or not."""
+    with explained():
+        rows = _admin(_settings())[0].error_counts()
+    _emit(rows) if as_json else render.error_counts(rows)
+
+
+@errors.command("download")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The zip to write.")
+@click.option("--mailbox", help="Only this mailbox's entries.")
+def errors_download(out: Path, mailbox: str | None) -> None:
+    """A zip of the decrypted error logs (one .txt per mail) and the raw mails (.eml)."""
+    with explained():
+        count = _admin(_settings())[0].download(out, mailbox)
+    click.echo(f"wrote {count} error logs to {out}")
+
+
+@errors.command("move-to-inbox")
+@click.argument("mailbox_name")
+def errors_move_to_inbox(mailbox_name: str) -> None:
+    """Move the error folder's mails back to the inbox; resets the count, resumes fetching."""
+    with explained():
+        moved = _admin(_settings())[0].move_to_inbox(mailbox_name)
+    click.echo(f"mailbox {mailbox_name}: moved {moved} mails back to the inbox; fetching resumed")
 
 
 @main.group()

@@ -194,3 +194,22 @@ def notifications(rows: list[dict[str, Any]]) -> None:
             for n in rows
         ],
     )
+
+
+def error_counts(rows: list[dict[str, Any]]) -> None:
+    columns = ("mailbox", "protocol", "error folder", "in folder", "dead letters", "fetching")
+    _print_table(
+        "errors",
+        columns,
+        [
+            (
+                r["mailbox"],
+                r["protocol"],
+                r["error_folder"] or "none (POP)",
+                str(r["error_count"]),
+                str(r["dead_letters"]),
+                f"stopped: {r['paused_reason']}" if r["stopped"] else "on",
+            )
+            for r in rows
+        ],
+    )

@@ -23,6 +23,11 @@ _BOM = b"\xef\xbb\xbf"
 _HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*[ \t]*:|[ \t]")
 _OBS_FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]+:")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+# An unquoted boundary holding "=" (Outlook Express wrote "----=_NextPart_..."): the stdlib
+# stops the value at the "=", and then never finds the boundary.
+# A boundary parameter (after ';') whose unquoted value holds '=': Outlook Express wrote
+# these, and the stdlib cuts the value at the '='. Quoted values are left alone.
+_BARE_BOUNDARY = re.compile(rb'(;\s*boundary\s*=\s*)([^"\s;][^\s;]*=[^\s;]*)', re.IGNORECASE)
 _MSG_ID = re.compile(r"<[^<>\s]+>")
 _AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk"})
 _MAX_DEFECT_TEXT = 120
@@ -43,7 +48,14 @@ def repair_header_block(head: bytes) -> tuple[bytes, list[str]]:
         following = lines[i + 1] if i + 1 < len(lines) else b""
         lines[i], note = _repair_header_line(line, following, first=i == 0)
         notes += [note] if note else []
-    return b"".join(lines), dedupe(notes)
+    head, quoted = _BARE_BOUNDARY.subn(rb'\1"\2"', b"".join(lines))
+    notes += ["header block: boundary with '=' was not quoted"] if quoted else []
+    return head, dedupe(notes)
+
+
+def is_header_line(line: bytes) -> bool:
+    """Whether ``line`` can belong to a header block: a field, a continuation, ``From ``."""
+    return _HEADER_LINE.match(line) is not None
 
 
 def _repair_header_line(line: bytes, following: bytes, *, first: bool) -> tuple[bytes, str]:
@@ -56,12 +68,14 @@ def _repair_header_line(line: bytes, following: bytes, *, first: bool) -> tuple[
     return line, ""
 
 
-def header_fields(msg: Message, digest: str, notes: list[str]) -> ParsedMail:
-    """The header fields of ``msg``; ``digest`` (sha256 of the raw mail) names a mail that
-    has no Message-ID. Problems are appended to ``notes``."""
+def header_fields(msg: Message, raw: bytes, notes: list[str]) -> ParsedMail:
+    """The header fields of ``msg``, parsed from ``raw``; problems are appended to ``notes``.
+
+    A mail without Message-ID gets ``<first 32 hex of sha256(raw)@mailroom.invalid>``.
+    """
     message_id = _message_id(msg, notes)
     return ParsedMail(
-        message_id=message_id or f"<{digest[:32]}@mailroom.invalid>",
+        message_id=message_id or f"<{hashlib.sha256(raw).hexdigest()[:32]}@mailroom.invalid>",
         message_id_synthetic=not message_id,
         from_=next(iter(_addresses(msg, "From", notes)), None),
         reply_to=_addresses(msg, "Reply-To", notes),
@@ -72,11 +86,8 @@ def header_fields(msg: Message, digest: str, notes: list[str]) -> ParsedMail:
         in_reply_to=_message_ids(msg, "In-Reply-To"),
         references=_message_ids(msg, "References"),
         auto_reply=is_auto_reply(msg),
+        mailing_list=is_list_mail(msg),
     )
-
-
-def synthetic_digest(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
 
 
 def raw_values(msg: Message, name: str) -> list[str]:
@@ -158,6 +169,12 @@ def _date(msg: Message, notes: list[str]) -> datetime | None:
         return None
     # "-0000" means "UTC, local zone unknown" (RFC 5322 §3.3); the stdlib leaves it naive.
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def is_list_mail(msg: Message) -> bool:
+    """Whether ``msg`` came through a mailing list. Never raises."""
+    precedence = " ".join(raw_values(msg, "Precedence")).strip().lower()
+    return precedence == "list" or bool(raw_values(msg, "List-Id"))
 
 
 def is_auto_reply(msg: Message) -> bool:

@@ -1,42 +1,37 @@
 """MIME walking: raw mail bytes in, plain values out (no I/O, no blob store).
 
-Every lazy read of the stdlib ``email`` package (headers, content) is guarded, because real
-mail trips bugs in it (``AttributeError`` on some group addresses). Only a mail whose MIME
-structure is unusable is rejected (``MailError``); other problems become defect strings.
+``parse_mime`` reads the structure, the header fields and the body text at once, and hands
+the attachments over one at a time, decoded as they are asked for: a big mail never has all
+its attachments in memory together. Only a mail whose MIME structure is unusable, or that
+is over a limit, is rejected (``MailError``); other problems become defect strings.
 """
 
 from __future__ import annotations
 
-import codecs
-import hashlib
-import mimetypes
-import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email import errors, policy
-from email.message import EmailMessage, Message
-from email.parser import BytesParser
-from email.utils import getaddresses
+from email import policy
+from email.message import Message
+from email.parser import BytesFeedParser
 
-from contracts.mail import Address, ParsedMail
+from contracts.mail import ParsedMail
+from services.parser import parts as roles
+from services.parser import tnef
+from services.parser.charsets import decode_text
+from services.parser.headers import first_raw, header_fields, repair_header_block
 from services.parser.html_text import html_to_text
+from services.parser.limits import DecodeBudget, ParserLimits, check_tree, header_end, prescan
+from services.parser.payloads import UUENCODED, message_bytes, payload, release
+from services.parser.payloads import transfer_encoding as cte
+from services.parser.uuencode import decode_part, find_files, without_files
+from services.parser.words import parameter
 from services.runtime.errors import MailError
 
-# Writes an attached mail back out with its headers as they came, never refolded: refolding
-# runs the header parser again, which is where the stdlib's bugs live.
-_VERBATIM = policy.default.clone(refold_source="none", linesep="\r\n")
-_BOM = b"\xef\xbb\xbf"
-# email.feedparser.headerRE (a field, a continuation, an mbox "From " line), plus fields
-# with the obsolete space before the colon.
-_HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*[ \t]*:|[ \t]")
-_OBS_FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]+:")
-_FOLD = re.compile(r"\r?\n(?=[ \t])")
-_MSG_ID = re.compile(r"<[^<>\s]+>")
-_SURROGATES = re.compile("[\ud800-\udfff]+")
-_UNSAFE_IN_FILENAME = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
-_AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk"})
-_NAMED_BY_TYPE = frozenset({"image", "audio", "video", "text"})
-_MAX_DEFECT_TEXT = 120
+_CHUNK = 1024 * 1024  # bytes fed to the parser at a time
+_ENCRYPTED_TEXT = (
+    "This mail is encrypted (S/MIME), so its content cannot be read here. "
+    "The encrypted content is kept as the attachment {name}."
+)
 
 
 @dataclass(frozen=True)
@@ -52,233 +47,98 @@ class MimeAttachment:
 
 @dataclass(frozen=True)
 class MimeMail:
-    """What ``parse_mime`` found: ``mail`` holds the header fields and the defects, but no
-    claim checks yet; storing the bodies and attachments is the caller's job."""
+    """What ``parse_mime`` found.
+
+    ``mail`` holds the header fields, but no defects and no claim checks yet: storing the
+    bodies and attachments is the caller's job. ``attachments`` decodes one part at a time
+    as it is iterated (iterate it once). ``defects`` is complete once it is exhausted, since
+    unpacking an attachment (TNEF, uuencode) can find more.
+    """
 
     mail: ParsedMail
     body_text: str | None
     body_html: str | None
-    attachments: list[MimeAttachment]
+    attachments: Iterator[MimeAttachment]
+    defects: list[str]
 
 
-def parse_mime(raw: bytes) -> MimeMail:
+def parse_mime(raw: bytes, limits: ParserLimits | None = None) -> MimeMail:
     """Parse one raw RFC 5322 mail.
 
     Deterministic: the same bytes always give the same result, including the synthetic
     Message-ID (``<first 32 hex of sha256(raw)@mailroom.invalid>``) of a mail without one.
 
     Raises:
-        MailError: the bytes are empty, hold no header, or the MIME structure is unusable
-            (a multipart without boundary, or whose boundary never occurs).
+        MailError: the bytes are empty, hold no header, the MIME structure is unusable (a
+            multipart without boundary, or whose boundary never occurs), or the mail is over
+            one of ``limits`` (the message names the limit and its setting).
     """
-    if not raw.strip():
+    limits = limits or ParserLimits()
+    if not raw or raw.isspace():
         raise MailError("mail is empty: no bytes to parse")
     try:
-        return _parse(raw)
+        return _parse(raw, limits)
     except RecursionError as exc:  # the stdlib parser recurses once per nesting level
-        raise MailError("MIME structure is broken: parts are nested too deeply") from exc
+        raise limits.depth_exceeded() from exc
 
 
-def _parse(raw: bytes) -> MimeMail:
-    repaired, notes = _repair_header_block(raw)
-    msg = BytesParser(policy=policy.default).parsebytes(repaired)
+def _parse(raw: bytes, limits: ParserLimits) -> MimeMail:
+    msg, notes = _read(raw, limits)
+    fields = header_fields(msg, raw, notes)
+    layout = roles.layout(msg)
+    budget = DecodeBudget(limits)
+    found: list[MimeAttachment] = []
+    plain = [_text(part, budget, notes, found) for part in layout.plain]
+    html = _text(layout.html, budget, notes) if layout.html is not None else None
+    text = _readable_text("\n".join(plain) if plain else None, html)
+    notes += _signature_notes(layout.signatures) + _smime_notes(layout.attachments)
+    text = text or _encrypted_text(layout.attachments)
+    attachments = _attachments(layout, found, roles.referenced_ids(html), budget, notes)
+    return MimeMail(fields, text, html, attachments, notes)
+
+
+def _read(raw: bytes, limits: ParserLimits) -> tuple[Message, list[str]]:
+    """The parsed tree, checked against ``limits``, and the defects found so far."""
+    end = header_end(raw, limits)
+    prescan(raw, limits)
+    head, notes = repair_header_block(raw[:end])
+    msg = _tree(head, raw, end)
     if not msg.keys():
         raise MailError("mail has no header: no 'Name: value' line before the first blank line")
-    _require_usable_structure(msg)
-    text, html, attachments = _contents(msg, notes)
-    return MimeMail(_header_fields(msg, raw, notes), text, html, attachments)
+    check_tree(msg, limits)
+    roles.require_usable_structure(msg)
+    return msg, roles.recorded_defects(msg) + notes
 
 
-def _header_fields(msg: Message, raw: bytes, notes: list[str]) -> ParsedMail:
-    message_id = _message_id(msg)
-    return ParsedMail(
-        message_id=message_id or f"<{hashlib.sha256(raw).hexdigest()[:32]}@mailroom.invalid>",
-        message_id_synthetic=not message_id,
-        from_=next(iter(_addresses(msg, "From", notes)), None),
-        reply_to=_addresses(msg, "Reply-To", notes),
-        to=_addresses(msg, "To", notes),
-        cc=_addresses(msg, "Cc", notes),
-        subject=_subject(msg),
-        date=_date(msg, notes),
-        in_reply_to=_message_ids(msg, "In-Reply-To"),
-        references=_message_ids(msg, "References"),
-        auto_reply=is_auto_reply(msg),
-        defects=_dedupe(_recorded_defects(msg) + notes),
-    )
+def _tree(head: bytes, raw: bytes, start: int) -> Message:
+    # Fed in chunks, so the parser never holds a text copy of the whole mail at once.
+    parser = BytesFeedParser(policy=policy.default)
+    parser.feed(head)
+    for offset in range(start, len(raw), _CHUNK):
+        parser.feed(raw[offset : offset + _CHUNK])
+    return parser.close()
 
 
-def _repair_header_block(raw: bytes) -> tuple[bytes, list[str]]:
-    """Undo header damage after which the stdlib parser takes all the rest for body text."""
-    notes = []
-    if raw.startswith(_BOM):
-        raw = raw[len(_BOM) :]
-        notes.append("header block: leading UTF-8 byte-order mark removed")
-    lines = raw.splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        if line.strip(b"\r\n") == b"":
-            break
-        following = lines[i + 1] if i + 1 < len(lines) else b""
-        lines[i], note = _repair_header_line(line, following, first=i == 0)
-        notes += [note] if note else []
-    return b"".join(lines), _dedupe(notes)
+def _text(
+    part: Message, budget: DecodeBudget, notes: list[str], found: list[MimeAttachment] | None = None
+) -> str:
+    """The decoded text of a body part, line endings normalised to ``\\n``; uuencoded files
+    in it go to ``found`` (when given) and out of the text."""
+    data = payload(part)
+    budget.spend(len(data))
+    if found is not None:
+        files = find_files(data)
+        data = without_files(data, files)
+        found += [_named(f.name, f.data, len(found) + 1) for f in files]
+    label = parameter(first_raw(part, "Content-Type"), "charset")
+    decoded = decode_text(data, label.strip().lower() if label else None, part.get_content_type())
+    notes += [decoded.repair] if decoded.repair else []
+    return decoded.text.replace("\r\n", "\n")
 
 
-def _repair_header_line(line: bytes, following: bytes, *, first: bool) -> tuple[bytes, str]:
-    obsolete = _OBS_FIELD_NAME.match(line)
-    if obsolete:  # "Subject  : x" is obsolete syntax that RFC 5322 §4.5 still allows
-        return obsolete.group(1) + line[obsolete.end() - 1 :], "header block: space before ':'"
-    if not first and not _HEADER_LINE.match(line) and _HEADER_LINE.match(following):
-        # A continuation line that lost its indentation, or junk between two fields.
-        return b" " + line, "header block: line without a field name folded into the field above"
-    return line, ""
-
-
-def _require_usable_structure(msg: Message) -> None:
-    for part in _all_parts(msg):
-        for defect in part.defects:
-            reason = _structure_problem(part, defect)
-            if reason:
-                raise MailError(f"MIME structure is broken: {reason} ({type(defect).__name__})")
-
-
-def _structure_problem(part: Message, defect: errors.MessageDefect) -> str | None:
-    ctype = part.get_content_type()
-    if isinstance(defect, errors.NoBoundaryInMultipartDefect):
-        return f"{ctype} part declares no boundary"
-    if isinstance(defect, errors.StartBoundaryNotFoundDefect):
-        boundary = _text(part.get_boundary() or "")
-        return f"{ctype} part declares boundary {boundary!r} that never occurs"
-    if isinstance(defect, errors.MultipartInvariantViolationDefect):
-        return f"{ctype} part claims to be multipart but holds no parts"
-    return None
-
-
-def _all_parts(msg: Message) -> list[Message]:
-    """Every part of the mail, depth first, without descending into attached messages."""
-    if _is_leaf(msg):
-        return [msg]
-    return [msg, *(part for sub in msg.get_payload() for part in _all_parts(sub))]
-
-
-def _is_leaf(part: Message) -> bool:
-    # message/* parts hold parsed sub-messages, but an attached mail is one attachment.
-    return not part.is_multipart() or part.get_content_maintype() == "message"
-
-
-def _raw_values(msg: Message, name: str) -> list[str]:
-    """Every value of header ``name`` as it came, unfolded; never runs the header parser."""
-    wanted = name.lower()
-    return [_FOLD.sub("", _text(v)) for k, v in msg.raw_items() if k.lower() == wanted]
-
-
-def _parsed_headers(msg: Message, name: str, notes: list[str]) -> list[object] | None:
-    """Every ``name`` header parsed by the policy, its defects noted; None when that fails."""
-    try:
-        headers: list[object] = msg.get_all(name) or []
-    except Exception as exc:  # the stdlib header parser has bugs; see the module docstring
-        notes.append(f"header {name}: unparseable ({type(exc).__name__}); read leniently")
-        return None
-    for header in headers:
-        notes.extend(_describe(d, f"header {name}") for d in getattr(header, "defects", ()))
-    return headers
-
-
-def _message_id(msg: Message) -> str:
-    value = next(iter(_raw_values(msg, "Message-ID")), "").strip()
-    found = _MSG_ID.search(value)  # "<id> (comment)" happens; the id is what threads match
-    return found.group() if found else value
-
-
-def _message_ids(msg: Message, name: str) -> list[str]:
-    return _dedupe([m for value in _raw_values(msg, name) for m in _MSG_ID.findall(value)])
-
-
-def _addresses(msg: Message, name: str, notes: list[str]) -> list[Address]:
-    headers = _parsed_headers(msg, name, notes)
-    try:
-        pairs = [(a.display_name, a.addr_spec) for h in headers or () for a in h.addresses]  # type: ignore[attr-defined]
-    except Exception as exc:  # e.g. AttributeError on a Group: a stdlib bug
-        notes.append(f"header {name}: unparseable ({type(exc).__name__}); read leniently")
-        headers = None
-    if headers is None:
-        pairs = getaddresses(_raw_values(msg, name))
-    return [
-        Address(name=_one_line(_decode_words(n)), email=_one_line(_text(e)))
-        for n, e in pairs
-        if e.strip()
-    ]
-
-
-def _decode_words(value: str) -> str:
-    """RFC 2047 encoded words decoded leniently, as the policy does for unstructured fields."""
-    try:
-        return str(policy.default.header_factory("X-Name", _text(value)))
-    except Exception:  # a name is cosmetic: keep it undecoded rather than lose the address
-        return _text(value)
-
-
-def _subject(msg: Message) -> str:
-    # From the raw value: the policy turns raw 8-bit bytes that are not UTF-8 into U+FFFD.
-    return _one_line(_decode_words(next(iter(_raw_values(msg, "Subject")), "")))
-
-
-def _date(msg: Message, notes: list[str]) -> datetime | None:
-    when = getattr(next(iter(_parsed_headers(msg, "Date", notes) or []), None), "datetime", None)
-    if not isinstance(when, datetime):
-        return None
-    # "-0000" means "UTC, local zone unknown" (RFC 5322 §3.3); the stdlib leaves it naive.
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def is_auto_reply(msg: Message) -> bool:
-    """Whether ``msg`` was sent by a machine (auto-reply, bulk mail, bounce). Never raises.
-
-    Signals: ``Auto-Submitted`` other than ``no``, ``X-Autoreply``/``X-Autorespond``,
-    ``Precedence: auto_reply|bulk|junk``, or a ``multipart/report`` delivery-status report.
-    """
-    if any(_token(v) != "no" for v in _raw_values(msg, "Auto-Submitted")):
-        return True
-    if _raw_values(msg, "X-Autoreply") or _raw_values(msg, "X-Autorespond"):
-        return True
-    if any(_token(v) in _AUTO_PRECEDENCE for v in _raw_values(msg, "Precedence")):
-        return True
-    report_type = msg.get_param("report-type", "", header="content-type")
-    is_report = msg.get_content_type() == "multipart/report" and isinstance(report_type, str)
-    return is_report and report_type.strip().lower() == "delivery-status"
-
-
-def _token(value: str) -> str:
-    return value.split(";", 1)[0].strip().lower()
-
-
-def _contents(
-    msg: Message, notes: list[str]
-) -> tuple[str | None, str | None, list[MimeAttachment]]:
-    leaves = [part for part in _all_parts(msg) if _is_leaf(part)]
-    plain_part, html_part = _body_part(msg, leaves, "plain"), _body_part(msg, leaves, "html")
-    rest = [p for p in leaves if p is not plain_part and p is not html_part]
-    # More inline text after the body (a list footer, text after a pasted picture) is part
-    # of what the sender wrote, as mail programs show it.
-    extra = [p for p in rest if _is_inline(p, "plain")]
-    plain_parts = [plain_part, *extra] if plain_part is not None else []
-    plain = "\n".join(_part_text(p, notes) for p in plain_parts) if plain_parts else None
-    html = _part_text(html_part, notes) if html_part is not None else None
-    attached = [p for p in rest if _is_attachment(p)]
-    attachments = [_attachment(p, n) for n, p in enumerate(attached, start=1)]
-    return _readable_text(plain, html), html, attachments
-
-
-def _body_part(msg: Message, leaves: list[Message], subtype: str) -> Message | None:
-    found = msg.get_body(preferencelist=(subtype,)) if isinstance(msg, EmailMessage) else None
-    if found is None:
-        # get_body takes the first part of a multipart/related as its root, as RFC 2387
-        # says; some MHTML mail puts the HTML later. Any inline part of the type will do.
-        found = next((p for p in leaves if _is_inline(p, subtype)), None)
-    return found
-
-
-def _is_inline(part: Message, subtype: str) -> bool:
-    return part.get_content_type() == f"text/{subtype}" and not _is_attachment(part)
+def _named(name: str, data: bytes, number: int) -> MimeAttachment:
+    guessed = roles.guess_type(name)
+    return MimeAttachment(name or roles.invented_filename(guessed, number), guessed, data)
 
 
 def _readable_text(plain: str | None, html: str | None) -> str | None:
@@ -289,110 +149,87 @@ def _readable_text(plain: str | None, html: str | None) -> str | None:
     return plain or None
 
 
-def _part_text(part: Message, notes: list[str]) -> str:
-    """The decoded text of a body part, line endings normalised to ``\\n``."""
-    data = _payload(part)
-    charset = part.get_content_charset() or "us-ascii"
-    where = f"{part.get_content_type()} part"
-    try:
-        text = data.decode(charset)
-    except LookupError:
-        notes.append(f"charset: unknown charset {charset!r} in {where}; decoded with replacement")
-        text = data.decode("utf-8", errors="replace")
-    except UnicodeDecodeError:
-        notes.append(f"charset: bytes are not valid {charset} in {where}; decoded with replacement")
-        # 8-bit text labelled us-ascii is nearly always UTF-8.
-        ascii_label = codecs.lookup(charset).name == "ascii"
-        text = data.decode("utf-8" if ascii_label else charset, errors="replace")
-    return text.replace("\r\n", "\n")
+def _attachments(
+    layout: roles.Layout,
+    found: list[MimeAttachment],
+    referenced: frozenset[str],
+    budget: DecodeBudget,
+    notes: list[str],
+) -> Iterator[MimeAttachment]:
+    # Each is handed over before the next is decoded, and no reference to it is kept here.
+    while found:
+        yield found.pop(0)
+    for number, part in enumerate(layout.attachments, start=1):
+        yield from _decoded(part, number, referenced, budget, notes)
 
 
-def _is_attachment(part: Message) -> bool:
-    if part.get_content_disposition() == "attachment" or _filename(part):
-        return True
-    return part.get_content_type() not in ("text/plain", "text/html")
-
-
-def _attachment(part: Message, number: int) -> MimeAttachment:
+def _decoded(
+    part: Message, number: int, referenced: frozenset[str], budget: DecodeBudget, notes: list[str]
+) -> list[MimeAttachment]:
     ctype = part.get_content_type()
-    if ctype in ("message/rfc822", "message/global"):
-        return _attached_mail(part)
-    content_id = _one_line(next(iter(_raw_values(part, "Content-ID")), "")).strip("<> ")
-    return MimeAttachment(
-        filename=_filename(part) or _invented_filename(ctype, number),
-        content_type=ctype,
-        data=_payload(part),
-        inline=part.get_content_disposition() == "inline" and bool(content_id),
-        content_id=content_id or None,
-    )
+    if ctype in ("message/rfc822", "message/global") and part.is_multipart():
+        return [_attached_mail(part, budget)]
+    name = roles.filename(part, notes) or roles.invented_filename(ctype, number)
+    data = _part_bytes(part, name, notes)
+    release(part)
+    budget.spend(len(data))
+    if tnef.is_tnef(ctype, name):
+        return _unpacked(name, ctype, data, notes)
+    inline = roles.is_inline_picture(part, referenced)
+    return [MimeAttachment(name, ctype, data, inline, roles.content_id(part))]
 
 
-def _attached_mail(part: Message) -> MimeAttachment:
-    inner = part.get_payload(0)  # the parser always reads a message/* body as a mail
-    stem = _UNSAFE_IN_FILENAME.sub("_", _subject(inner)).strip(" ._")[:100]
-    name = _filename(part) or f"{stem or 'forwarded'}.eml"
-    return MimeAttachment(name, part.get_content_type(), _message_bytes(inner))
+def _attached_mail(part: Message, budget: DecodeBudget) -> MimeAttachment:
+    inner = part.get_payload(0)  # the parser reads a message/rfc822 body as a mail
+    data = message_bytes(inner)
+    budget.spend(len(data))
+    return MimeAttachment(roles.attached_mail_name(part, inner), part.get_content_type(), data)
 
 
-def _message_bytes(inner: Message) -> bytes:
-    try:
-        return inner.as_bytes(policy=_VERBATIM)
-    except UnicodeEncodeError:  # stdlib bug: 8-bit text in an inner multipart without parts
-        return inner.as_string(policy=_VERBATIM).encode("utf-8", "surrogateescape")
+def _part_bytes(part: Message, name: str, notes: list[str]) -> bytes:
+    data = payload(part)
+    if cte(part) not in UUENCODED:
+        return data
+    found = decode_part(data)
+    if found is None:
+        notes.append(f"uuencode: {name} holds no complete uuencoded file; kept as it came")
+        return data
+    return found.data
 
 
-def _payload(part: Message) -> bytes:
-    """Decoded bytes of a leaf part; message/* parts other than rfc822 as written."""
-    if part.is_multipart():
-        # e.g. message/delivery-status: a list of header blocks, kept as text.
-        return b"".join(_message_bytes(sub) for sub in part.get_payload())
-    data = part.get_payload(decode=True)
-    return data if isinstance(data, bytes) else b""
+def _unpacked(name: str, ctype: str, data: bytes, notes: list[str]) -> list[MimeAttachment]:
+    files = tnef.unpack(data)
+    if files is None:
+        notes.append(f"tnef: {name} could not be unpacked; kept as it came")
+        return [MimeAttachment(name, ctype, data)]
+    if not files:
+        notes.append(f"tnef: {name} holds no files, only Outlook's copy of the text; dropped")
+        return []
+    notes.append(f"tnef: {name} unpacked into {len(files)} file(s)")
+    return [MimeAttachment(n, t, d) for n, t, d in files]
 
 
-def _filename(part: Message) -> str:
-    try:
-        name = part.get_filename()
-    except Exception:  # a mangled RFC 2231 parameter: the part still counts, unnamed
-        return ""
-    return _one_line(_text(name)) if isinstance(name, str) else ""
+def _signature_notes(signatures: list[Message]) -> list[str]:
+    return [
+        f"signature: {roles.filename(p) or 'signature'} ({p.get_content_type()}) of a signed"
+        " mail dropped; the signed content is read as usual and the raw mail keeps it"
+        for p in signatures
+    ]
 
 
-def _invented_filename(ctype: str, number: int) -> str:
-    maintype = ctype.split("/", 1)[0]
-    stem = maintype if maintype in _NAMED_BY_TYPE else "attachment"
-    return f"{stem}-{number}{mimetypes.guess_extension(ctype, strict=False) or '.bin'}"
+def _smime_notes(attachments: list[Message]) -> list[str]:
+    notes = []
+    for part in attachments:
+        kind, name = roles.smime_kind(part), roles.filename(part) or "smime.p7m"
+        if kind == "encrypted":
+            notes.append(f"smime: the mail is encrypted; its content cannot be read ({name})")
+        elif kind == "signed-data":
+            notes.append(f"smime: {name} holds opaque-signed content, not unpacked")
+    return notes
 
 
-def _recorded_defects(msg: Message) -> list[str]:
-    parts = _all_parts(msg)
-    return [_describe(d, f"{p.get_content_type()} part") for p in parts for d in p.defects]
-
-
-def _describe(defect: errors.MessageDefect, where: str) -> str:
-    detail = str(defect) or (type(defect).__doc__ or "").strip().split("\n")[0]
-    detail = _one_line(_text(detail))[:_MAX_DEFECT_TEXT]
-    return f"{type(defect).__name__} in {where}: {detail}"
-
-
-def _text(value: str) -> str:
-    """``value`` without lone surrogates: raw 8-bit header bytes decoded as UTF-8 or cp1252."""
-    return _SURROGATES.sub(_decode_8bit, value).replace("\x00", "")
-
-
-def _decode_8bit(match: re.Match[str]) -> str:
-    try:
-        data = match.group().encode("utf-8", "surrogateescape")
-        return data.decode("utf-8")
-    except UnicodeEncodeError:  # surrogates that never were bytes
-        return "\ufffd"
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
-
-
-def _one_line(value: str) -> str:
-    return " ".join(value.split())
-
-
-def _dedupe(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))
+def _encrypted_text(attachments: list[Message]) -> str | None:
+    encrypted = [p for p in attachments if roles.smime_kind(p) == "encrypted"]
+    if not encrypted:
+        return None
+    return _ENCRYPTED_TEXT.format(name=roles.filename(encrypted[0]) or "smime.p7m")

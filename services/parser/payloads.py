@@ -11,6 +11,8 @@ from services.parser.headers import first_raw
 # Writes an attached mail back out with its headers as they came, never refolded: refolding
 # runs the header parser again, which is where the stdlib's bugs live.
 _VERBATIM = policy.default.clone(refold_source="none", linesep="\r\n")
+# The older policy writes a header holding raw 8-bit bytes without parsing it again.
+_VERBATIM_OLD = policy.compat32.clone(linesep="\r\n")
 UUENCODED = frozenset({"x-uuencode", "uuencode", "x-uue", "uue"})
 
 
@@ -69,4 +71,4 @@ def message_bytes(inner: Message) -> bytes:
     try:
         return inner.as_bytes(policy=_VERBATIM)
     except UnicodeEncodeError:  # stdlib bug: 8-bit text in an inner multipart without parts
-        return inner.as_string(policy=_VERBATIM).encode("utf-8", "surrogateescape")
+        return inner.as_string(policy=_VERBATIM_OLD).encode("utf-8", "surrogateescape")

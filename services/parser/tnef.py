@@ -21,11 +21,19 @@ def is_tnef(content_type: str, filename: str) -> bool:
 
 
 def unpack(data: bytes) -> list[tuple[str, str, bytes]] | None:
-    """The files in a TNEF blob as (filename, content type, bytes); None when unreadable."""
+    """The files in a TNEF blob as (filename, content type, bytes); None when unreadable.
+
+    An empty list means a readable blob that holds only Outlook's copy of the message text.
+    """
     try:
-        return _files(TNEF(data, do_checksum=False), depth=0)
+        tnef = TNEF(data, do_checksum=False)
+        files = _files(tnef, depth=0)
+        if not files and not tnef.has_body():
+            return None  # nothing recognisable in it: likely damaged, so keep it whole
     except Exception:  # any failure inside the library means "unreadable"
         return None
+    # Outlook repeats a file of an attached item at the top level; one copy is enough.
+    return list(dict.fromkeys(files))
 
 
 def _files(tnef: TNEF, depth: int) -> list[tuple[str, str, bytes]]:

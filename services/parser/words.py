@@ -22,10 +22,10 @@ _ENCODED_WORD = re.compile(
 _ONLY_SPACE = re.compile(r"[ \t\r\n]*")
 _SURROGATES = re.compile("[\ud800-\udfff]+")
 _QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
 # ``name="value"``, ``name=value``, ``name*=charset'lang'pct`` and ``name*0*=...`` sections.
 _PARAM = re.compile(
-    r';\s*(?P<name>[^\s=;*]+)(?:\*(?P<section>\d+))?(?P<extended>\*)?\s*=\s*'
+    r";\s*(?P<name>[^\s=;*]+)(?:\*(?P<section>\d+))?(?P<extended>\*)?\s*=\s*"
     r'(?P<value>"(?:[^"\\]|\\.)*"?|[^;]*)',
     re.DOTALL,
 )
@@ -78,16 +78,18 @@ def _from_base64(texts: list[bytes]) -> bytes:
     decoded, pending = [], b""
     for text in texts:
         pending += _NOT_BASE64.sub(b"", text)
-        whole = len(pending) - len(pending) % 4
-        decoded.append(_b64(pending[:whole]))
-        pending = pending[whole:]
-    decoded.append(_b64(pending + b"=" * (-len(pending) % 4)) if len(pending) > 1 else b"")
+        if b"=" in pending or len(pending) % 4 == 0:  # padding or a whole quantum: complete
+            decoded.append(_b64(pending))
+            pending = b""
+    decoded.append(_b64(pending))
     return b"".join(decoded)
 
 
 def _b64(data: bytes) -> bytes:
+    data = data.replace(b"=", b"")
+    data = data[: len(data) - 1] if len(data) % 4 == 1 else data  # one char is no byte
     try:
-        return binascii.a2b_base64(data)
+        return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
     except binascii.Error:
         return b""
 
@@ -177,7 +179,6 @@ def _decode_extended(sections: list[tuple[bool, str]], notes: list[str] | None, 
     if first_extended and first.count("'") >= 2:
         charset, _language, rest = first.split("'", 2)
         sections = [(True, rest), *sections[1:]]
-    data = b"".join(
-        unquote_to_bytes(v) if ext else v.encode("utf-8", "surrogateescape") for ext, v in sections
-    )
+    raw = [(ext, v.encode("utf-8", "surrogateescape")) for ext, v in sections]
+    data = b"".join(unquote_to_bytes(v) if ext else v for ext, v in raw)
     return decode_bytes(data, charset or "us-ascii", notes, where)

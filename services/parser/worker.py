@@ -8,9 +8,20 @@ from contracts import queues
 from contracts.mail import MailFetched
 from contracts.settings import Settings
 from services.parser.handler import parse
+from services.parser.limits import ParserLimits
 from services.runtime.ports import Clock
 from services.runtime.stage import Stage, dispatcher
 from services.runtime.store import SqlBlobStore, Store
+
+
+def parser_limits(settings: Settings) -> ParserLimits:
+    """The ``MAILROOM_MAX_*`` parser settings as the value object the handler takes."""
+    return ParserLimits(
+        max_depth=settings.max_mime_depth,
+        max_parts=settings.max_mime_parts,
+        max_header_kb=settings.max_header_kb,
+        max_decoded_mb=settings.max_decoded_mb,
+    )
 
 
 def build(
@@ -18,9 +29,10 @@ def build(
 ) -> Stage:
     """The parser needs no clock; the parameter keeps every stage's ``build`` alike."""
     blobs = SqlBlobStore(store)
+    limits = parser_limits(settings)
 
     def handle(msg: MailFetched):  # type: ignore[no-untyped-def]
-        return parse(msg, blobs=blobs)
+        return parse(msg, blobs=blobs, limits=limits)
 
     d = dispatcher("parser", handle, settings=settings, connection=connection, store=store)
     return Stage("parser", {queues.MAIL_FETCHED: d})

@@ -61,7 +61,7 @@ class Publisher:
     def __init__(self, conn: Connection) -> None:
         # A connection of its own: waiting for a confirm reads the connection, and on one
         # shared with consumers that would deliver messages in the middle of a publish.
-        self._conn = conn.clone()
+        self._conn = _sibling(conn)
         # Every queue, mail.dead included, must exist before the first message: RabbitMQ
         # drops what it cannot route, and a dead-lettered message with nowhere to go is lost.
         declare_all(self._conn)
@@ -90,6 +90,14 @@ class Publisher:
 
     def close(self) -> None:
         self._conn.release()
+
+
+def _sibling(conn: Connection) -> Connection:
+    """A new connection to the same broker. (kombu's ``clone`` of a ``memory://`` connection
+    warns about a missing host name, which would reach every user's terminal.)"""
+    if conn.transport_cls == "memory":
+        return Connection("memory://", transport_options=conn.transport_options)
+    return conn.clone()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ PE_TYPES = frozenset(
 #: the extensions mail carries most are judged the same on every installation.
 NAME_TYPES: dict[str, str] = {
     "pdf": "application/pdf",
+    "ai": "application/pdf",  # Illustrator: PDF inside (PostScript before CS)
     "png": "image/png",
     "jpg": "image/jpeg",
     "jpeg": "image/jpeg",
@@ -100,7 +101,11 @@ VAGUE_TYPES = frozenset(
 # and password-protected Office files, which it only knows as encrypted.
 UNTELLING_SNIFFED = frozenset({"", "application/octet-stream", "application/encrypted"})
 
-_MEDIA_MAJORS = frozenset({"image", "audio", "video", "text"})
+# Media kinds whose labels may differ freely: a JPEG labelled image/png is still an image, and
+# one MP4 or Ogg file is audio or video depending on what it holds.
+_MEDIA_KINDS = {"image": "image", "text": "text", "audio": "media", "video": "media"}
+# Containers that many application formats are built on (Visio, iWork, Publisher, ...).
+_CONTAINERS = frozenset({"zip", "ole"})
 _FAMILIES = {
     **dict.fromkeys(
         (
@@ -127,7 +132,7 @@ _FAMILIES = {
     ),
     **dict.fromkeys(PE_TYPES, "exe"),
     **dict.fromkeys(("application/gzip", "application/x-gzip"), "gzip"),
-    **dict.fromkeys(("application/pdf", "application/x-pdf"), "pdf"),
+    **dict.fromkeys(("application/pdf", "application/x-pdf", "application/postscript"), "pdf"),
     **dict.fromkeys(
         ("application/x-rar", "application/x-rar-compressed", "application/vnd.rar"), "rar"
     ),
@@ -165,7 +170,7 @@ _DESCRIPTIONS = {
     f"{_OOXML}.wordprocessingml.document": "a Word document",
     f"{_OOXML}.spreadsheetml.sheet": "an Excel workbook",
     f"{_OOXML}.presentationml.presentation": "a PowerPoint presentation",
-    f"{_ODF}.text": "an OpenDocument text",
+    f"{_ODF}.text": "an OpenDocument text document",
     f"{_ODF}.spreadsheet": "an OpenDocument spreadsheet",
     "application/msword": "a Word 97-2003 document",
     "application/vnd.ms-excel": "an Excel 97-2003 workbook",
@@ -186,7 +191,7 @@ def last_extension(name: str) -> str | None:
     is a PDF. Trailing dots and spaces are ignored, as Windows ignores them. ``None`` when the
     name has no extension.
     """
-    stem, dot, suffix = name.rstrip(". ").rpartition(".")
+    _stem, dot, suffix = name.rstrip(". ").rpartition(".")
     extension = normalise_extension(suffix) if dot else ""
     return extension or None
 
@@ -233,15 +238,19 @@ def compatible(sniffed: str, claim: str) -> bool:
     """Whether content sniffed as ``sniffed`` can honestly be labelled ``claim``.
 
     Generous on purpose: the same type, the same media kind (a JPEG labelled ``image/png``
-    is still an image), or the same family.
+    is still an image), the same family, or a zip or OLE container labelled with an
+    application type that has no family here (``application/vnd.apple.pages``): those
+    containers hold too many formats to list them all.
     """
     if sniffed == claim:
         return True
-    major = sniffed.partition("/")[0]
-    if major in _MEDIA_MAJORS and major == claim.partition("/")[0]:
+    media = _MEDIA_KINDS.get(sniffed.partition("/")[0])
+    if media is not None and media == _MEDIA_KINDS.get(claim.partition("/")[0]):
         return True
-    kind = family(sniffed)
-    return kind is not None and kind == family(claim)
+    kind, claimed_kind = family(sniffed), family(claim)
+    if kind is not None and kind == claimed_kind:
+        return True
+    return kind in _CONTAINERS and claimed_kind is None and claim.startswith("application/")
 
 
 def describe(kind: str) -> str:

@@ -51,7 +51,8 @@ def sender_to_tell(msg: MailParsed, own_addresses: frozenset[str] = frozenset())
     """The address that may be told about stripped attachments, or ``None`` if nobody may."""
     mail = msg.mail
     address = reply_address(msg)
-    if address is None or mail.auto_reply or address.lower() in own_addresses:
+    machine_or_list = mail.auto_reply or mail.mailing_list
+    if address is None or machine_or_list or address.lower() in own_addresses:
         return None
     senders = [address, *([mail.from_.email] if mail.from_ else [])]
     return None if any(map(is_automated, senders)) else address

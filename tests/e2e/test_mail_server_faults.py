@@ -82,7 +82,8 @@ def test_a_malformed_fetch_response_ends_the_round_and_the_next_one_finishes(
 
 
 def test_a_mail_over_the_size_limit_is_dead_lettered_without_download(
-    tmp_path: Path, dovecot  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    dovecot,  # type: ignore[no-untyped-def]
 ) -> None:
     user = f"big{uuid.uuid4().hex[:8]}@example.test"
     dovecot.add_user(user, "secret")

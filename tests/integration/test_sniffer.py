@@ -1,60 +1,23 @@
-"""LibmagicSniffer on real bytes, and the validator stripping with the real sniffer."""
+"""The validator's adapters on real things: libmagic on real files, blob heads on real databases."""
 
 from __future__ import annotations
 
-import io
-import struct
-import zipfile
-import zlib
+from pathlib import Path
 
 import pytest
+from attachments import samples
 
 from contracts.mail import Address, Attachment, MailParsed, ParsedMail, SourceRef
 from contracts.settings import AttachmentSettings
+from services.runtime.store import SqlBlobStore, Store
 from services.runtime.testing import InMemoryBlobStore
-from services.validator.adapters import LibmagicSniffer
+from services.validator.adapters import LibmagicSniffer, SqlBlobHeads
 from services.validator.handler import validate
 from services.validator.policy import AttachmentPolicy, StripNotices
 
 # libmagic before 5.44 says x-dosexec, later versions the registered IANA type.
 PE_TYPES = {"application/x-dosexec", "application/vnd.microsoft.portable-executable"}
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data)
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-
-def minimal_png() -> bytes:
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)  # 1x1, 8-bit greyscale
-    pixels = zlib.compress(b"\x00\x00")
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", pixels)
-        + _png_chunk(b"IEND", b"")
-    )
-
-
-def minimal_pdf() -> bytes:
-    return b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"
-
-
-def tiny_pe() -> bytes:
-    image = bytearray(0x80)
-    image[0:2] = b"MZ"
-    image[0x18:0x1A] = struct.pack("<H", 0x40)  # relocation table offset: "new" executable
-    image[0x3C:0x40] = struct.pack("<I", 0x40)  # where the PE header starts
-    image[0x40:0x44] = b"PE\x00\x00"
-    image[0x44:0x46] = struct.pack("<H", 0x14C)  # machine: i386
-    return bytes(image)
-
-
-def small_zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("notes.txt", "hello")
-    return buffer.getvalue()
+OOXML = "application/vnd.openxmlformats-officedocument"
 
 
 @pytest.fixture(scope="module")
@@ -63,23 +26,36 @@ def sniffer() -> LibmagicSniffer:
 
 
 @pytest.mark.parametrize(
-    ("data", "expected"),
+    ("sample", "expected"),
     [
-        (minimal_png(), {"image/png"}),
-        (minimal_pdf(), {"application/pdf"}),
-        (tiny_pe(), PE_TYPES),
-        (small_zip(), {"application/zip"}),
-        (b"Hello, the printer on floor 3 is out of toner.\n", {"text/plain"}),
+        ("document.pdf", {"application/pdf"}),
+        ("picture.png", {"image/png"}),
+        ("picture.jpg", {"image/jpeg"}),
+        ("picture.gif", {"image/gif"}),
+        # Older libmagic names Office Open XML by the zip container only.
+        ("letter.docx", {f"{OOXML}.wordprocessingml.document", "application/zip"}),
+        ("sheet.xlsx", {f"{OOXML}.spreadsheetml.sheet", "application/zip"}),
+        ("letter.odt", {"application/vnd.oasis.opendocument.text"}),
+        ("archive.zip", {"application/zip"}),
+        ("program.exe", PE_TYPES),
+        ("script.sh", {"text/x-shellscript", "text/x-sh"}),
+        ("notes.txt", {"text/plain"}),
+        ("table.csv", {"text/csv", "text/plain"}),
+        ("spooler.log", {"text/plain"}),
+        ("forwarded.eml", {"message/rfc822"}),
     ],
-    ids=["png", "pdf", "pe", "zip", "text"],
 )
-def test_sniffer_names_real_content(sniffer, data, expected):
-    assert sniffer(data) in expected
+def test_sniffer_names_real_content(sniffer, sample, expected):
+    assert sniffer(samples.SAMPLES[sample]) in expected
+
+
+def test_every_sample_is_a_few_kilobytes_at_most():
+    assert all(len(data) <= 4096 for data in samples.SAMPLES.values())
 
 
 def test_validate_with_libmagic_strips_png_named_as_text(sniffer):
     blobs = InMemoryBlobStore()
-    png, pdf = minimal_png(), minimal_pdf()
+    png, pdf = samples.png(), samples.pdf()
     attachments = [
         Attachment(
             filename="photo.txt", content_type="text/plain", size=len(png), sha256=blobs.put(png)
@@ -112,4 +88,63 @@ def test_validate_with_libmagic_strips_png_named_as_text(sniffer):
     assert [a.filename for a in out.mail.attachments] == ["report.pdf"]
     [stripped] = out.stripped
     assert stripped.reason == "content_mismatch"
-    assert "photo.txt claims text/plain but its content is image/png" in stripped.message
+    assert stripped.message.startswith("photo.txt was removed because its content is a PNG image")
+
+
+# --- reading only the head of a blob --------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}"
+    else:
+        url = request.getfixturevalue("postgres").new_database()
+    s = Store(url)
+    s.migrate()
+    return s
+
+
+def test_blob_heads_return_the_first_bytes_only(store: Store) -> None:
+    data = samples.pdf(padding=200_000)
+    sha = SqlBlobStore(store).put(data)
+    heads = SqlBlobHeads(store)
+
+    assert heads(sha, 8192) == data[:8192]
+    assert heads(sha, 5) == b"%PDF-"
+    assert heads(sha, len(data) + 10) == data
+
+
+def test_blob_heads_keep_binary_bytes_intact(store: Store) -> None:
+    data = bytes(range(256)) * 4  # NUL bytes and every high byte
+    sha = SqlBlobStore(store).put(data)
+    assert SqlBlobHeads(store)(sha, 300) == data[:300]
+
+
+def test_blob_head_of_a_missing_blob_is_a_key_error(store: Store) -> None:
+    with pytest.raises(KeyError):
+        SqlBlobHeads(store)("0" * 64, 10)
+
+
+def test_validate_reads_heads_from_the_store(store: Store, sniffer: LibmagicSniffer) -> None:
+    blobs = SqlBlobStore(store)
+    png = samples.png()
+    photo = Attachment(
+        filename="photo.txt", content_type="text/plain", size=len(png), sha256=blobs.put(png)
+    )
+    msg = MailParsed(
+        mail_id="mail-8",
+        helpdesk="default",
+        source=SourceRef(mailbox="support", ref="8"),
+        raw_blob="raw",
+        mail=ParsedMail(message_id="<8@example.com>", attachments=[photo]),
+    )
+    [out] = validate(
+        msg,
+        policy=AttachmentPolicy.from_settings(AttachmentSettings()),
+        notices=StripNotices(enabled=False, support_reps=()),
+        blobs=blobs,
+        sniff=sniffer,
+        read_head=SqlBlobHeads(store),
+    )
+    assert [s.reason for s in out.stripped] == ["content_mismatch"]

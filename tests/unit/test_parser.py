@@ -519,7 +519,7 @@ def test_a_mail_with_no_text_at_all_has_no_body_blob() -> None:
     assert [a.filename for a in out.mail.attachments] == ["scan.pdf"]
 
 
-def test_an_unknown_charset_is_decoded_with_replacement_and_recorded() -> None:
+def test_an_unknown_charset_over_nearly_utf8_bytes_is_read_as_utf8_and_recorded() -> None:
     raw = b"From: a@example.com\r\nContent-Type: text/plain; charset=x-foo\r\n\r\n"
     raw += b"caf\xc3\xa9 \xff\r\n"
 
@@ -527,18 +527,21 @@ def test_an_unknown_charset_is_decoded_with_replacement_and_recorded() -> None:
 
     assert body_text(out, blobs) == "café \ufffd\n"
     assert (
-        "charset: unknown charset 'x-foo' in text/plain part; decoded with replacement"
-        in out.mail.defects
+        "charset: text/plain declared unknown charset 'x-foo'; decoded as 'utf-8'"
+        " (1 invalid byte replaced)" in out.mail.defects
     )
 
 
-def test_bytes_invalid_in_their_charset_are_replaced_and_recorded() -> None:
-    raw = b"From: a@example.com\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nok \xff\r\n"
+def test_bytes_that_fit_no_charset_are_replaced_and_recorded() -> None:
+    raw = b"From: a@example.com\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    raw += b"ok \x00\xff\xfe\x00\x81\r\n"
 
     out, blobs = parse_raw(raw)
 
-    assert body_text(out, blobs) == "ok \ufffd\n"
-    assert any(d.startswith("charset: bytes are not valid utf-8") for d in out.mail.defects)
+    assert body_text(out, blobs) == "ok \x00\ufffd\ufffd\x00\ufffd\n"
+    assert any(
+        d.startswith("charset: text/plain bytes are not valid utf-8") for d in out.mail.defects
+    )
 
 
 def test_defects_the_email_package_records_are_kept_not_rejected() -> None:
@@ -642,3 +645,29 @@ def test_html_that_is_not_the_first_related_part_is_still_the_body() -> None:
 
     assert body_text(out, blobs) == "The answer"
     assert [a.filename for a in out.mail.attachments] == ["image-1.png"]
+
+
+def test_mailing_list_mail_is_marked_so_nothing_answers_it():
+    from services.parser.mime import parse_mime
+
+    raw = (
+        b"From: list-member@example.org\r\nTo: support@example.com\r\nSubject: hi\r\n"
+        b"List-Id: <users.lists.example.org>\r\nPrecedence: list\r\n\r\nhello\r\n"
+    )
+
+    mail = parse_mime(raw).mail
+
+    assert mail.mailing_list and not mail.auto_reply
+
+
+def test_a_quoted_boundary_holding_equals_signs_is_left_alone():
+    from services.parser.mime import parse_mime
+
+    raw = (
+        b"From: a@example.org\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="==mailgen-boundary=="\r\n\r\n'
+        b"--==mailgen-boundary==\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        b"--==mailgen-boundary==--\r\n"
+    )
+
+    assert parse_mime(raw).mail.defects == []

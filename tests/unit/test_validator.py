@@ -1,4 +1,7 @@
-"""The validator's checks and handler, with an in-memory blob store and a tiny sniffer."""
+"""The validator's policy and checks, with an in-memory blob store and a tiny sniffer.
+
+The fakes here are shared with ``test_validator_handler.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,10 @@ import pytest
 from contracts.mail import Address, Attachment, MailParsed, MailValidated, ParsedMail, SourceRef
 from contracts.notify import Notify
 from contracts.settings import AttachmentSettings, NotificationSettings
-from services.runtime.errors import MailError
 from services.runtime.testing import InMemoryBlobStore
 from services.validator import checks
-from services.validator.handler import reply_subject, validate
+from services.validator.content_types import extension_of_type, last_extension
+from services.validator.handler import validate
 from services.validator.policy import AttachmentPolicy, StripNotices
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -22,9 +25,6 @@ TEXT = b"Hello, please find the notes below.\n"
 
 SIGNATURES = {PNG[:4]: "image/png", PDF[:4]: "application/pdf", ZIP[:4]: "application/zip"}
 SIGNATURES |= {EXE[:2]: "application/x-dosexec", OLE[:4]: "application/x-ole-storage"}
-SENDER_KEY = "mail-1:attachment_stripped:email:sender"
-BELL_KEY = "mail-1:attachment_stripped:bell"
-REPS_KEY = "mail-1:attachment_stripped:email:reps"
 
 
 def fake_sniff(data: bytes) -> str:
@@ -113,18 +113,35 @@ def test_strip_notices_follow_notification_settings():
     assert notices == StripNotices(enabled=False, support_reps=("reps@example.com",))
 
 
+def test_strip_notices_keep_own_addresses_lower_case():
+    notices = StripNotices.from_settings(
+        NotificationSettings(), own_addresses=[" Support@Example.com", "help@example.com"]
+    )
+    assert notices.enabled
+    assert notices.own_addresses == frozenset({"support@example.com", "help@example.com"})
+
+
 # --- 1. file name ---------------------------------------------------------------------------
 
 
 UNSAFE_NAMES = [
-    *("", "..", "../etc/passwd", "folder/report.pdf", "folder\\report.pdf"),
-    *("bell\x07.pdf", "del\x7f.pdf", "c1\x85.pdf"),
+    *("", "..", "../etc/passwd", "folder/report.pdf", "folder\\report.pdf", "..\\..\\boot.ini"),
+    *("bell\x07.pdf", "del\x7f.pdf", "c1\x85.pdf", "tab\there.pdf", "line\nbreak.pdf"),
     *("invoice\u202egpj.exe.pdf", "isolate\u2066.pdf", "mark\u200f.pdf", "arabic\u061c.pdf"),
     *("CON", "con.txt", "Aux.tar.gz", "nul .pdf", "COM1.pdf", "lpt9", "com\u00b9.pdf"),
+    *("COM0.pdf", "CONIN$.txt", "conout$"),
     *("what?.pdf", "a<b>.pdf", 'say "hi".pdf', "c:report.pdf", "pipe|.pdf", "star*.pdf"),
     *("report.pdf.", "report.pdf ", "a" * 252 + ".pdf", "\u00e9" * 126 + ".pdf"),
 ]
-KEPT_NAMES = ["Résumé final.pdf", "Übersicht (Entwurf).pdf", "コンサート.pdf"]
+KEPT_NAMES = [
+    "Résumé final.pdf",
+    "Re\u0301sume\u0301 final.pdf",  # the same name as macOS sends it (decomposed accents)
+    "Übersicht (Entwurf).pdf",
+    "コンサート.pdf",
+    "Q3 report #2 & notes; v1 [draft] 100% 'final'.pdf",
+    "\U0001f4ce scan.pdf",
+    " leading space.pdf",
+]
 
 
 @pytest.mark.parametrize("name", UNSAFE_NAMES)
@@ -132,7 +149,7 @@ def test_unsafe_file_names_are_invalid(blobs, name):
     assert reason(blobs, name, PDF, "application/pdf") == "invalid_name"
 
 
-@pytest.mark.parametrize("name", [*KEPT_NAMES, "console.pdf", "COM10.pdf"])
+@pytest.mark.parametrize("name", [*KEPT_NAMES, "console.pdf", "COM10.pdf", "nullify.pdf"])
 def test_names_with_spaces_accents_and_lookalikes_are_kept(blobs, name):
     assert failure(blobs, name, PDF, "application/pdf") is None
 
@@ -143,8 +160,17 @@ def test_name_at_255_utf8_bytes_is_kept(blobs):
 
 def test_invalid_name_message_hides_direction_overrides(blobs):
     found = failure(blobs, "invoice\u202egpj.exe", PDF)
-    assert "\u202e" not in found.message
-    assert found.message.endswith(".")
+    assert found.message == (
+        "invoice\ufffdgpj.exe was removed because its file name contains invisible"
+        " text-direction characters that can disguise its real type."
+    )
+
+
+def test_long_name_is_shortened_in_the_message(blobs):
+    found = failure(blobs, "a" * 300 + ".pdf", PDF)
+    assert found.message == (
+        f"{'a' * 79}\u2026 was removed because its file name is too long (more than 255 bytes)."
+    )
 
 
 def test_missing_name_has_a_readable_message(blobs):
@@ -154,9 +180,36 @@ def test_missing_name_has_a_readable_message(blobs):
 # --- 2. extension ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["setup.exe", "RUN.BAT", "invoice.pdf.exe", "invoice.exe.pdf"])
-def test_restricted_extensions_anywhere_in_the_name(blobs, name):
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("setup.exe", "exe"),
+        ("RUN.BAT", "bat"),
+        ("invoice.pdf.exe", "exe"),
+        ("Invoice.PDF.Exe", "exe"),
+        ("report.example.com.pdf", "pdf"),
+        ("invoice.exe.pdf", "pdf"),
+        ("archive.tar.gz", "gz"),
+        (".profile", "profile"),
+        ("README", None),
+        ("notes.", None),
+    ],
+)
+def test_the_last_extension_decides(name, expected):
+    assert last_extension(name) == expected
+
+
+@pytest.mark.parametrize("name", ["setup.exe", "RUN.BAT", "invoice.pdf.exe", "Invoice.PDF.Exe"])
+def test_restricted_last_extension_is_dropped(blobs, name):
     assert reason(blobs, name, PDF, "application/pdf") == "restricted_extension"
+
+
+@pytest.mark.parametrize("name", ["invoice.exe.pdf", "report.example.com.pdf", "v1.js.pdf"])
+def test_restricted_extension_before_the_last_one_does_not_count(blobs, name):
+    policy = AttachmentPolicy.from_settings(
+        AttachmentSettings(restricted_extensions=["exe", "com", "js"])
+    )
+    assert failure(blobs, name, PDF, "application/pdf", policy) is None
 
 
 def test_restricted_message_names_the_file_and_type(blobs):
@@ -178,10 +231,9 @@ def test_allowlist_keeps_listed_and_drops_the_rest(blobs):
 
 def test_allowlist_message_lists_the_accepted_types(blobs):
     policy = AttachmentPolicy.from_settings(AttachmentSettings(allowed_extensions=["png", "pdf"]))
-    found = failure(blobs, "README", TEXT, policy=policy)
+    found = failure(blobs, "notes.TXT", TEXT, policy=policy)
     assert found.message == (
-        "README was removed because it has no file extension, which is not accepted;"
-        " accepted types: .pdf, .png."
+        "notes.TXT was removed because its type .txt is not accepted; accepted types: .pdf, .png."
     )
 
 
@@ -190,11 +242,69 @@ def test_empty_allowlist_accepts_any_unrestricted_extension(blobs):
     assert reason(blobs, "photo.heic", PNG) is None
 
 
+# --- 2b. a name without extension is judged by its content ----------------------------------
+
+
+def test_program_without_extension_counts_as_exe(blobs):
+    found = failure(blobs, "setup", EXE, "application/octet-stream")
+    assert found.reason == "restricted_extension"
+    assert found.message == (
+        "setup was removed because it has no file extension and its content is a Windows"
+        " program (.exe), a type that is not accepted."
+    )
+
+
+def test_text_without_extension_is_kept_when_txt_is_not_restricted(blobs):
+    assert failure(blobs, "README", TEXT) is None
+
+
+def test_allowlist_judges_a_name_without_extension_by_content(blobs):
+    policy = AttachmentPolicy.from_settings(AttachmentSettings(allowed_extensions=["pdf", "png"]))
+    assert reason(blobs, "scan", PDF, "", policy) is None
+    found = failure(blobs, "README", TEXT, policy=policy)
+    assert found.reason == "extension_not_allowed"
+    assert found.message == (
+        "README was removed because it has no file extension and its content is of type .txt,"
+        " which is not accepted; accepted types: .pdf, .png."
+    )
+
+
+def test_allowlist_refuses_unknown_content_without_extension(blobs):
+    policy = AttachmentPolicy.from_settings(AttachmentSettings(allowed_extensions=["png", "pdf"]))
+    found = failure(blobs, "blob", b"\xff\xfe\x00\x81", policy=policy)
+    assert found.message == (
+        "blob was removed because it has no file extension, which is not accepted;"
+        " accepted types: .pdf, .png."
+    )
+
+
+@pytest.mark.parametrize(
+    ("sniffed", "extension"),
+    [
+        ("application/vnd.microsoft.portable-executable", "exe"),
+        ("application/x-dosexec", "exe"),
+        ("application/x-msi", "msi"),
+        ("text/x-shellscript", "sh"),
+        ("text/x-msdos-batch", "bat"),
+        ("application/pdf", "pdf"),
+        ("image/jpeg", "jpg"),
+        ("text/plain", "txt"),
+        ("message/rfc822", "eml"),
+        ("application/octet-stream", None),
+        ("application/x-never-heard-of", None),
+    ],
+)
+def test_sniffed_types_map_to_extensions(sniffed, extension):
+    assert extension_of_type(sniffed) == extension
+
+
 # --- 3. empty and 4. size -------------------------------------------------------------------
 
 
 def test_empty_file_is_dropped(blobs):
-    assert reason(blobs, "blank.pdf", b"", "application/pdf") == "empty"
+    found = failure(blobs, "blank.pdf", b"", "application/pdf")
+    assert found.reason == "empty"
+    assert found.message == "blank.pdf was removed because it is empty (0 bytes)."
 
 
 def test_file_over_the_limit_is_too_large(blobs):
@@ -214,8 +324,9 @@ def test_size_and_emptiness_are_decided_without_reading_the_bytes():
     unread = InMemoryBlobStore()  # the blobs are not there: reading them would fail
     big = Attachment(filename="big.pdf", content_type="", size=2 * 1024 * 1024, sha256="x")
     empty = Attachment(filename="e.pdf", content_type="", size=0, sha256="y")
-    [out] = run(parsed(big, empty), unread, notices=StripNotices(False, ()))
-    assert [s.reason for s in out.stripped] == ["too_large", "empty"]
+    nameless_empty = Attachment(filename="blank", content_type="", size=0, sha256="z")
+    [out] = run(parsed(big, empty, nameless_empty), unread, notices=StripNotices(False, ()))
+    assert [s.reason for s in out.stripped] == ["too_large", "empty", "empty"]
 
 
 def test_name_is_checked_before_size(blobs):
@@ -229,17 +340,44 @@ def test_text_file_holding_png_is_a_mismatch(blobs):
     found = failure(blobs, "photo.txt", PNG, "text/plain")
     assert found.reason == "content_mismatch"
     assert found.message == (
-        "photo.txt claims text/plain but its content is image/png, so it was removed."
+        "photo.txt was removed because its content is a PNG image, not plain text as its .txt"
+        " extension says."
     )
     assert (found.content_type, found.size) == ("text/plain", len(PNG))
 
 
+def test_the_extension_outweighs_a_declared_type_that_fits_the_content(blobs):
+    assert reason(blobs, "photo.txt", PNG, "image/png") == "content_mismatch"
+
+
 def test_pdf_holding_an_executable_is_a_mismatch(blobs):
-    assert reason(blobs, "report.pdf", EXE, "application/pdf") == "content_mismatch"
+    found = failure(blobs, "report.pdf", EXE, "application/pdf")
+    assert found.reason == "content_mismatch"
+    assert "its content is a Windows program, not a PDF document" in found.message
 
 
 def test_declared_type_alone_can_mismatch(blobs):
-    assert reason(blobs, "scan", PNG, "application/pdf") == "content_mismatch"
+    found = failure(blobs, "scan", PNG, "application/pdf")
+    assert found.reason == "content_mismatch"
+    assert found.message == (
+        "scan was removed because its content is a PNG image, not a PDF document as the mail"
+        " declares."
+    )
+
+
+def test_unknown_extension_falls_back_to_the_declared_type(blobs):
+    assert reason(blobs, "scan.zz9", EXE, "application/pdf") == "content_mismatch"
+    assert reason(blobs, "scan.zz9", PDF, "application/pdf") is None
+
+
+def test_same_words_for_both_types_are_told_apart_by_their_mime_types():
+    att = Attachment(filename="photo.jpg", content_type="", size=10, sha256="x")
+    found = checks.content_failure(att, "application/vnd.microsoft.portable-executable")
+    assert found.message.startswith("photo.jpg was removed because its content is a Windows")
+    found = checks.content_failure(
+        Attachment(filename="a.exe", content_type="", size=10, sha256="x"), "image/png"
+    )
+    assert "not a Windows program as its .exe extension says" in found.message
 
 
 @pytest.mark.parametrize(
@@ -250,7 +388,9 @@ def test_declared_type_alone_can_mismatch(blobs):
         ("report.pdf", PDF, "application/pdf; name=report.pdf"),
         ("report.pdf", PDF, "application/octet-stream"),
         ("data.csv", TEXT, "text/csv"),
+        ("data.csv", TEXT, "application/vnd.ms-excel"),  # how Outlook declares a .csv
         ("data.json", TEXT, "application/json"),
+        ("server.log", TEXT, "text/x-log"),
         ("letter.docx", ZIP, "application/octet-stream"),
         ("sheet.xlsx", ZIP, ""),
         ("book.epub", ZIP, "application/epub+zip"),
@@ -266,6 +406,63 @@ def test_content_that_fits_the_claim_is_kept(blobs, name, data, declared):
     assert failure(blobs, name, data, declared) is None
 
 
+@pytest.mark.parametrize(
+    ("name", "declared", "sniffed"),
+    [
+        ("letter.docx", "", "application/zip"),
+        (
+            "letter.docx",
+            "",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
+        ("sheet.ods", "", "application/zip"),
+        ("letter.odt", "", "application/vnd.oasis.opendocument.text"),
+        ("notes.txt", "", "text/csv"),
+        ("table.csv", "text/csv", "text/plain"),
+        ("server.log", "text/plain", "text/plain"),
+        ("forwarded.eml", "message/rfc822", "message/rfc822"),
+        ("forwarded.eml", "message/rfc822", "text/plain"),
+        ("notes.txt", "text/plain", "message/rfc822"),
+        ("winmail.dat", "application/ms-tnef", "application/vnd.ms-tnef"),
+        ("parts.rar", "application/x-rar-compressed", "application/x-rar"),
+        ("locked.xlsx", "", "application/encrypted"),  # password-protected Office file
+        ("drawing.svg", "image/svg+xml", "image/svg+xml"),
+        ("drawing.svg", "image/svg+xml", "text/xml"),
+        ("poster.ai", "application/postscript", "application/pdf"),
+        ("old-poster.ai", "", "application/postscript"),
+        ("plan.vsdx", "application/vnd.ms-visio.drawing", "application/zip"),
+        ("notes.pages", "", "application/zip"),
+        ("budget.pub", "application/x-mspublisher", "application/x-ole-storage"),
+        ("voice.3gp", "", "video/3gpp"),  # named as audio, holds video: both are media
+        ("photo.jpg", "image/jpeg", "image/png"),
+    ],
+)
+def test_families_map_labels_of_the_same_content(name, declared, sniffed):
+    att = Attachment(filename=name, content_type=declared, size=10, sha256="x")
+    assert checks.content_failure(att, sniffed) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "declared", "sniffed"),
+    [
+        ("photo.txt", "text/plain", "image/png"),
+        ("letter.docx", "", "application/pdf"),
+        ("letter.doc", "", "application/zip"),
+        ("forwarded.eml", "message/rfc822", "image/gif"),
+        ("table.csv", "", "application/vnd.microsoft.portable-executable"),
+        ("logo.png", "image/png", "application/x-dosexec"),
+        ("clip.mp4", "", "application/zip"),
+        ("photo.png", "", "application/zip"),
+        ("report.pdf", "", "application/x-ole-storage"),
+        ("setup.exe", "", "application/zip"),
+        ("notes.txt", "", "audio/mpeg"),
+    ],
+)
+def test_different_content_is_a_mismatch(name, declared, sniffed):
+    att = Attachment(filename=name, content_type=declared, size=10, sha256="x")
+    assert checks.content_failure(att, sniffed).reason == "content_mismatch"
+
+
 def test_only_the_first_8_kib_are_sniffed(blobs):
     seen: list[int] = []
 
@@ -278,122 +475,14 @@ def test_only_the_first_8_kib_are_sniffed(blobs):
     assert seen == [checks.SNIFF_BYTES]
 
 
-# --- handler --------------------------------------------------------------------------------
+def test_content_is_sniffed_once_for_a_name_without_extension(blobs):
+    seen: list[bytes] = []
 
+    def sniff(data: bytes) -> str:
+        seen.append(data)
+        return "text/plain"
 
-def test_mail_without_attachments_passes_through_unchanged(blobs):
-    msg = parsed()
-    [out] = run(msg, blobs)
-    assert isinstance(out, MailValidated)
-    assert out.mail == msg.mail
-    assert out.stripped == []
-    envelope = ("mail_id", "helpdesk", "source", "raw_blob")
-    assert [getattr(out, f) for f in envelope] == [getattr(msg, f) for f in envelope]
-
-
-def test_good_attachments_are_kept_and_bad_ones_stripped(blobs):
-    good = attachment(blobs, "Résumé final.pdf", PDF, "application/pdf")
-    bad = attachment(blobs, "photo.txt", PNG, "text/plain")
-    out = run(parsed(good, bad), blobs)[0]
-    assert out.mail.attachments == [good]
-    assert [(s.filename, s.reason) for s in out.stripped] == [("photo.txt", "content_mismatch")]
-    assert out.mail.subject == "Printer on fire"
-
-
-def test_inline_attachments_are_checked_too(blobs):
-    logo = attachment(blobs, "logo.png", EXE, "image/png", inline=True, content_id="<logo@x>")
-    out = run(parsed(logo), blobs)[0]
-    assert out.mail.attachments == []
-    assert out.stripped[0].reason == "content_mismatch"
-
-
-def test_missing_blob_is_a_mail_error(blobs):
-    ghost = Attachment(filename="a.pdf", content_type="application/pdf", size=10, sha256="0" * 64)
-    with pytest.raises(MailError):
-        run(parsed(ghost), blobs)
-
-
-def notices_of(outputs) -> dict[str, Notify]:
-    return {n.key: n for n in outputs if isinstance(n, Notify)}
-
-
-def test_stripping_tells_sender_and_support_reps(blobs):
-    bad = attachment(blobs, "photo.txt", PNG, "text/plain")
-    sent = notices_of(run(parsed(bad), blobs))
-    assert set(sent) == {SENDER_KEY, BELL_KEY, REPS_KEY}
-    sender = sent[SENDER_KEY]
-    assert (sender.channel, sender.to) == ("email", ["heather@zylker.com"])
-    assert sender.topic == "attachment_stripped"
-    assert sender.subject == "Re: Printer on fire"
-    assert sender.in_reply_to == "<m1@example.com>"
-    assert "photo.txt claims text/plain but its content is image/png" in sender.body
-    for n in sent.values():
-        assert (n.mail_id, n.helpdesk) == ("mail-1", "default")
-
-
-def test_support_reps_get_a_bell_and_an_email_naming_sender_subject_and_files(blobs):
-    bad = attachment(blobs, "setup.exe", EXE)
-    sent = notices_of(run(parsed(bad), blobs))
-    bell = sent[BELL_KEY]
-    mail = sent[REPS_KEY]
-    assert (bell.channel, mail.channel) == ("bell", "email")
-    for n in (bell, mail):
-        assert n.to == ["reps@example.com", "lead@example.com"]
-        assert "heather@zylker.com" in n.subject
-        assert "Printer on fire" in n.subject
-        assert "setup.exe" in n.body
-
-
-def test_sender_notice_goes_to_reply_to_first(blobs):
-    bad = attachment(blobs, "setup.exe", EXE)
-    msg = parsed(bad, reply_to=[Address(email="desk@zylker.com"), Address(email="x@zylker.com")])
-    sender = notices_of(run(msg, blobs))[SENDER_KEY]
-    assert sender.to == ["desk@zylker.com"]
-
-
-def test_auto_reply_sender_is_never_answered(blobs):
-    bad = attachment(blobs, "setup.exe", EXE)
-    sent = notices_of(run(parsed(bad, auto_reply=True), blobs))
-    assert set(sent) == {BELL_KEY, REPS_KEY}
-
-
-def test_mail_without_sender_only_tells_the_reps(blobs):
-    bad = attachment(blobs, "setup.exe", EXE)
-    sent = notices_of(run(parsed(bad, from_=None), blobs))
-    assert SENDER_KEY not in sent
-    assert "an unknown sender" in sent[BELL_KEY].subject
-
-
-def test_no_support_reps_means_only_the_sender_is_told(blobs):
-    bad = attachment(blobs, "setup.exe", EXE)
-    sent = notices_of(run(parsed(bad), blobs, notices=StripNotices(True, ())))
-    assert set(sent) == {SENDER_KEY}
-
-
-def test_disabled_notices_send_nothing_but_still_strip(blobs):
-    bad = attachment(blobs, "setup.exe", EXE)
-    out = run(parsed(bad), blobs, notices=StripNotices(False, ("reps@example.com",)))
-    assert len(out) == 1
-    assert out[0].stripped[0].reason == "restricted_extension"
-
-
-def test_nothing_stripped_means_no_notices(blobs):
-    good = attachment(blobs, "report.pdf", PDF, "application/pdf")
-    assert len(run(parsed(good), blobs)) == 1
-
-
-def test_same_input_gives_the_same_outputs(blobs):
-    bad = attachment(blobs, "photo.txt", PNG, "text/plain")
-    msg = parsed(bad, attachment(blobs, "ok.pdf", PDF, "application/pdf"))
-    volatile = {"message_id", "occurred_at"}
-    first, second = run(msg, blobs), run(msg, blobs)
-    assert [m.model_dump(exclude=volatile) for m in first] == [
-        m.model_dump(exclude=volatile) for m in second
-    ]
-
-
-def test_reply_subject_never_doubles_re():
-    assert reply_subject("Printer on fire") == "Re: Printer on fire"
-    assert reply_subject("Re: Printer on fire") == "Re: Printer on fire"
-    assert reply_subject("RE: Printer") == "RE: Printer"
-    assert reply_subject("") == "Re: (no subject)"
+    att = attachment(blobs, "README", TEXT)
+    read = lambda: blobs.get(att.sha256)  # noqa: E731
+    assert checks.first_failure(att, policy=POLICY, read_head=read, sniff=sniff) is None
+    assert seen == [TEXT]

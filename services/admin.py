@@ -1,0 +1,232 @@
+"""What admins do about failed mail: error-folder counts, the decrypted log download, moving
+mail back to the inbox, and the dead-letter queue (show, replay, purge).
+
+Replaying a mail means forgetting its failure so it goes through the pipeline again: a mail
+in an error folder is moved back to the inbox and fetched anew; one that never reached a
+folder (POP, or a failed move) is published again from the raw copy in the store.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from contracts.mail import MailFetched, SourceRef
+from services.poller.adapters import SqlSourceState
+from services.poller.sources import open_source
+from services.runtime import tables
+from services.runtime.clock import SystemClock
+from services.runtime.config_store import ConfigStore
+from services.runtime.crypto import SecretBox
+from services.runtime.errors import ConfigError
+from services.runtime.mailbox_health import MailboxHealth
+from services.runtime.store import SqlBlobStore, Store
+
+Publish = Callable[[MailFetched], None]
+
+
+@dataclass
+class Admin:
+    store: Store
+    box: SecretBox
+
+    @property
+    def config(self) -> ConfigStore:
+        return ConfigStore(self.store, self.box)
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def error_counts(self) -> list[dict[str, Any]]:
+        """Per mailbox: mails in its error folder, dead-letter entries, and whether it stopped."""
+        entries = self._entries_per_mailbox()
+        return [
+            {
+                "mailbox": s.settings.name,
+                "protocol": s.settings.protocol,
+                "error_folder": None
+                if _is_pop(s.settings.protocol)
+                else s.settings.error_folder.name,
+                "error_count": s.error_count,
+                "dead_letters": entries.get(s.settings.name, 0),
+                "stopped": not s.enabled,
+                "paused_reason": s.paused_reason,
+            }
+            for s in self.config.mailboxes()
+        ]
+
+    def _entries_per_mailbox(self) -> dict[str, int]:
+        d = tables.dead_letters
+        with self.store.transaction() as conn:
+            rows = conn.execute(sa.select(d.c.mailbox, sa.func.count()).group_by(d.c.mailbox))
+            return {mailbox: n for mailbox, n in rows}
+
+    def download(self, out: Path, mailbox: str | None = None) -> int:
+        """Write a zip of every entry's decrypted log (``.txt``) and raw mail (``.eml``).
+
+        Decrypts everything before writing: a wrong key raises ``ConfigError`` and leaves no
+        half-written file. Returns the number of entries written.
+        """
+        files: list[tuple[str, bytes]] = []
+        for entry in self._dead_letters(mailbox):
+            stem = (
+                f"{entry.id:05d}-{entry.mailbox or 'unknown'}-{_safe(entry.ref or entry.mail_id)}"
+            )
+            files.append((f"{stem}.txt", self._log_text(entry).encode()))
+            if raw := self._raw_mail(entry.mail_id):
+                files.append((f"{stem}.eml", raw))
+        out.write_bytes(_zip(files))
+        return sum(1 for name, _ in files if name.endswith(".txt"))
+
+    def _log_text(self, entry: Any) -> str:
+        head = (
+            f"dead-letter entry {entry.id}\nmailbox: {entry.mailbox}\nmail: {entry.ref}\n"
+            f"stage: {entry.stage}\nerror: {entry.error_class}: {entry.error}\n"
+            f"attempts: {entry.attempts}\nat: {entry.at}\n\n"
+        )
+        if not entry.log_blob:
+            return head + "(no error log was written for this entry)\n"
+        try:
+            sealed = SqlBlobStore(self.store).get(entry.log_blob)
+        except KeyError:
+            return head + "(the error log is missing from the store)\n"
+        return head + self.box.decrypt(sealed).decode("utf-8", "replace")
+
+    def _raw_mail(self, mail_id: str) -> bytes | None:
+        f = tables.fetched_mails
+        with self.store.transaction() as conn:
+            sha = conn.execute(sa.select(f.c.raw_sha256).where(f.c.mail_id == mail_id)).scalar()
+        try:
+            return SqlBlobStore(self.store).get(sha) if sha else None
+        except KeyError:
+            return None
+
+    def move_to_inbox(self, mailbox: str) -> int:
+        """Move the error folder's mails back; they are fetched again. Resumes fetching."""
+        state = self.config.mailbox(mailbox)
+        if _is_pop(state.settings.protocol):
+            raise ConfigError(
+                f"mailbox {mailbox!r} is POP, which has no error folder: "
+                "use `mailroom dlq replay --all` to process its failed mail again"
+            )
+        source = open_source(state.settings, SqlSourceState(self.store, mailbox, SystemClock()))
+        try:
+            refs = source.error_folder_refs()
+            source.move_to_inbox(refs)
+        finally:
+            source.close()
+        moved = [e.mail_id for e in self._dead_letters(mailbox) if e.moved_to_error_folder_at]
+        self._forget(moved, refetched=True)
+        health = MailboxHealth(self.store)
+        health.reset_errors(mailbox)
+        health.resume(mailbox)
+        return len(refs)
+
+    # -- the dead-letter queue ---------------------------------------------------------------
+
+    def entry(self, entry_id: int) -> Any:
+        d = tables.dead_letters
+        with self.store.transaction() as conn:
+            row = conn.execute(sa.select(d).where(d.c.id == entry_id)).first()
+        if row is None:
+            raise ConfigError(f"no dead-letter entry {entry_id}: see `mailroom dlq list`")
+        return row
+
+    def replay(self, entry_ids: list[int] | None, publish: Publish) -> int:
+        """Process the entries' mails again (all when ``entry_ids`` is None)."""
+        entries = self._dead_letters() if entry_ids is None else [self.entry(i) for i in entry_ids]
+        for mailbox in {e.mailbox for e in entries if e.moved_to_error_folder_at and e.mailbox}:
+            moved = [e for e in entries if e.mailbox == mailbox and e.moved_to_error_folder_at]
+            self._back_to_inbox(mailbox, [e.ref for e in moved])
+        self._forget([e.mail_id for e in entries if e.moved_to_error_folder_at], refetched=True)
+        self._forget([e.mail_id for e in entries if not e.moved_to_error_folder_at])
+        for entry in entries:
+            if not entry.moved_to_error_folder_at:
+                self._republish(entry.mail_id, publish)
+        return len(entries)
+
+    def purge(self) -> int:
+        """Forget every entry; mails in error folders stay there for the admin to delete."""
+        d = tables.dead_letters
+        with self.store.transaction() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(d)).scalar_one()
+            conn.execute(d.delete())
+        for name in {s.settings.name for s in self.config.mailboxes()}:
+            MailboxHealth(self.store).reset_errors(name)
+        return int(count)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _dead_letters(self, mailbox: str | None = None) -> list[Any]:
+        d = tables.dead_letters
+        query = sa.select(d).order_by(d.c.id)
+        if mailbox is not None:
+            query = query.where(d.c.mailbox == mailbox)
+        with self.store.transaction() as conn:
+            return list(conn.execute(query).all())
+
+    def _back_to_inbox(self, mailbox: str, refs: list[str]) -> None:
+        """Error-folder refs are inbox refs on a Maildir; on IMAP the folder has its own, so
+        move back what the folder holds for these mails (found by ref where possible)."""
+        state = self.config.mailbox(mailbox)
+        source = open_source(state.settings, SqlSourceState(self.store, mailbox, SystemClock()))
+        try:
+            held = source.error_folder_refs()
+            source.move_to_inbox([r for r in held if r in refs] or held)
+        finally:
+            source.close()
+
+    def _forget(self, mail_ids: list[str], *, refetched: bool = False) -> None:
+        """Drop the failure of these mails, so the pipeline treats them as new again.
+
+        ``refetched``: the mails went back to the inbox and will be fetched anew (on IMAP
+        under a new ref), so their old fetched rows go too, or the embedded broker's
+        recovery would publish them a second time.
+        """
+        d, o, f = tables.dead_letters, tables.mail_outcomes, tables.fetched_mails
+        with self.store.transaction() as conn:
+            conn.execute(d.delete().where(d.c.mail_id.in_(mail_ids)))
+            failed = o.c.mail_id.in_(mail_ids) & (o.c.outcome == "dead_lettered")
+            conn.execute(o.delete().where(failed))
+            rows = f.c.mail_id.in_(mail_ids)
+            if refetched:
+                conn.execute(f.delete().where(rows))
+            else:  # recovery counts publishes; a replay starts afresh
+                conn.execute(f.update().where(rows).values(publish_count=0))
+
+    def _republish(self, mail_id: str, publish: Publish) -> None:
+        f = tables.fetched_mails
+        with self.store.transaction() as conn:
+            row = conn.execute(sa.select(f).where(f.c.mail_id == mail_id)).first()
+        if row is None:
+            return  # never downloaded (over the size limit): nothing to replay from
+        publish(
+            MailFetched(
+                mail_id=row.mail_id,
+                helpdesk=row.helpdesk_id,
+                source=SourceRef(mailbox=row.mailbox, ref=row.ref),
+                raw_blob=row.raw_sha256,
+                size=row.size,
+            )
+        )
+
+
+def _is_pop(protocol: str) -> bool:
+    return protocol in ("pop", "pops")
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80]
+
+
+def _zip(files: list[tuple[str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files:
+            archive.writestr(name, data)
+    return buffer.getvalue()

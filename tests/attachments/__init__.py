@@ -1,0 +1,1 @@
+"""Small real files of the kinds mail carries, built on demand by ``samples``."""

@@ -1,0 +1,121 @@
+"""What an admin does about failed mail, on the embedded default and on RabbitMQ + PostgreSQL."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from harness import DEMO, Mailroom
+from test_demo_mailbox import process_demo
+
+BROKEN = "demo-11-broken-mime"
+REPAIRED = (
+    b"From: Lobby Scanner <scanner@litware.example>\r\nTo: support@demo.example\r\n"
+    b"Subject: Scanned document from LOBBY-MFP\r\nMessage-ID: <demo-11-fixed@litware.example>\r\n"
+    b"\r\nThe scan is attached again, this time readable.\r\n"
+)
+
+
+def error_folder_file(room: Mailroom) -> Path:
+    [path] = (room.maildir / ".Errors" / "cur").iterdir()
+    return path
+
+
+def settle(room: Mailroom, done) -> None:  # type: ignore[no-untyped-def]
+    """Let the pipeline finish: a run on the embedded default, the workers at scale."""
+    if room.embedded:
+        room.json("run", "--once")
+    room.wait_for(done, what="the pipeline to settle")
+
+
+def test_errors_list_counts_per_mailbox(mailroom: Mailroom) -> None:
+    process_demo(mailroom)
+
+    [row] = mailroom.json("errors", "list")
+
+    assert (row["mailbox"], row["error_folder"], row["error_count"]) == ("demo", "Errors", 1)
+    assert row["dead_letters"] == 1 and row["stopped"] is False
+
+
+def test_the_download_holds_the_decrypted_log_and_the_raw_mail(mailroom: Mailroom) -> None:
+    process_demo(mailroom)
+    out = mailroom.workdir / "errors.zip"
+
+    said = mailroom.cli("errors", "download", "--out", str(out)).stdout
+
+    assert "wrote 1 error logs" in said
+    with zipfile.ZipFile(out) as archive:
+        names = sorted(archive.namelist())
+        log = archive.read(names[1]).decode()
+        raw = archive.read(names[0])
+    assert [n.rsplit(".", 1)[1] for n in names] == ["eml", "txt"]
+    assert "StartBoundaryNotFoundDefect" in log and "Subject: Scanned document" in log
+    assert "Traceback" in log
+    assert raw == (DEMO / "Maildir" / "new" / BROKEN).read_bytes()
+
+
+def test_a_wrong_key_refuses_the_download_and_writes_nothing(mailroom: Mailroom) -> None:
+    process_demo(mailroom)
+    mailroom.stop_workers()
+    mailroom.env["MAILROOM_SECRET_KEY"] = Fernet.generate_key().decode()
+    out = mailroom.workdir / "errors.zip"
+
+    done = mailroom.cli("errors", "download", "--out", str(out), check=False)
+
+    assert done.returncode == 2 and "cannot decrypt" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not out.exists()
+
+
+def test_moving_repaired_mail_back_to_the_inbox_clears_the_queue(mailroom: Mailroom) -> None:
+    process_demo(mailroom)
+    error_folder_file(mailroom).write_bytes(REPAIRED)  # fixed by hand in a mail client
+
+    said = mailroom.cli("errors", "move-to-inbox", "demo").stdout
+    settle(mailroom, lambda: len(mailroom.json("requests", "list")) == 9)
+
+    assert "moved 1 mails back to the inbox; fetching resumed" in said
+    assert mailroom.json("dlq", "list") == []
+    assert mailroom.json("errors", "list")[0]["error_count"] == 0
+    assert not any((mailroom.maildir / ".Errors" / "cur").iterdir())
+
+
+def test_a_replayed_mail_that_fails_again_comes_back_to_the_queue(mailroom: Mailroom) -> None:
+    process_demo(mailroom)
+    [entry] = mailroom.json("dlq", "list")
+    shown = mailroom.json("dlq", "show", str(entry["id"]))
+
+    mailroom.cli("dlq", "replay", str(entry["id"]))
+    settle(
+        mailroom, lambda: [d["at"] for d in mailroom.json("dlq", "list")] not in ([], [entry["at"]])
+    )
+
+    assert shown["source"]["ref"] == BROKEN
+    [again] = mailroom.json("dlq", "list")
+    assert again["at"] > entry["at"] and again["source"]["ref"] == BROKEN
+    assert len(mailroom.json("requests", "list")) == 8, "nothing else was touched"
+
+
+def test_purge_forgets_the_entries_but_keeps_the_mail(mailroom: Mailroom) -> None:
+    process_demo(mailroom)
+
+    said = mailroom.cli("dlq", "purge", "--yes").stdout
+
+    assert "purged 1 dead-letter entries" in said
+    assert mailroom.json("dlq", "list") == []
+    assert error_folder_file(mailroom).name.startswith(BROKEN)
+
+
+def test_a_pop_mailbox_has_no_error_folder_to_move_back_from(tmp_path: Path) -> None:
+    room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    room.apply_settings(
+        "helpdesks:\n  - id: default\n    mailboxes:\n      - name: pop\n"
+        "        protocol: pops\n        host: mail.example.test\n        username: u\n"
+        "        password: p\n"
+    )
+
+    done = room.cli("errors", "move-to-inbox", "pop", check=False)
+
+    assert done.returncode == 2
+    assert "POP, which has no error folder" in done.stderr and "dlq replay --all" in done.stderr
