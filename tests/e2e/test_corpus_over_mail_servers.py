@@ -70,8 +70,8 @@ def test_every_corpus_mail_ends_exactly_once(
     dead = room.json("dlq", "list")
     assert len(dead) == summary["dead_lettered"]
     assert all(d["error"] for d in dead), "every dead letter has a reason"
-    mails = [m for r in room.json("requests", "list") for m in r["mails"]]
-    assert any(m["defects"] for m in mails), "parse defects are kept on the requests"
+    on_requests = [m for r in room.json("requests", "list") for m in r["mails"]]
+    assert any(m["defects"] for m in on_requests), "parse defects are kept on the requests"
     if protocol == "imaps":
         assert dovecot.folder_count(user, "Errors") == len(dead)
         assert len(dovecot.imap_uids(user)) == len(mails) - len(dead)
