@@ -4,11 +4,14 @@ import email
 from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import default as default_policy
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from mailservers import Dovecot, Socks5Proxy, Tinyproxy
 from servers import PostgreSQL, RabbitMQ, free_port
+
+from services.runtime.store import Store
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +89,15 @@ def socks_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Socks5Prox
     proxy = Socks5Proxy.start(tmp_path_factory.mktemp("dante"))
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """A migrated store, once on SQLite and once on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}"
+    else:
+        url = request.getfixturevalue("postgres").new_database()
+    migrated = Store(url)
+    migrated.migrate()
+    return migrated

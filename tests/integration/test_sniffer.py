@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from attachments import samples
 
@@ -92,17 +90,6 @@ def test_validate_with_libmagic_strips_png_named_as_text(sniffer):
 
 
 # --- reading only the head of a blob --------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}"
-    else:
-        url = request.getfixturevalue("postgres").new_database()
-    s = Store(url)
-    s.migrate()
-    return s
 
 
 def test_blob_heads_return_the_first_bytes_only(store: Store) -> None:

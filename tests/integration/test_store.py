@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -12,17 +10,6 @@ from alembic.migration import MigrationContext
 from services.runtime import tables
 from services.runtime.errors import InfraError
 from services.runtime.store import SqlBlobStore, Store
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}"
-    else:
-        url = request.getfixturevalue("postgres").new_database()
-    s = Store(url)
-    s.migrate()
-    return s
 
 
 def test_migrations_build_exactly_the_tables_the_code_uses(store: Store) -> None:
