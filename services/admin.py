@@ -24,7 +24,7 @@ from services.runtime import tables
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore
 from services.runtime.crypto import SecretBox
-from services.runtime.errors import ConfigError
+from services.runtime.errors import ConfigError, InfraError
 from services.runtime.mailbox_health import MailboxHealth
 from services.runtime.store import SqlBlobStore, Store
 
@@ -137,18 +137,27 @@ class Admin:
             raise ConfigError(f"no dead-letter entry {entry_id}: see `mailroom dlq list`")
         return row
 
-    def replay(self, entry_ids: list[int] | None, publish: Publish) -> int:
-        """Process the entries' mails again (all when ``entry_ids`` is None)."""
+    def replay(self, entry_ids: list[int] | None, publish: Publish) -> tuple[int, list[str]]:
+        """Process the entries' mails again (all when ``entry_ids`` is None).
+
+        Returns how many were replayed and, for entries left as they were, why (a mailbox
+        that is gone or cannot be reached blocks only its own entries).
+        """
         entries = self._dead_letters() if entry_ids is None else [self.entry(i) for i in entry_ids]
+        skipped: list[str] = []
         for mailbox in {e.mailbox for e in entries if e.moved_to_error_folder_at and e.mailbox}:
             moved = [e for e in entries if e.mailbox == mailbox and e.moved_to_error_folder_at]
-            self._back_to_inbox(mailbox, [e.ref for e in moved])
+            try:
+                self._back_to_inbox(mailbox, [e.ref for e in moved])
+            except (ConfigError, InfraError) as exc:
+                skipped.append(f"{len(moved)} entries of mailbox {mailbox!r}: {exc}")
+                entries = [e for e in entries if e not in moved]
         self._forget([e.mail_id for e in entries if e.moved_to_error_folder_at], refetched=True)
         self._forget([e.mail_id for e in entries if not e.moved_to_error_folder_at])
         for entry in entries:
             if not entry.moved_to_error_folder_at:
                 self._republish(entry.mail_id, publish)
-        return len(entries)
+        return len(entries), skipped
 
     def purge(self) -> int:
         """Forget every entry; mails in error folders stay there for the admin to delete."""

@@ -299,11 +299,13 @@ def dlq_replay(entry_id: int | None, replay_all: bool) -> None:
         admin, _ = _admin(settings)
         publish, done = _replay_publisher(settings)
         try:
-            count = admin.replay(None if replay_all else [entry_id or 0], publish)
+            count, skipped = admin.replay(None if replay_all else [entry_id or 0], publish)
         finally:
             done()
     later = " at the next `mailroom run`" if is_embedded(settings.broker_url) else ""
     click.echo(f"replayed {count} dead-letter entries; they are processed again{later}")
+    for reason in skipped:
+        click.echo(f"not replayed: {reason}", err=True)
 
 
 def _replay_publisher(settings: Settings) -> tuple[Publish, Callable[[], None]]:

@@ -119,3 +119,20 @@ def test_a_pop_mailbox_has_no_error_folder_to_move_back_from(tmp_path: Path) -> 
 
     assert done.returncode == 2
     assert "POP, which has no error folder" in done.stderr and "dlq replay --all" in done.stderr
+
+
+def test_an_entry_whose_mailbox_is_gone_does_not_block_the_others(tmp_path: Path) -> None:
+    room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    process_demo(room)
+    (room.workdir / "other").mkdir()
+    room.apply_settings(
+        "helpdesks:\n  - id: default\n    mailboxes:\n      - name: elsewhere\n"
+        f"        protocol: maildir\n        path: {room.workdir / 'other'}\n"
+    )
+
+    done = room.cli("dlq", "replay", "--all")
+
+    assert "replayed 0 dead-letter entries" in done.stdout
+    assert "not replayed: 1 entries of mailbox 'demo'" in done.stderr
+    assert "no mailbox named 'demo'" in done.stderr
+    assert len(room.json("dlq", "list")) == 1, "the entry is kept as it was"
