@@ -90,15 +90,16 @@ def test_delivered_mail_is_found_by_uid_search_over_imap(dovecot):
     assert dovecot.folder_count(user, "No such folder") == 0
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="unprivileged, mail belongs to the test user")
 def test_mail_is_owned_by_an_unprivileged_user(dovecot):
     user, _ = new_user(dovecot)
     dovecot.deliver(user, mail("owned"))
 
     files = [path for path in (dovecot.home(user) / "Maildir").rglob("*") if path.is_file()]
 
+    # As root the mail goes to `nobody`; run unprivileged, it stays with the test's user.
+    owner = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else os.geteuid()
     assert files
-    assert {path.stat().st_uid for path in files} == {pwd.getpwnam("nobody").pw_uid}
+    assert {path.stat().st_uid for path in files} == {owner}
 
 
 def test_a_changed_password_applies_to_the_next_login(dovecot):
