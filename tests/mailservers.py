@@ -36,6 +36,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 from urllib.parse import parse_qs
 
 from servers import _tail, _terminate, _wait_until, find_binary, free_port
@@ -549,103 +550,92 @@ class _IntrospectionServer:
             self._thread = None
 
 
-class Tinyproxy:
-    """A tinyproxy HTTP proxy on 127.0.0.1 that allows CONNECT to any port.
+class _Proxy:
+    """A proxy server from a Debian package, on 127.0.0.1 and a free port.
 
     Attributes:
         host, port: where it listens.
-        url: ``http://127.0.0.1:PORT``.
+        url: ``SCHEME://127.0.0.1:PORT``.
         workdir: folder holding its configuration and log.
-        log_file: its log (one line per CONNECT).
+        log_file: its log.
     """
 
-    PACKAGE = "tinyproxy"
+    SCHEME = ""
+    BINARY = ""
+    PACKAGE = ""
 
     def __init__(self, workdir: Path) -> None:
         self.host = HOST
         self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
+        self.url = f"{self.SCHEME}://{HOST}:{self.port}"
         self.workdir = workdir
-        self.log_file = workdir / "tinyproxy.log"
-        self._binary = find_binary("tinyproxy", self.PACKAGE)
+        self.log_file = workdir / f"{self.BINARY}.log"
+        self._binary = find_binary(self.BINARY, self.PACKAGE)
         self._proc: subprocess.Popen | None = None
 
     @classmethod
-    def start(cls, workdir: Path) -> Tinyproxy:
-        """Start tinyproxy under `workdir`; return once it accepts connections.
+    def start(cls, workdir: Path) -> Self:
+        """Start the proxy under `workdir`; return once it accepts connections.
 
         Raises:
-            RuntimeError: tinyproxy is missing or did not start. Nothing is left running.
+            RuntimeError: the binary is missing or did not start. Nothing is left running.
         """
         workdir.mkdir(parents=True, exist_ok=True)
         proxy = cls(workdir)
-        config = workdir / "tinyproxy.conf"
-        # No ConnectPort line: CONNECT may reach every port (the Dovecot ones are random).
-        # It logs to stderr, our log file, which stays writable after it drops root.
-        user = "User nobody\nGroup nogroup\n" if os.geteuid() == 0 else ""
-        config.write_text(
-            f"Port {proxy.port}\nListen {HOST}\nAllow 127.0.0.1\nTimeout 600\n"
-            f"MaxClients 100\nDisableViaHeader Yes\nLogLevel Info\n{user}"
-        )
         try:
-            proxy._proc = _spawn(
-                [str(proxy._binary), "-d", "-c", str(config)], proxy.log_file, proxy.port
-            )
+            proxy._proc = _spawn(proxy._command(), proxy.log_file, proxy.port)
         except BaseException:
             proxy.stop()
             raise
         return proxy
 
+    def _command(self) -> list[str]:
+        """Write the configuration; return the command line that runs in the foreground."""
+        raise NotImplementedError
+
     @property
     def pid(self) -> int | None:
-        """Process id of the tinyproxy process, which leads its process group; None once stopped."""
+        """Process id of the proxy, which leads its process group; None once stopped."""
         return self._proc.pid if self._proc is not None else None
 
     def stop(self) -> None:
-        """Stop tinyproxy and wait. Safe to call twice."""
+        """Stop the proxy and its helper processes, and wait. Safe to call twice."""
         if self._proc is not None:
             _stop(self._proc)
             self._proc = None
 
 
-class Socks5Proxy:
-    """A dante SOCKS5 server on 127.0.0.1, without authentication, to 127.0.0.0/8 only.
+class Tinyproxy(_Proxy):
+    """tinyproxy: an HTTP proxy that allows CONNECT to any port."""
 
-    Attributes:
-        host, port: where it listens.
-        url: ``socks5://127.0.0.1:PORT``.
-        workdir: folder holding its configuration and log.
-        log_file: its log.
-    """
+    SCHEME, BINARY, PACKAGE = "http", "tinyproxy", "tinyproxy"
 
-    PACKAGE = "dante-server"
+    def _command(self) -> list[str]:
+        config = self.workdir / "tinyproxy.conf"
+        # No ConnectPort line: CONNECT may reach every port (the Dovecot ones are random).
+        # It logs to stderr, our log file, which stays writable after it drops root.
+        user = "User nobody\nGroup nogroup\n" if os.geteuid() == 0 else ""
+        config.write_text(
+            f"Port {self.port}\nListen {HOST}\nAllow 127.0.0.1\nTimeout 600\n"
+            f"MaxClients 100\nDisableViaHeader Yes\nLogLevel Info\n{user}"
+        )
+        return [str(self._binary), "-d", "-c", str(config)]
 
-    def __init__(self, workdir: Path) -> None:
-        self.host = HOST
-        self.port = free_port()
-        self.url = f"socks5://{HOST}:{self.port}"
-        self.workdir = workdir
-        self.log_file = workdir / "danted.log"
-        self._binary = find_binary("danted", self.PACKAGE)
-        self._proc: subprocess.Popen | None = None
 
-    @classmethod
-    def start(cls, workdir: Path) -> Socks5Proxy:
-        """Start danted under `workdir`; return once it accepts connections.
+class Socks5Proxy(_Proxy):
+    """dante: a SOCKS5 server without authentication, to 127.0.0.0/8 only."""
 
-        Raises:
-            RuntimeError: danted is missing or did not start. Nothing is left running.
-        """
-        workdir.mkdir(parents=True, exist_ok=True)
-        proxy = cls(workdir)
-        config = workdir / "danted.conf"
+    SCHEME, BINARY, PACKAGE = "socks5", "danted", "dante-server"
+
+    def _command(self) -> list[str]:
+        config = self.workdir / "danted.conf"
         me = pwd.getpwuid(os.getuid()).pw_name
         # As root, dante does its unprivileged work as nobody; otherwise all as this user.
         unprivileged = "nobody" if os.geteuid() == 0 else me
         config.write_text(
             f"""\
 logoutput: stderr
-internal: {HOST} port = {proxy.port}
+internal: {HOST} port = {self.port}
 external: {HOST}
 clientmethod: none
 socksmethod: none
@@ -662,27 +652,8 @@ socks pass {{
 }}
 """
         )
-        command = [
-            str(proxy._binary), "-f", str(config), "-N", "1",
-            "-p", str(workdir / "danted.pid"),
-        ]  # fmt: skip
-        try:
-            proxy._proc = _spawn(command, proxy.log_file, proxy.port)
-        except BaseException:
-            proxy.stop()
-            raise
-        return proxy
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the danted parent, which leads its process group; None once stopped."""
-        return self._proc.pid if self._proc is not None else None
-
-    def stop(self) -> None:
-        """Stop danted and its helper processes, and wait. Safe to call twice."""
-        if self._proc is not None:
-            _stop(self._proc)
-            self._proc = None
+        pid_file = self.workdir / "danted.pid"
+        return [str(self._binary), "-f", str(config), "-N", "1", "-p", str(pid_file)]
 
 
 def _spawn(command: list[str], log_file: Path, port: int) -> subprocess.Popen:
