@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from bench.mailgen import MIXED_TO, make_mixed_mail
-from bench.outcomes import tally, wait_for_outcomes
+from bench.outcomes import WorkerRun, run_workers
 from bench.procs import REPO
 from bench.report import Figure, Results
 from bench.room import Room, helpdesk_settings
@@ -62,14 +62,7 @@ class Transfer:
 
 
 @dataclass(frozen=True)
-class Run:
-    """What the workers did, read before they were stopped."""
-
-    seconds: float
-    done: int
-    exited: dict[str, int]
-    exit_logs: dict[str, str]
-    tally: dict[str, int]
+class Run(WorkerRun):
     #: The poller's part alone, from its own timestamps in PostgreSQL.
     poller: Transfer
 
@@ -166,16 +159,9 @@ def _mailroom(stack: ExitStack, workdir: Path, dovecot: Dovecot, count: int) -> 
 
 
 def _run(room: Room, conninfo: str, count: int) -> Run:
-    """Time the workers from their start until every mail has an outcome, then stop them."""
-    start = time.perf_counter()
-    room.start_workers()
     with psycopg.connect(conninfo, autocommit=True) as db:
-        done = wait_for_outcomes(db, room, count, deadline_s=DEADLINE_S)
-        seconds = time.perf_counter() - start
-        exited = room.exited_workers()
-        logs = {stage: room.worker_log(stage) for stage in exited}
-        room.stop_workers()
-        return Run(seconds, done, exited, logs, tally(db), _poller(db))
+        workers = run_workers(room, db, count, deadline_s=DEADLINE_S)
+        return Run(**vars(workers), poller=_poller(db))
 
 
 def _poller(db: psycopg.Connection[Any]) -> Transfer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -35,3 +36,30 @@ def tally(db: psycopg.Connection[Any]) -> dict[str, int]:
     counts["dead letters"] = scalar(db, "SELECT count(*) FROM dead_letters")
     counts["fetched"] = scalar(db, "SELECT count(*) FROM fetched_mails")
     return counts
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    """What the workers did, read before they were stopped."""
+
+    seconds: float
+    done: int
+    peak_rss_mib: dict[str, float | None]
+    exited: dict[str, int]
+    exit_logs: dict[str, str]
+    tally: dict[str, int]
+
+
+def run_workers(
+    room: Room, db: psycopg.Connection[Any], count: int, *, deadline_s: float
+) -> WorkerRun:
+    """Time the workers from their start until every mail has an outcome, then stop them."""
+    start = time.perf_counter()
+    room.start_workers()
+    done = wait_for_outcomes(db, room, count, deadline_s=deadline_s)
+    seconds = time.perf_counter() - start
+    memory = room.peak_memory()
+    exited = room.exited_workers()
+    logs = {stage: room.worker_log(stage) for stage in exited}
+    room.stop_workers()
+    return WorkerRun(seconds, done, memory, exited, logs, tally(db))

@@ -6,15 +6,14 @@ The servers are started here on loopback ports of their own and stopped at the e
 from __future__ import annotations
 
 import sys
-import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import psycopg
 
 from bench import broker
-from bench.outcomes import tally, wait_for_outcomes
+from bench.outcomes import WorkerRun, run_workers
 from bench.procs import REPO, run_measured
 from bench.report import Figure, Results
 from bench.room import STAGES, Room
@@ -30,16 +29,7 @@ BROKER_BASELINE = (
 IMPORT_BASELINE = "python importing `services.cli`, nothing else"
 
 
-@dataclass(frozen=True)
-class Run:
-    """What the workers did, read before they were stopped."""
-
-    seconds: float
-    done: int
-    peak_rss_mib: dict[str, float | None]
-    exited: dict[str, int]
-    exit_logs: dict[str, str]
-    tally: dict[str, int]
+Run = WorkerRun
 
 
 def measure(workdir: Path, count: int, results: Results) -> None:
@@ -67,17 +57,8 @@ def measure(workdir: Path, count: int, results: Results) -> None:
 
 
 def _run(room: Room, conninfo: str, count: int) -> Run:
-    """Time the workers from their start until every mail has an outcome, then stop them."""
-    start = time.perf_counter()
-    room.start_workers()
     with psycopg.connect(conninfo, autocommit=True) as db:
-        done = wait_for_outcomes(db, room, count, deadline_s=DEADLINE_S)
-        seconds = time.perf_counter() - start
-        memory = room.peak_memory()
-        exited = room.exited_workers()
-        logs = {stage: room.worker_log(stage) for stage in exited}
-        room.stop_workers()
-        return Run(seconds, done, memory, exited, logs, tally(db))
+        return run_workers(room, db, count, deadline_s=DEADLINE_S)
 
 
 def _memory(room: Room, run: Run) -> list[Figure]:
