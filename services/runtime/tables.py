@@ -143,6 +143,12 @@ notifications = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True)),
     Column("error", Text),
+    # The Message-ID an email goes out with: fixed before the first attempt, so a retry is
+    # the same mail, and replies or bounces to it can be traced back to its request.
+    Column("message_id", String(300), index=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), index=True),
+    Column("suppressed_reason", Text),
 )
 
 source_cursors = Table(
