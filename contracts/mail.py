@@ -47,12 +47,35 @@ class StrippedAttachment(Contract):
     size: int = 0
 
 
+class DeliveryStatus(Contract):
+    """One recipient of a delivery status notification (RFC 3464 per-recipient fields)."""
+
+    address: str
+    action: str = ""  # failed | delayed | delivered | relayed | expanded
+    status: str = ""  # e.g. "5.1.1"
+    diagnostic: str = ""  # e.g. "smtp; 550 5.1.1 User unknown"
+
+
+class DeliveryReport(Contract):
+    """A delivery status notification (``multipart/report; report-type=delivery-status``).
+
+    ``original_message_id`` is the Message-ID of the mail the report is about, read from its
+    returned copy or headers; ``envelope_id`` is the report's Original-Envelope-Id.
+    """
+
+    original_message_id: str | None = None
+    envelope_id: str | None = None
+    recipients: list[DeliveryStatus] = []
+
+
 class ParsedMail(Contract):
     """What the parser found in a mail. ``body_text_blob``/``body_html_blob`` are claim checks."""
 
     message_id: str
     message_id_synthetic: bool = False
     from_: Address | None = Field(default=None, alias="from")
+    #: The Sender header: who sent the mail on behalf of From.
+    sender: Address | None = None
     reply_to: list[Address] = []
     to: list[Address] = []
     cc: list[Address] = []
@@ -64,6 +87,11 @@ class ParsedMail(Contract):
     #: Sent to or through a mailing list (``Precedence: list``, ``List-Id``): a person wrote
     #: it, so it may open a request, but nothing is ever answered to it automatically.
     mailing_list: bool = False
+    #: ``Auto-Submitted: auto-generated`` together with an ``X-Mailroom-*`` header: one of
+    #: Mailroom's own notifications, come back into a mailbox.
+    sent_by_mailroom: bool = False
+    #: Set when the mail is a delivery status notification (a bounce or a delay warning).
+    delivery_report: DeliveryReport | None = None
     body_text_blob: str | None = None
     body_html_blob: str | None = None
     attachments: list[Attachment] = []

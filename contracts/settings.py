@@ -62,11 +62,50 @@ class ConnectivitySettings(_Strict):
     enabled: bool = True
 
 
+class RateLimitSettings(_Strict):
+    """At most ``per_address`` notification emails to one address in ``per_minutes``.
+
+    Breaks mail loops with auto-responders; emails over the limit are kept, not sent.
+    """
+
+    per_address: int = Field(default=10, ge=1)
+    per_minutes: float = Field(default=60, gt=0)
+
+
 class NotificationSettings(_Strict):
     support_reps: list[str] = []
     admins: list[str] = []
     attachment_stripped: bool = True
     connectivity: ConnectivitySettings = ConnectivitySettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+
+
+class TlsSettings(_Strict):
+    verify: bool = True
+    ca_file: str | None = None
+
+
+class RetrySettings(_Strict):
+    """When a notification email is tried again after the outgoing server failed.
+
+    The wait doubles from ``first_delay_seconds`` up to ``max_delay_minutes``; the email is
+    given up after ``max_attempts`` attempts or ``give_up_after_hours`` since it was created.
+    """
+
+    first_delay_seconds: float = Field(default=30, gt=0)
+    max_delay_minutes: float = Field(default=30, gt=0)
+    give_up_after_hours: float = Field(default=24, gt=0)
+    max_attempts: int = Field(default=60, ge=1)
+
+    @model_validator(mode="after")
+    def _delays_grow(self) -> RetrySettings:
+        if self.max_delay_minutes * 60 < self.first_delay_seconds:
+            raise ValueError(
+                f"max_delay_minutes ({self.max_delay_minutes:g}) is shorter than "
+                f"first_delay_seconds ({self.first_delay_seconds:g} s): raise max_delay_minutes "
+                "or lower first_delay_seconds"
+            )
+        return self
 
 
 class OutgoingSettings(_Strict):
@@ -76,11 +115,18 @@ class OutgoingSettings(_Strict):
     username: str | None = None
     password: str | None = None
     from_address: str | None = None
+    #: Certificate checks for ``starttls`` and ``ssl``.
+    tls: TlsSettings = TlsSettings()
+    retry: RetrySettings = RetrySettings()
 
-
-class TlsSettings(_Strict):
-    verify: bool = True
-    ca_file: str | None = None
+    @model_validator(mode="after")
+    def _tls_needs_security(self) -> OutgoingSettings:
+        # Compared with the default, not the fields set: stored settings list every field.
+        if self.security == "none" and self.tls != TlsSettings():
+            raise ValueError(
+                "`tls` applies to security starttls or ssl: set `security`, or remove `tls`"
+            )
+        return self
 
 
 class NewRequestSettings(_Strict):

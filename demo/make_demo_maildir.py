@@ -305,7 +305,7 @@ def mail_04() -> bytes:
 
 def mail_05() -> bytes:
     # Only the subject tag ties this mail to request #2: the client dropped the thread headers.
-    msg = new_mail(5, MARCUS, f"Re: [Request #2] {SUBJECT_02}", sent_at(4, 8, 55))
+    msg = new_mail(5, MARCUS, f"Re: [Request ##2##] {SUBJECT_02}", sent_at(4, 8, 55))
     msg.set_content(
         text(
             "Hi,",

@@ -258,6 +258,17 @@ def requests_list(as_json: bool) -> None:
     _emit(rows) if as_json else render.requests(rows)
 
 
+@requests.command("rejected")
+@click.option("--json", "as_json", is_flag=True)
+def requests_rejected(as_json: bool) -> None:
+    """Mail that opened no request and joined none, with the reason."""
+    with explained():
+        settings = _settings()
+        with _store(settings).transaction() as conn:
+            rows = reports.list_rejected(conn)
+    _emit(rows) if as_json else render.rejected(rows)
+
+
 @main.group()
 def dlq() -> None:
     """The dead-letter queue: mails that could not be processed."""
@@ -375,7 +386,7 @@ def notifications() -> None:
 @notifications.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def notifications_list(as_json: bool) -> None:
-    """Every notification, sent or waiting in the outbox."""
+    """Every notification: sent, in the outbox, waiting for a retry, given up, or suppressed."""
     with explained():
         settings = _settings()
         with _store(settings).transaction() as conn:

@@ -84,6 +84,9 @@ class Pipeline:
                 break
         while drain(self._conn, timeout=0.2):  # let notifications and moves settle
             pass
+        for stage in self.stages:
+            if stage.catch_up:
+                stage.catch_up()
         return mail_ids
 
     def run_forever(self) -> None:
@@ -95,8 +98,9 @@ class Pipeline:
 
         _stop_on_signals(request_stop)
         while not stop:
-            if self._poller.tick:
-                self._poller.tick()
+            for stage in self.stages:
+                if stage.tick:
+                    stage.tick()
             drain(self._conn, timeout=1.0)
 
     def _pending(self) -> bool:

@@ -157,6 +157,25 @@ def requests(rows: list[dict[str, Any]]) -> None:
     )
 
 
+def rejected(rows: list[dict[str, Any]]) -> None:
+    columns = ("mailbox", "mail", "from", "subject", "reason", "at")
+    _print_table(
+        "rejected mail",
+        columns,
+        [
+            (
+                r["mailbox"],
+                r["mail_id"],
+                (r["from"] or {}).get("email", ""),
+                r["subject"],
+                r["reason"],
+                r["at"] or "",
+            )
+            for r in rows
+        ],
+    )
+
+
 def dead_letters(rows: list[dict[str, Any]]) -> None:
     columns = ("id", "mailbox", "mail", "stage", "error", "attempts", "at")
     _print_table(
@@ -189,11 +208,24 @@ def notifications(rows: list[dict[str, Any]]) -> None:
                 n["channel"],
                 ", ".join(n["to"]),
                 n["subject"],
-                n["sent_at"] or ("failed: " + n["error"] if n["error"] else "in outbox"),
+                _delivery(n),
             )
             for n in rows
         ],
     )
+
+
+def _delivery(n: dict[str, Any]) -> str:
+    """Sent, waiting for a retry, given up, suppressed, or kept in the outbox."""
+    if n["sent_at"]:
+        return n["sent_at"]
+    if n.get("suppressed_reason"):
+        return f"not sent: {n['suppressed_reason']}"
+    if n["error"] and n.get("next_attempt_at"):
+        return f"attempt {n['attempts']} failed, next at {n['next_attempt_at']}: {n['error']}"
+    if n["error"]:
+        return f"failed: {n['error']}"
+    return "in outbox"
 
 
 def error_counts(rows: list[dict[str, Any]]) -> None:

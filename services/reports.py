@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from services.runtime import tables
+from services.runtime.mail_text import header_summary
 from services.runtime.ports import BlobStore
 from services.runtime.store import as_utc
 
@@ -20,6 +21,8 @@ OUTCOME_KEYS = {
     "rejected": "rejected",
     "dead_lettered": "dead_lettered",
 }
+#: How much of a raw mail is read to show its From and Subject: the header block, in practice.
+_HEAD_BYTES = 64 * 1024
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -156,7 +159,36 @@ def _mail_view(row: Any, blobs: BlobStore) -> dict[str, Any]:
             {k: s[k] for k in ("filename", "reason", "message")} for s in data.get("stripped", [])
         ],
         "defects": data.get("defects", []),
+        # "mail", or "bounce" for a delivery report kept on the request as a note
+        "kind": data.get("kind", "mail"),
+        "note": data.get("note"),
+        "delivery_report": data.get("delivery_report"),
     }
+
+
+def list_rejected(conn: sa.Connection) -> list[dict[str, Any]]:
+    """Every mail that opened no request and joined none, with the reason."""
+    o, f, b = tables.mail_outcomes, tables.fetched_mails, tables.blobs
+    head = sa.func.substr(b.c.data, 1, _HEAD_BYTES, type_=sa.LargeBinary).label("head")
+    query = (
+        sa.select(o, f.c.ref, head)
+        .join(f, f.c.mail_id == o.c.mail_id, isouter=True)
+        .join(b, b.c.sha256 == f.c.raw_sha256, isouter=True)
+        .where(o.c.outcome == "rejected")
+        .order_by(o.c.at, o.c.mail_id)
+    )
+    return [
+        {
+            "mail_id": row.mail_id,
+            "helpdesk": row.helpdesk_id,
+            "mailbox": row.mailbox,
+            "ref": row.ref,
+            **header_summary(bytes(row.head or b"")),
+            "reason": row.detail or "",
+            "at": _iso(row.at),
+        }
+        for row in conn.execute(query).all()
+    ]
 
 
 def list_dead_letters(conn: sa.Connection) -> list[dict[str, Any]]:
@@ -192,6 +224,10 @@ def list_notifications(conn: sa.Connection) -> list[dict[str, Any]]:
             "created_at": _iso(row.created_at),
             "sent_at": _iso(row.sent_at),
             "error": row.error,
+            "attempts": row.attempts,
+            "next_attempt_at": _iso(row.next_attempt_at),
+            "suppressed_reason": row.suppressed_reason,
+            "message_id": row.message_id,
         }
         for row in conn.execute(sa.select(n).order_by(n.c.id)).all()
     ]

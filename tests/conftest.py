@@ -1,15 +1,13 @@
 """Session-wide real servers. Each starts only when a test first asks for it."""
 
-import email
 from collections.abc import Iterator
-from email.message import EmailMessage
-from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from mailservers import Dovecot, Socks5Proxy, Tinyproxy
 from servers import PostgreSQL, RabbitMQ, free_port
+from smtp_servers import Collector
 
 from services.runtime.store import Store
 
@@ -28,20 +26,6 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgreSQL]:
     server = PostgreSQL.start(tmp_path_factory.mktemp("postgres"))
     yield server
     server.stop()
-
-
-class Collector:
-    """An aiosmtpd handler that keeps every mail it accepts."""
-
-    def __init__(self) -> None:
-        self.envelopes: list = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd hook)
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-    def mails(self) -> list[EmailMessage]:
-        return [email.message_from_bytes(e.content, policy=default_policy) for e in self.envelopes]
 
 
 @pytest.fixture

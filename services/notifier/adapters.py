@@ -1,32 +1,57 @@
-"""The notifier's adapters: the outbox in the store and SMTP."""
+"""The notifier's outbox in the store (table ``notifications``). SMTP is in ``smtp.py``."""
 
 from __future__ import annotations
 
-import smtplib
-import ssl
+import json
+from collections.abc import Sequence
 from datetime import datetime
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from typing import Any
 
 import sqlalchemy as sa
 
 from contracts.notify import Notify
-from contracts.settings import OutgoingSettings
-from services.notifier.handler import OutboxEntry
+from services.notifier.handler import OutboxEntry, PendingMail
+from services.notifier.message import DEFAULT_DOMAIN, OutgoingMail, message_id_for
 from services.runtime import tables
-from services.runtime.errors import InfraError
 from services.runtime.store import Store, as_utc, insert_ignoring_conflict
+
+_T = tables.notifications
+_PENDING_COLUMNS = (
+    _T.c.id,
+    _T.c.key,
+    _T.c.helpdesk_id,
+    _T.c.recipients,
+    _T.c.subject,
+    _T.c.body,
+    _T.c.in_reply_to,
+    _T.c.message_id,
+    _T.c.created_at,
+    _T.c.attempts,
+)
+_LIKE_ESCAPE = "/"
 
 
 class SqlOutbox:
-    """Each call commits on its own: the entry must exist before the mail is sent."""
+    """Each call commits on its own: the entry must exist before the mail is sent.
+
+    Claims are single ``UPDATE … WHERE <due> RETURNING`` statements: the database lets one
+    of two concurrent claimers change the row, and the other then finds it no longer due.
+    """
 
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def add(self, msg: Notify, recipients: list[str], at: datetime) -> OutboxEntry:
-        t = tables.notifications
-        values = dict(
+    def add(
+        self,
+        msg: Notify,
+        recipients: list[str],
+        at: datetime,
+        *,
+        message_id: str | None = None,
+        suppressed_reason: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> OutboxEntry:
+        values: dict[str, object] = dict(
             key=msg.key,
             mail_id=msg.mail_id,
             helpdesk_id=msg.helpdesk,
@@ -37,65 +62,112 @@ class SqlOutbox:
             body=msg.body,
             in_reply_to=msg.in_reply_to,
             created_at=at,
+            message_id=message_id,
+            suppressed_reason=suppressed_reason,
+            next_attempt_at=next_attempt_at,
         )
         with self._store.transaction() as conn:
-            insert_ignoring_conflict(conn, t, values)
-            row = conn.execute(sa.select(t.c.id, t.c.sent_at).where(t.c.key == msg.key)).one()
+            insert_ignoring_conflict(conn, _T, values)
+            row = conn.execute(sa.select(_T.c.id, _T.c.sent_at).where(_T.c.key == msg.key)).one()
         return OutboxEntry(id=row.id, sent_at=as_utc(row.sent_at))
 
-    def mark_sent(self, entry_id: int, at: datetime) -> None:
-        self._update(entry_id, sent_at=at, error=None)
+    def claim(self, entry_id: int, now: datetime, lease_until: datetime) -> PendingMail | None:
+        return self._claim(_T.c.id == entry_id, now, lease_until)
 
-    def mark_failed(self, entry_id: int, error: str) -> None:
-        self._update(entry_id, error=error)
+    def claim_next(
+        self, now: datetime, lease_until: datetime, *, skip_helpdesks: frozenset[str]
+    ) -> PendingMail | None:
+        oldest = (
+            sa.select(_T.c.id)
+            .where(*_due(now), _T.c.helpdesk_id.not_in(skip_helpdesks))
+            .order_by(_T.c.next_attempt_at, _T.c.id)
+            .limit(1)
+            # PostgreSQL: a concurrent claimer takes the next entry instead of waiting for
+            # this one (SQLite writes one at a time and ignores this).
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        return self._claim(_T.c.id == oldest, now, lease_until)
+
+    def _claim(
+        self, which: sa.ColumnElement[bool], now: datetime, lease_until: datetime
+    ) -> PendingMail | None:
+        stmt = (
+            _T.update()
+            .where(which, *_due(now))
+            .values(next_attempt_at=lease_until, attempts=_T.c.attempts + 1)
+            .returning(*_PENDING_COLUMNS)
+        )
+        with self._store.transaction() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _pending(row)
+
+    def mark_sent(self, entry_id: int, at: datetime) -> None:
+        self._update(entry_id, sent_at=at, error=None, next_attempt_at=None)
+
+    def mark_failed(self, entry_id: int, error: str, retry_at: datetime | None) -> None:
+        self._update(entry_id, error=error, next_attempt_at=retry_at)
+
+    def recent_email_counts(
+        self, helpdesk: str, addresses: Sequence[str], since: datetime
+    ) -> dict[str, int]:
+        recipients = sa.func.lower(sa.cast(_T.c.recipients, sa.Text))
+        counts: dict[str, int] = {}
+        with self._store.transaction() as conn:
+            for address in {a.lower() for a in addresses}:
+                counts[address] = conn.execute(
+                    sa.select(sa.func.count()).where(
+                        _T.c.helpdesk_id == helpdesk,
+                        _T.c.channel == "email",
+                        _T.c.suppressed_reason.is_(None),
+                        _T.c.created_at >= since,
+                        recipients.like(_contains(address), escape=_LIKE_ESCAPE),
+                    )
+                ).scalar_one()
+        return counts
 
     def _update(self, entry_id: int, **values: object) -> None:
-        t = tables.notifications
         with self._store.transaction() as conn:
-            conn.execute(t.update().where(t.c.id == entry_id).values(**values))
+            conn.execute(_T.update().where(_T.c.id == entry_id).values(**values))
 
 
-class SmtpSender:
-    """Sends through the help desk's outgoing server (``security``: none, starttls or ssl)."""
+def _due(now: datetime) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        _T.c.channel == "email",
+        _T.c.sent_at.is_(None),
+        _T.c.suppressed_reason.is_(None),
+        _T.c.next_attempt_at <= now,
+    )
 
-    def __init__(self, outgoing: OutgoingSettings, *, timeout: float = 30) -> None:
-        self._cfg = outgoing
-        self._timeout = timeout
 
-    def send(self, to: list[str], subject: str, body: str, in_reply_to: str | None) -> None:
-        mail = self._compose(to, subject, body, in_reply_to)
-        try:
-            with self._connect() as smtp:
-                if self._cfg.username:
-                    smtp.login(self._cfg.username, self._cfg.password or "")
-                smtp.send_message(mail)
-        except (smtplib.SMTPException, OSError) as exc:
-            where = f"{self._cfg.host}:{self._cfg.port}"
-            raise InfraError(f"SMTP server {where} did not take the mail: {exc}") from exc
+def _contains(address: str) -> str:
+    """A LIKE pattern matching the JSON list text of recipients that holds ``address``.
 
-    def _connect(self) -> smtplib.SMTP:
-        cfg = self._cfg
-        if cfg.security == "ssl":
-            context = ssl.create_default_context()
-            return smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=self._timeout, context=context)
-        smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=self._timeout)
-        if cfg.security == "starttls":
-            smtp.starttls(context=ssl.create_default_context())
-        return smtp
+    The list is stored as JSON text on SQLite and PostgreSQL alike, each address quoted the
+    way ``json.dumps`` quotes it; matching that text keeps the count in the database.
+    """
+    quoted = json.dumps(address)
+    for char in (_LIKE_ESCAPE, "%", "_"):
+        quoted = quoted.replace(char, _LIKE_ESCAPE + char)
+    return f"%{quoted}%"
 
-    def _compose(
-        self, to: list[str], subject: str, body: str, in_reply_to: str | None
-    ) -> EmailMessage:
-        mail = EmailMessage()
-        mail["From"] = self._cfg.from_address or "mailroom@localhost"
-        mail["To"] = ", ".join(to)
-        mail["Subject"] = subject
-        mail["Date"] = formatdate(localtime=False)
-        mail["Message-ID"] = make_msgid(domain="mailroom.local")
-        # Marks our mail as automatic, so well-behaved auto-responders do not answer it.
-        mail["Auto-Submitted"] = "auto-generated"
-        if in_reply_to:
-            mail["In-Reply-To"] = in_reply_to
-            mail["References"] = in_reply_to
-        mail.set_content(body)
-        return mail
+
+def _pending(row: Any) -> PendingMail:
+    created_at = as_utc(row.created_at)
+    assert created_at is not None  # the column is NOT NULL
+    return PendingMail(
+        id=row.id,
+        helpdesk=row.helpdesk_id,
+        attempts=row.attempts,
+        created_at=created_at,
+        mail=OutgoingMail(
+            key=row.key,
+            to=tuple(row.recipients),
+            subject=row.subject,
+            body=row.body,
+            in_reply_to=row.in_reply_to,
+            # Entries kept before Message-IDs were stored get the one their key gives.
+            message_id=row.message_id or message_id_for(row.key, DEFAULT_DOMAIN),
+            date=created_at,
+        ),
+    )

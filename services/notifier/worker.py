@@ -1,19 +1,48 @@
-"""Wiring of the notifier: ``notify`` -> outbox, bell, SMTP."""
+"""Wiring of the notifier: ``notify`` -> outbox, bell, SMTP; a timer for due retries."""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from kombu import Connection
 
 from contracts import queues
 from contracts.notify import Notify
-from contracts.settings import Settings
-from services.notifier.adapters import SmtpSender, SqlOutbox
-from services.notifier.handler import notify
+from contracts.settings import HelpdeskSettings, Settings
+from services.notifier.adapters import SqlOutbox
+from services.notifier.handler import Outgoing, notify
+from services.notifier.message import message_domain
+from services.notifier.rate_limit import RateLimit
+from services.notifier.retries import RetryRounds
+from services.notifier.schedule import RetryPolicy
+from services.notifier.smtp import SmtpSender
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore
+from services.runtime.errors import ConfigError, InfraError
 from services.runtime.ports import Clock
 from services.runtime.stage import Stage, dispatcher, secret_box
 from services.runtime.store import Store
+
+log = logging.getLogger(__name__)
+
+#: How often the worker's loop looks for due retries; the loop turns far more often.
+RETRY_EVERY = timedelta(seconds=1)
+
+
+def outgoing_for(desk: HelpdeskSettings) -> Outgoing:
+    """The help desk's sending rules; no sender when it has no outgoing server."""
+    cfg = desk.outgoing
+    rate_limit = RateLimit.of(desk.notifications.rate_limit)
+    if cfg is None:
+        return Outgoing(rate_limit=rate_limit)
+    return Outgoing(
+        sender=SmtpSender(cfg),
+        domain=message_domain(cfg.from_address),
+        retry=RetryPolicy.of(cfg.retry),
+        rate_limit=rate_limit,
+    )
 
 
 def build(
@@ -24,10 +53,39 @@ def build(
     outbox = SqlOutbox(store)
 
     def handle(msg: Notify):  # type: ignore[no-untyped-def]
-        outgoing = config.helpdesk(msg.helpdesk).outgoing
         own = frozenset(a.lower() for s in config.mailboxes() for a in s.settings.addresses)
-        sender = SmtpSender(outgoing) if outgoing else None
-        return notify(msg, outbox=outbox, sender=sender, own_addresses=own, now=clock.now())
+        outgoing = outgoing_for(config.helpdesk(msg.helpdesk))
+        return notify(msg, outbox=outbox, outgoing=outgoing, own_addresses=own, now=clock.now())
+
+    def outgoing_of(helpdesk: str) -> Outgoing:
+        try:
+            return outgoing_for(config.helpdesk(helpdesk))
+        except ConfigError:  # the help desk was removed from the settings
+            return Outgoing()
+
+    rounds = RetryRounds(outbox=outbox, outgoing_of=outgoing_of, clock=clock)
+
+    def retry() -> None:
+        try:
+            rounds.run()
+        except InfraError as exc:  # the store is unreachable: the next round tries again
+            log.warning("notification retries skipped: %s", exc)
 
     d = dispatcher("notifier", handle, settings=settings, connection=connection, store=store)
-    return Stage("notifier", {queues.NOTIFY: d})
+    return Stage(
+        "notifier", {queues.NOTIFY: d}, tick=every(RETRY_EVERY, retry, clock), catch_up=retry
+    )
+
+
+def every(interval: timedelta, run: Callable[[], None], clock: Clock) -> Callable[[], None]:
+    """``run``, skipped when it ran less than ``interval`` ago."""
+    last: datetime | None = None
+
+    def tick() -> None:
+        nonlocal last
+        now = clock.now()
+        if last is None or now - last >= interval:
+            last = now
+            run()
+
+    return tick

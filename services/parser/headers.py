@@ -31,6 +31,7 @@ _BARE_BOUNDARY = re.compile(rb'(;\s*boundary\s*=\s*)([^"\s;][^\s;]*=[^\s;]*)', r
 _MSG_ID = re.compile(r"<[^<>\s]+>")
 _AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk"})
 _MAX_DEFECT_TEXT = 120
+_MAILROOM_PREFIX = "x-mailroom-"
 
 
 def repair_header_block(head: bytes) -> tuple[bytes, list[str]]:
@@ -78,6 +79,7 @@ def header_fields(msg: Message, raw: bytes, notes: list[str]) -> ParsedMail:
         message_id=message_id or f"<{hashlib.sha256(raw).hexdigest()[:32]}@mailroom.invalid>",
         message_id_synthetic=not message_id,
         from_=next(iter(_addresses(msg, "From", notes)), None),
+        sender=next(iter(_addresses(msg, "Sender", notes)), None),
         reply_to=_addresses(msg, "Reply-To", notes),
         to=_addresses(msg, "To", notes),
         cc=_addresses(msg, "Cc", notes),
@@ -87,6 +89,7 @@ def header_fields(msg: Message, raw: bytes, notes: list[str]) -> ParsedMail:
         references=_message_ids(msg, "References"),
         auto_reply=is_auto_reply(msg),
         mailing_list=is_list_mail(msg),
+        sent_by_mailroom=is_mailroom_notification(msg),
     )
 
 
@@ -175,6 +178,16 @@ def is_list_mail(msg: Message) -> bool:
     """Whether ``msg`` came through a mailing list. Never raises."""
     precedence = " ".join(raw_values(msg, "Precedence")).strip().lower()
     return precedence == "list" or bool(raw_values(msg, "List-Id"))
+
+
+def is_mailroom_notification(msg: Message) -> bool:
+    """Whether ``msg`` carries the marks of Mailroom's own notifications. Never raises.
+
+    The notifier sends every mail with ``Auto-Submitted: auto-generated`` and an
+    ``X-Mailroom-*`` header; both together mark one of ours.
+    """
+    generated = any(_token(v) == "auto-generated" for v in raw_values(msg, "Auto-Submitted"))
+    return generated and any(k.lower().startswith(_MAILROOM_PREFIX) for k in msg.keys())
 
 
 def is_auto_reply(msg: Message) -> bool:

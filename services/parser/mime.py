@@ -18,6 +18,7 @@ from contracts.mail import ParsedMail
 from services.parser import parts as roles
 from services.parser import tnef
 from services.parser.charsets import decode_text
+from services.parser.delivery_reports import delivery_report
 from services.parser.headers import first_raw, header_fields, repair_header_block
 from services.parser.html_text import html_to_text
 from services.parser.limits import DecodeBudget, ParserLimits, check_tree, header_end, prescan
@@ -85,6 +86,8 @@ def parse_mime(raw: bytes, limits: ParserLimits | None = None) -> MimeMail:
 def _parse(raw: bytes, limits: ParserLimits) -> MimeMail:
     msg, notes = _read(raw, limits)
     fields = header_fields(msg, raw, notes)
+    if (report := delivery_report(msg, notes)) is not None:
+        fields = fields.model_copy(update={"delivery_report": report})
     layout = roles.layout(msg)
     budget = DecodeBudget(limits)
     found: list[MimeAttachment] = []

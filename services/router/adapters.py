@@ -8,10 +8,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from contracts.mail import Address, MailValidated
+from services.router.ports import SentNotice
 from services.runtime import tables
 
 
 class SqlRequestBook:
+    """The ``RequestBook`` on the store, within the caller's transaction."""
+
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
 
@@ -35,6 +38,19 @@ class SqlRequestBook:
             .limit(1)
         )
         return self._conn.execute(query).scalar()
+
+    def notifications_by_message_ids(self, message_ids: list[str]) -> list[SentNotice]:
+        n, m = tables.notifications, tables.request_mails
+        query = (
+            sa.select(n.c.id, n.c.helpdesk_id, n.c.topic, n.c.message_id, m.c.request_id)
+            .join(m, m.c.mail_id == n.c.mail_id, isouter=True)
+            .where(n.c.message_id.in_(message_ids))
+            .order_by(n.c.id.desc())
+        )
+        return [
+            SentNotice(r.id, r.helpdesk_id, r.topic, r.message_id, r.request_id)
+            for r in self._conn.execute(query).all()
+        ]
 
     def request_exists(self, helpdesk: str, request_id: int) -> bool:
         r = tables.requests

@@ -8,10 +8,11 @@ from contracts import queues
 from contracts.mail import MailValidated
 from contracts.settings import Settings
 from services.router.adapters import SqlRequestBook
-from services.router.handler import IntakePolicy, route
+from services.router.addresses import normalised
+from services.router.handler import route
+from services.router.intake import IntakePolicy
 from services.runtime.clock import SystemClock
-from services.runtime.config_store import ConfigStore
-from services.runtime.errors import ConfigError
+from services.runtime.config_store import ConfigStore, MailboxState
 from services.runtime.ports import Clock
 from services.runtime.stage import Stage, dispatcher, secret_box
 from services.runtime.store import Store
@@ -24,17 +25,27 @@ def build(
     config = ConfigStore(store, secret_box(settings))
 
     def handle(msg: MailValidated):  # type: ignore[no-untyped-def]
-        intake = _intake(config, msg.source.mailbox)
+        boxes = config.mailboxes()
+        intake = _intake(boxes, msg.source.mailbox)
+        own = _own_addresses(boxes, msg.helpdesk)
         with store.transaction() as conn:
-            return route(msg, book=SqlRequestBook(conn), intake=intake, now=clock.now())
+            book = SqlRequestBook(conn)
+            return route(msg, book=book, intake=intake, own_addresses=own, now=clock.now())
 
     d = dispatcher("router", handle, settings=settings, connection=connection, store=store)
     return Stage("router", {queues.MAIL_VALIDATED: d})
 
 
-def _intake(config: ConfigStore, mailbox: str) -> IntakePolicy:
-    try:
-        rules = config.mailbox(mailbox).settings.new_requests
-    except ConfigError:
+def _intake(boxes: list[MailboxState], mailbox: str) -> IntakePolicy:
+    found = next((b for b in boxes if b.settings.name == mailbox), None)
+    if found is None:
         return IntakePolicy()  # mailbox removed since the fetch: accept rather than lose mail
+    rules = found.settings.new_requests
     return IntakePolicy(enabled=rules.enabled, allow=tuple(rules.allow))
+
+
+def _own_addresses(boxes: list[MailboxState], helpdesk: str) -> frozenset[str]:
+    """Every address of every mailbox of ``helpdesk``, normalised."""
+    return frozenset(
+        normalised(a) for b in boxes if b.helpdesk == helpdesk for a in b.settings.addresses
+    )

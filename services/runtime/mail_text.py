@@ -1,11 +1,14 @@
-"""A mail's header block and MIME tree as text, never a body: for debug traces and error logs."""
+"""A mail's header block and MIME tree as text, never a body: for debug traces, error logs and
+listings."""
 
 from __future__ import annotations
 
 import re
 from email import message_from_bytes
 from email.message import Message
-from email.policy import compat32
+from email.parser import HeaderParser
+from email.policy import compat32, default
+from typing import Any
 
 _MAX_HEADER_CHARS = 64 * 1024
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -64,3 +67,34 @@ def _describe_part(part: Message) -> str:
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
+
+
+def header_summary(head: bytes) -> dict[str, Any]:
+    """``{"from": {"name", "email"} | None, "subject"}`` read from the start of a raw mail.
+
+    For listings of mail that is on no request. Never raises: a header the stdlib cannot
+    parse is shown as it came.
+    """
+    # Raw 8-bit header text is UTF-8 when it is anything standard (RFC 6532).
+    msg = HeaderParser(policy=default).parsestr(head.decode("utf-8", "replace"), headersonly=True)
+    return {"from": _first_address(msg, "From"), "subject": _header_text(msg, "Subject")}
+
+
+def _first_address(msg: Message, name: str) -> dict[str, str] | None:
+    try:
+        header: Any = msg[name]
+        found = next(iter(header.addresses), None) if header is not None else None
+    except Exception:  # the stdlib's header parser has bugs on odd mail
+        raw = _header_text(msg, name)
+        return {"name": "", "email": raw} if raw else None
+    if found is None:
+        return None
+    return {"name": str(found.display_name), "email": str(found.addr_spec)}
+
+
+def _header_text(msg: Message, name: str) -> str:
+    try:
+        value = msg[name]
+    except Exception:  # as above
+        value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), "")
+    return " ".join(str(value or "").split())

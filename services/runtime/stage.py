@@ -16,7 +16,12 @@ from services.runtime.store import SqlBlobStore, Store
 
 @dataclass
 class Stage:
-    """A runnable stage: consumers by queue name, plus an optional timed ``tick``."""
+    """A runnable stage: consumers by queue name, plus optional timed work.
+
+    ``tick`` runs between waits for messages, in ``mailroom worker`` and ``mailroom run``
+    alike (the poller's schedule, the notifier's due retries); ``catch_up`` runs once at the
+    end of ``run --once``, for timed work other than polling.
+    """
 
     name: str
     handlers: dict[str, Handle]
@@ -24,6 +29,8 @@ class Stage:
     on_start: list[Callable[[], object]] = field(default_factory=list)
     #: The poller's "poll every mailbox now" (``run --once``); None for other stages.
     poll_all: Callable[[], list[str]] | None = None
+    #: The notifier's "send the retries that are due now"; None for other stages.
+    catch_up: Callable[[], object] | None = None
 
 
 def secret_box(settings: Settings) -> SecretBox:

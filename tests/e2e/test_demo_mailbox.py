@@ -53,7 +53,7 @@ def test_demo_mails_become_requests_conversations_and_one_dead_letter(mailroom: 
     assert printer["requester"] == {"name": "Heather Lee", "email": "heather@zylker.example"}
     assert [m["source"]["ref"] for m in printer["mails"]] == ["demo-01-plain-text", "demo-04-reply"]
     vpn = subjects["VPN disconnects every few minutes"]
-    assert [m["subject"] for m in vpn["mails"]][1].startswith("Re: [Request #2]")
+    assert [m["subject"] for m in vpn["mails"]][1].startswith("Re: [Request ##2##]")
     invoice = subjects["Question about invoice 2026-118"]
     assert invoice["mails"][0]["attachments"][0]["filename"] == "invoice-2026-118.pdf"
     assert invoice["mails"][0]["attachments"][0]["content_type"] == "application/pdf"

@@ -201,3 +201,78 @@ def test_a_settings_file_that_cannot_be_read_names_the_file(tmp_path):
 
     with pytest.raises(SettingsError, match="nowhere.yaml"):
         load_settings_file(missing, env={})
+
+
+def desk_with(fields: str) -> str:
+    """A one-help-desk settings text with these extra help-desk fields (YAML lines)."""
+    return "helpdesks:\n  - id: default\n" + textwrap.indent(textwrap.dedent(fields), "    ")
+
+
+def test_outgoing_mail_defaults_retry_for_a_day_and_limit_ten_mails_an_hour():
+    settings = parse_settings(desk_with("outgoing: {host: smtp.example.com}\n"), env={})
+
+    desk = settings.helpdesks[0]
+    assert desk.outgoing is not None
+    retry = desk.outgoing.retry
+    assert (retry.first_delay_seconds, retry.max_delay_minutes) == (30, 30)
+    assert retry.give_up_after_hours == 24
+    assert desk.outgoing.tls.verify is True
+    limit = desk.notifications.rate_limit
+    assert (limit.per_address, limit.per_minutes) == (10, 60)
+
+
+def test_outgoing_tls_and_a_shortened_retry_schedule_are_read():
+    text = desk_with(
+        """\
+        outgoing:
+          host: smtp.example.com
+          port: 465
+          security: ssl
+          tls: {verify: true, ca_file: /etc/ssl/private-ca.pem}
+          retry: {first_delay_seconds: 0.5, max_delay_minutes: 0.05, max_attempts: 4}
+        notifications: {rate_limit: {per_address: 3, per_minutes: 10}}
+        """
+    )
+
+    desk = parse_settings(text, env={}).helpdesks[0]
+
+    assert desk.outgoing is not None
+    assert desk.outgoing.tls.ca_file == "/etc/ssl/private-ca.pem"
+    assert desk.outgoing.retry.first_delay_seconds == 0.5
+    assert desk.outgoing.retry.max_attempts == 4
+    assert desk.notifications.rate_limit.per_address == 3
+
+
+def test_a_retry_cap_below_the_first_delay_is_refused_saying_which_to_change():
+    text = desk_with(
+        "outgoing: {host: h, retry: {first_delay_seconds: 120, max_delay_minutes: 1}}\n"
+    )
+
+    message = refusal(text)
+
+    assert "helpdesks[0].outgoing.retry" in message
+    assert "raise max_delay_minutes or lower first_delay_seconds" in message
+
+
+def test_tls_settings_on_an_unencrypted_outgoing_server_are_refused():
+    message = refusal(desk_with("outgoing: {host: h, tls: {ca_file: /ca.pem}}\n"))
+
+    assert "helpdesks[0].outgoing" in message
+    assert "`tls` applies to security starttls or ssl" in message
+
+
+@pytest.mark.parametrize(
+    ("rule", "field"),
+    [("{per_address: 0}", "per_address"), ("{per_minutes: 0}", "per_minutes")],
+)
+def test_a_rate_limit_of_zero_is_refused_naming_the_field(rule, field):
+    message = refusal(desk_with(f"notifications: {{rate_limit: {rule}}}\n"))
+
+    assert f"helpdesks[0].notifications.rate_limit.{field}" in message
+    assert "greater than" in message
+
+
+def test_an_unknown_rate_limit_field_is_refused():
+    message = refusal(desk_with("notifications: {rate_limit: {per_adress: 5}}\n"))
+
+    assert "helpdesks[0].notifications.rate_limit.per_adress: unknown field" in message

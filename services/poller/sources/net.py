@@ -17,6 +17,7 @@ from python_socks.sync import Proxy
 
 from contracts.settings import TlsSettings
 from services.runtime.errors import ConfigError, InfraError, MailroomError
+from services.runtime.tls import tls_context as shared_tls_context
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +44,7 @@ class Endpoint:
 
 
 def tls_context(tls: TlsSettings, *, mailbox: str) -> ssl.SSLContext:
-    """Verify against the system store or ``ca_file``; ``verify: false`` is explicit and loud."""
-    if not tls.verify:
-        log.warning(
-            "mailbox=%s: TLS certificate verification is OFF (tls.verify: false); "
-            "the connection can be intercepted",
-            mailbox,
-        )
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    try:
-        return ssl.create_default_context(cafile=tls.ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"mailbox {mailbox!r}: cannot read tls.ca_file {tls.ca_file}: {exc}; "
-            "point it at a PEM file of the CA that signed the server's certificate"
-        ) from exc
+    return shared_tls_context(tls, who=f"mailbox {mailbox!r}")
 
 
 def open_socket(endpoint: Endpoint) -> socket.socket:

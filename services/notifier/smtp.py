@@ -1,0 +1,101 @@
+"""Sending through the help desk's outgoing SMTP server (``security``: none, starttls, ssl).
+
+Every failure leaves as one of our errors (see ``handler.Sender``): what may pass is an
+``InfraError``, a setting to fix a ``ConfigError`` (both tried again later), a permanent
+refusal of the mail (SMTP 5xx) a ``MailError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+
+from contracts.settings import OutgoingSettings
+from services.notifier.message import OutgoingMail, compose
+from services.runtime.errors import ConfigError, InfraError, MailError, MailroomError
+from services.runtime.tls import tls_context
+
+log = logging.getLogger(__name__)
+
+
+class SmtpSender:
+    def __init__(self, outgoing: OutgoingSettings, *, timeout: float = 30) -> None:
+        self._cfg = outgoing
+        self._timeout = timeout
+        self._where = f"SMTP server {outgoing.host}:{outgoing.port}"
+
+    def send(self, mail: OutgoingMail) -> None:
+        try:
+            message = compose(mail, self._cfg.from_address)
+        except (ValueError, TypeError) as exc:
+            raise MailError(f"the notification cannot be written as a mail: {exc}") from exc
+        try:
+            with self._connect() as smtp:
+                if self._cfg.username:
+                    smtp.login(self._cfg.username, self._cfg.password or "")
+                refused = smtp.send_message(message)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise self._explain(exc) from exc
+        if refused:
+            log.warning("%s refused %s of %s recipients", self._where, len(refused), len(mail.to))
+
+    def _connect(self) -> smtplib.SMTP:
+        cfg = self._cfg
+        if cfg.security == "ssl":
+            context = tls_context(cfg.tls, who="outgoing mail")
+            return smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=self._timeout, context=context)
+        smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=self._timeout)
+        try:
+            if cfg.security == "starttls":
+                smtp.starttls(context=tls_context(cfg.tls, who="outgoing mail"))
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _explain(self, exc: BaseException) -> MailroomError:
+        where = self._where
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return ConfigError(
+                f"{where} refused the login ({_reply(exc)}): "
+                "check outgoing.username and outgoing.password"
+            )
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return ConfigError(
+                f"{where}: {exc}: check outgoing.security (the server may offer AUTH or "
+                "STARTTLS only on another port or after STARTTLS)"
+            )
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return ConfigError(
+                f"{where}: its TLS certificate was refused ({exc.verify_message}): set "
+                "outgoing.tls.ca_file to the CA that signed it, or outgoing.host to the name "
+                "on the certificate"
+            )
+        if isinstance(exc, smtplib.SMTPSenderRefused) and exc.smtp_code == 530:
+            return ConfigError(
+                f"{where} requires a login ({_reply(exc)}): "
+                "set outgoing.username and outgoing.password"
+            )
+        if isinstance(exc, smtplib.SMTPSenderRefused):
+            fix = "check outgoing.from_address"
+            return _by_code(exc.smtp_code, f"{where} refused the sender ({_reply(exc)})", fix)
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            # One temporary refusal among them is worth another try.
+            code = min((c for c, _text in exc.recipients.values()), default=0)
+            return _by_code(code, f"{where} refused every recipient")
+        if isinstance(exc, smtplib.SMTPDataError):
+            return _by_code(exc.smtp_code, f"{where} refused the mail ({_reply(exc)})")
+        return InfraError(f"{where} did not take the mail: {exc or type(exc).__name__}")
+
+
+def _by_code(code: int, what: str, fix: str | None = None) -> MailroomError:
+    """SMTP's rule: 4xx may pass (try again), 5xx will not: a setting to fix, or the mail."""
+    if 400 <= code < 500:
+        return InfraError(f"{what}; it may take it later")
+    return ConfigError(f"{what}: {fix}") if fix else MailError(what)
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else ""
+    return f"{exc.smtp_code} {text}".strip()

@@ -1,0 +1,116 @@
+"""The router's store adapter and the rejected-mail listing on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from contracts.mail import Address, MailValidated, ParsedMail, SourceRef
+from services.reports import list_rejected
+from services.router.adapters import SqlRequestBook
+from services.router.ports import SentNotice
+from services.runtime import tables
+from services.runtime.store import Store, put_blob
+
+AT = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+
+
+def routed(mail_id: str, message_id: str, *, mailbox: str = "support") -> MailValidated:
+    return MailValidated(
+        mail_id=mail_id,
+        helpdesk="default",
+        source=SourceRef(mailbox=mailbox, ref=mail_id),
+        raw_blob="0" * 64,
+        mail=ParsedMail(message_id=message_id, from_=Address(email="ann@example.org")),
+    )
+
+
+def notification(conn: sa.Connection, *, about: str, message_id: str, helpdesk: str = "default"):
+    """A notification row as the notifier keeps it for an email it sent."""
+    result = conn.execute(
+        tables.notifications.insert().values(
+            key=f"{about}:attachment_stripped:email:sender",
+            mail_id=about,
+            helpdesk_id=helpdesk,
+            topic="attachment_stripped",
+            channel="email",
+            recipients=["ann@example.org"],
+            subject="Re: Printer",
+            body="removed",
+            message_id=message_id,
+            created_at=AT,
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def test_notifications_are_found_by_message_id_with_the_request_of_their_mail(store: Store):
+    with store.transaction() as conn:
+        book = SqlRequestBook(conn)
+        first = routed("m-1", "<first@example.org>")
+        request_id = book.open_request("default", "Printer", Address(email="a@b.c"), AT)
+        book.add_mail(request_id, first, {"subject": "Printer"}, AT)
+        on_request = notification(conn, about="m-1", message_id="<notify.1@desk.example>")
+        lost = notification(conn, about="m-dead", message_id="<notify.2@desk.example>")
+
+        found = book.notifications_by_message_ids(
+            ["<notify.1@desk.example>", "<notify.2@desk.example>", "<unknown@x.example>"]
+        )
+
+    assert found == [
+        SentNotice(lost, "default", "attachment_stripped", "<notify.2@desk.example>", None),
+        SentNotice(
+            on_request, "default", "attachment_stripped", "<notify.1@desk.example>", request_id
+        ),
+    ]
+
+
+def test_the_rejected_listing_shows_from_subject_and_reason(store: Store):
+    raw = (
+        "From: =?utf-8?q?Ev=C3=A9?= <eve@bücher.example>\r\n"
+        "Subject: =?utf-8?q?Pr=C3=A9sentation?= offer\r\nMessage-ID: <x@y>\r\n\r\n"
+    ).encode() + b"body " * 40_000  # bigger than the part of the mail the listing reads
+    with store.transaction() as conn:
+        sha = put_blob(conn, raw)
+        conn.execute(
+            tables.fetched_mails.insert().values(
+                mail_id="m-9",
+                helpdesk_id="default",
+                mailbox="sales",
+                ref="key-9",
+                raw_sha256=sha,
+                size=len(raw),
+                fetched_at=AT,
+            )
+        )
+        SqlRequestBook(conn).record_outcome(
+            routed("m-9", "<x@y>", mailbox="sales"), "rejected", None, "not on the allowlist", AT
+        )
+        SqlRequestBook(conn).record_outcome(routed("m-10", "<z@y>"), "duplicate", None, "", AT)
+
+        rows = list_rejected(conn)
+
+    assert rows == [
+        {
+            "mail_id": "m-9",
+            "helpdesk": "default",
+            "mailbox": "sales",
+            "ref": "key-9",
+            "from": {"name": "Evé", "email": "eve@bücher.example"},
+            "subject": "Présentation offer",
+            "reason": "not on the allowlist",
+            "at": AT.isoformat(),
+        }
+    ]
+
+
+def test_a_request_is_found_by_any_of_a_hundred_message_ids_in_its_help_desk(store: Store):
+    ids = [f"<id-{i}@example.org>" for i in range(100)]
+    with store.transaction() as conn:
+        book = SqlRequestBook(conn)
+        request_id = book.open_request("default", "x", Address(email="a@b.c"), AT)
+        book.add_mail(request_id, routed("m-1", ids[-1]), {}, AT)
+
+        assert book.request_of_message_ids("default", ids) == request_id
+        assert book.request_of_message_ids("sales", ids) is None
