@@ -25,3 +25,8 @@ class DeadLetter(Envelope):
     error: str
     attempts: int = Field(ge=1)
     log_blob: str | None = None
+    #: The queue the failed message came from.
+    queue: str | None = None
+    #: The failed message itself, encrypted, when the raw mail cannot rebuild it (a
+    #: notification): ``dlq replay`` publishes it again to ``queue``.
+    payload_blob: str | None = None

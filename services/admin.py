@@ -17,7 +17,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from contracts.base import Envelope
 from contracts.mail import MailFetched, SourceRef
+from contracts.registry import CONTRACT_OF_QUEUE
 from services.poller.adapters import SqlSourceState
 from services.poller.sources import open_source
 from services.runtime import tables
@@ -28,7 +30,7 @@ from services.runtime.errors import ConfigError, InfraError
 from services.runtime.mailbox_health import MailboxHealth
 from services.runtime.store import SqlBlobStore, Store
 
-Publish = Callable[[MailFetched], None]
+Publish = Callable[[Envelope], None]
 
 
 @dataclass
@@ -66,36 +68,51 @@ class Admin:
             rows = conn.execute(sa.select(d.c.mailbox, sa.func.count()).group_by(d.c.mailbox))
             return {mailbox: n for mailbox, n in rows}
 
-    def download(self, out: Path, mailbox: str | None = None) -> int:
+    def download(self, out: Path, mailbox: str | None = None) -> Downloaded:
         """Write a zip of every entry's decrypted log (``.txt``) and raw mail (``.eml``).
 
-        Decrypts everything before writing: a wrong key raises ``ConfigError`` and leaves no
-        half-written file. Returns the number of entries written.
+        Decrypts everything before writing. When no log decrypts, the key is wrong: raises
+        ``ConfigError`` and writes nothing. When only some fail, those logs are damaged: their
+        ``.txt`` says so (with what the entry itself records) and the rest are written.
         """
         files: list[tuple[str, bytes]] = []
+        damaged: list[int] = []
+        sealed_logs = 0
         for entry in self._dead_letters(mailbox):
             stem = (
                 f"{entry.id:05d}-{entry.mailbox or 'unknown'}-{_safe(entry.ref or entry.mail_id)}"
             )
-            files.append((f"{stem}.txt", self._log_text(entry).encode()))
+            head = _entry_head(entry)
+            try:
+                text, sealed = self._log_text(entry)
+            except ConfigError:
+                damaged.append(entry.id)
+                sealed, text = True, head + _DAMAGED
+            sealed_logs += sealed
+            files.append((f"{stem}.txt", text.encode()))
             if raw := self._raw_mail(entry.mail_id):
                 files.append((f"{stem}.eml", raw))
+        if damaged and len(damaged) == sealed_logs:
+            raise ConfigError(
+                f"cannot decrypt any of the {sealed_logs} error logs: they were encrypted with a "
+                "key that is not in MAILROOM_SECRET_KEY (or the key file); add the old key after "
+                "the new one"
+            )
         out.write_bytes(_zip(files))
-        return sum(1 for name, _ in files if name.endswith(".txt"))
-
-    def _log_text(self, entry: Any) -> str:
-        head = (
-            f"dead-letter entry {entry.id}\nmailbox: {entry.mailbox}\nmail: {entry.ref}\n"
-            f"stage: {entry.stage}\nerror: {entry.error_class}: {entry.error}\n"
-            f"attempts: {entry.attempts}\nat: {entry.at}\n\n"
+        return Downloaded(
+            logs=sum(1 for name, _ in files if name.endswith(".txt")), damaged=damaged
         )
+
+    def _log_text(self, entry: Any) -> tuple[str, bool]:
+        """The entry's log as text, and whether it was an encrypted log (not a placeholder)."""
+        head = _entry_head(entry)
         if not entry.log_blob:
-            return head + "(no error log was written for this entry)\n"
+            return head + "(no error log was written for this entry)\n", False
         try:
             sealed = SqlBlobStore(self.store).get(entry.log_blob)
         except KeyError:
-            return head + "(the error log is missing from the store)\n"
-        return head + self.box.decrypt(sealed).decode("utf-8", "replace")
+            return head + "(the error log is missing from the store)\n", False
+        return head + self.box.decrypt(sealed).decode("utf-8", "replace"), True
 
     def _raw_mail(self, mail_id: str) -> bytes | None:
         f = tables.fetched_mails
@@ -106,8 +123,12 @@ class Admin:
         except KeyError:
             return None
 
-    def move_to_inbox(self, mailbox: str) -> int:
-        """Move the error folder's mails back; they are fetched again. Resumes fetching."""
+    def move_to_inbox(self, mailbox: str, publish: Publish) -> MovedBack:
+        """Move the error folder's mails back; they are fetched again. Resumes fetching.
+
+        A mail no longer in the folder (deleted by hand, or the whole folder was) is processed
+        again from the raw copy in the store, so nothing is lost.
+        """
         state = self.config.mailbox(mailbox)
         if _is_pop(state.settings.protocol):
             raise ConfigError(
@@ -120,12 +141,16 @@ class Admin:
             source.move_to_inbox(refs)
         finally:
             source.close()
-        moved = [e.mail_id for e in self._dead_letters(mailbox) if e.moved_to_error_folder_at]
-        self._forget(moved, refetched=True)
+        moved = [e for e in self._dead_letters(mailbox) if e.moved_to_error_folder_at]
+        missing = _not_in_folder(moved, refs, state.settings.protocol)
+        self._forget([e.mail_id for e in moved if e not in missing], refetched=True)
+        self._forget([e.mail_id for e in missing])
+        for entry in missing:
+            self._republish(entry.mail_id, publish)
         health = MailboxHealth(self.store)
         health.reset_errors(mailbox)
         health.resume(mailbox)
-        return len(refs)
+        return MovedBack(moved=len(refs), missing=len(missing))
 
     # -- the dead-letter queue ---------------------------------------------------------------
 
@@ -145,6 +170,9 @@ class Admin:
         """
         entries = self._dead_letters() if entry_ids is None else [self.entry(i) for i in entry_ids]
         skipped: list[str] = []
+        as_is = [e for e in entries if e.payload_blob]
+        entries = [e for e in entries if not e.payload_blob]
+        replayed = self._replay_as_is(as_is, publish, skipped)
         for mailbox in {e.mailbox for e in entries if e.moved_to_error_folder_at and e.mailbox}:
             moved = [e for e in entries if e.mailbox == mailbox and e.moved_to_error_folder_at]
             try:
@@ -157,7 +185,30 @@ class Admin:
         for entry in entries:
             if not entry.moved_to_error_folder_at:
                 self._republish(entry.mail_id, publish)
-        return len(entries), skipped
+        return len(entries) + replayed, skipped
+
+    def _replay_as_is(self, entries: list[Any], publish: Publish, skipped: list[str]) -> int:
+        """Publish each kept message again, then forget its entry (a failure comes back as a
+        new one); an entry whose message cannot be read is left as it was, with the reason."""
+        replayed = 0
+        for entry in entries:
+            try:
+                sealed = SqlBlobStore(self.store).get(entry.payload_blob)
+                message = CONTRACT_OF_QUEUE[entry.queue].model_validate_json(
+                    self.box.decrypt(sealed)
+                )
+            except (KeyError, ValueError, ConfigError) as exc:
+                reason = (
+                    "its message is missing from the store"
+                    if isinstance(exc, KeyError)
+                    else f"its message cannot be read ({exc})"
+                )
+                skipped.append(f"entry {entry.id}: {reason}")
+                continue
+            publish(message)
+            self._forget([entry.mail_id])
+            replayed += 1
+        return replayed
 
     def purge(self) -> int:
         """Forget every entry; mails in error folders stay there for the admin to delete."""
@@ -223,6 +274,43 @@ class Admin:
                 size=row.size,
             )
         )
+
+
+_DAMAGED = (
+    "(the error log cannot be decrypted although others can: it is damaged, or it was "
+    "encrypted with a key no longer configured; the lines above are what the entry records)\n"
+)
+
+
+def _entry_head(entry: Any) -> str:
+    return (
+        f"dead-letter entry {entry.id}\nmailbox: {entry.mailbox}\nmail: {entry.ref}\n"
+        f"stage: {entry.stage}\nerror: {entry.error_class}: {entry.error}\n"
+        f"attempts: {entry.attempts}\nat: {entry.at}\n\n"
+    )
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    logs: int  # entries written
+    damaged: list[int]  # ids of entries whose log could not be decrypted
+
+
+@dataclass(frozen=True)
+class MovedBack:
+    moved: int  # mails moved from the error folder to the inbox
+    missing: int  # entries whose mail was gone from the folder, replayed from the store
+
+
+def _not_in_folder(entries: list[Any], held: list[str], protocol: str) -> list[Any]:
+    """Entries whose mail the error folder no longer holds.
+
+    A Maildir keeps a mail's key in every folder, so each entry is checked; an IMAP folder
+    gives its mails new UIDs, so there only an empty (or deleted) folder tells for sure.
+    """
+    if protocol == "maildir":
+        return [e for e in entries if e.ref not in held]
+    return [] if held else list(entries)
 
 
 def _is_pop(protocol: str) -> bool:

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from contracts.base import Envelope
+from contracts.mail import MailFetched
 from contracts.settings import Settings, SettingsError, load_settings_file
 from services import render, reports
 from services.admin import Admin, Publish
@@ -313,7 +315,8 @@ def dlq_replay(entry_id: int | None, replay_all: bool) -> None:
             count, skipped = admin.replay(None if replay_all else [entry_id or 0], publish)
         finally:
             done()
-    later = " at the next `mailroom run`" if is_embedded(settings.broker_url) else ""
+    embedded = is_embedded(settings.broker_url)
+    later = " at the next `mailroom run` (notifications right away)" if embedded else ""
     click.echo(f"replayed {count} dead-letter entries; they are processed again{later}")
     for reason in skipped:
         click.echo(f"not replayed: {reason}", err=True)
@@ -323,10 +326,32 @@ def _replay_publisher(settings: Settings) -> tuple[Publish, Callable[[], None]]:
     """On the embedded broker no pipeline is listening in this process: the next run's
     recovery publishes what the replay made unfinished."""
     if is_embedded(settings.broker_url):
-        return (lambda _msg: None), (lambda: None)
+        held: list[Envelope] = []
+
+        def hold(msg: Envelope) -> None:
+            if not isinstance(msg, MailFetched):  # mails: the next run's recovery has them
+                held.append(msg)
+
+        return hold, lambda: _deliver_in_process(settings, held)
     connection = connect(settings.broker_url)
     publisher = Publisher(connection)
     return publisher.publish, lambda: (publisher.close(), connection.release())
+
+
+def _deliver_in_process(settings: Settings, messages: list[Envelope]) -> None:
+    """The embedded broker lives in one process: handle these messages here and now."""
+    if not messages:
+        return
+    connection = connect(settings.broker_url)
+    store = _store(settings)
+    pipeline = Pipeline(settings, connection=connection, store=store, clock=SystemClock())
+    publisher = Publisher(connection)
+    try:
+        for msg in messages:
+            publisher.publish(msg)
+        pipeline.settle()
+    finally:
+        publisher.close()
 
 
 @dlq.command("purge")
@@ -365,17 +390,35 @@ def errors_list(as_json: bool) -> None:
 def errors_download(out: Path, mailbox: str | None) -> None:
     """A zip of the decrypted error logs (one .txt per mail) and the raw mails (.eml)."""
     with explained():
-        count = _admin(_settings())[0].download(out, mailbox)
-    click.echo(f"wrote {count} error logs to {out}")
+        result = _admin(_settings())[0].download(out, mailbox)
+    click.echo(f"wrote {result.logs} error logs to {out}")
+    for entry_id in result.damaged:
+        click.echo(
+            f"entry {entry_id}: its error log cannot be decrypted (damaged, or encrypted with a "
+            "key no longer configured); its .txt holds what the entry records",
+            err=True,
+        )
 
 
 @errors.command("move-to-inbox")
 @click.argument("mailbox_name")
 def errors_move_to_inbox(mailbox_name: str) -> None:
     """Move the error folder's mails back to the inbox; resets the count, resumes fetching."""
+    settings = _settings()
     with explained():
-        moved = _admin(_settings())[0].move_to_inbox(mailbox_name)
-    click.echo(f"mailbox {mailbox_name}: moved {moved} mails back to the inbox; fetching resumed")
+        publish, done = _replay_publisher(settings)
+        try:
+            result = _admin(settings)[0].move_to_inbox(mailbox_name, publish)
+        finally:
+            done()
+    click.echo(
+        f"mailbox {mailbox_name}: moved {result.moved} mails back to the inbox; fetching resumed"
+    )
+    if result.missing:
+        click.echo(
+            f"{result.missing} mails were no longer in the error folder (deleted by hand?): "
+            "they are processed again from the copy kept in the store"
+        )
 
 
 @main.group()

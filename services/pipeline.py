@@ -82,12 +82,16 @@ class Pipeline:
             busy = drain(self._conn, timeout=0.2)
             if not busy and not self._pending():
                 break
-        while drain(self._conn, timeout=0.2):  # let notifications and moves settle
-            pass
+        self.settle()  # let notifications and moves settle
         for stage in self.stages:
             if stage.catch_up:
                 stage.catch_up()
         return mail_ids
+
+    def settle(self) -> None:
+        """Handle messages until every queue is quiet."""
+        while drain(self._conn, timeout=0.2):
+            pass
 
     def run_forever(self) -> None:
         stop = False

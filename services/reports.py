@@ -200,6 +200,7 @@ def list_dead_letters(conn: sa.Connection) -> list[dict[str, Any]]:
             "helpdesk": row.helpdesk_id,
             "source": {"mailbox": row.mailbox, "ref": row.ref},
             "stage": row.stage,
+            "queue": row.queue,
             "error_class": row.error_class,
             "error": row.error,
             "attempts": row.attempts,

@@ -11,7 +11,7 @@ from services.parser.handler import parse
 from services.parser.limits import ParserLimits
 from services.runtime.ports import Clock
 from services.runtime.stage import Stage, dispatcher
-from services.runtime.store import SqlBlobStore, Store
+from services.runtime.store import BlobsInTransaction, Store
 
 
 def parser_limits(settings: Settings) -> ParserLimits:
@@ -28,11 +28,12 @@ def build(
     settings: Settings, *, connection: Connection, store: Store, clock: Clock | None = None
 ) -> Stage:
     """The parser needs no clock; the parameter keeps every stage's ``build`` alike."""
-    blobs = SqlBlobStore(store)
     limits = parser_limits(settings)
 
     def handle(msg: MailFetched):  # type: ignore[no-untyped-def]
-        return parse(msg, blobs=blobs, limits=limits)
+        # The mail's bodies and attachments are committed together, before it is published.
+        with store.transaction() as conn:
+            return parse(msg, blobs=BlobsInTransaction(conn), limits=limits)
 
     d = dispatcher("parser", handle, settings=settings, connection=connection, store=store)
     return Stage("parser", {queues.MAIL_FETCHED: d})

@@ -105,6 +105,8 @@ class SqlDeadLetterLog:
                 attempts=dead.attempts,
                 log_blob=dead.log_blob,
                 at=at,
+                queue=dead.queue,
+                payload_blob=dead.payload_blob,
             ),
         )
         if inserted and dead.helpdesk and source:

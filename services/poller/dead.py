@@ -28,7 +28,7 @@ def decode_dead(delivery: Delivery, error_log: ErrorLog) -> DeadLetter:
     except ValidationError as exc:
         problem: Exception = exc
     death = _first_death(delivery.headers)
-    queue = str(death.get("queue", "unknown"))
+    queue = str(death.get("queue", delivery.queue))
     stage = STAGE_OF_QUEUE.get(queue, queue)
     fields = _fields(delivery.body)
     if death:
@@ -42,7 +42,17 @@ def decode_dead(delivery: Delivery, error_log: ErrorLog) -> DeadLetter:
     else:
         error_class = "ContractError"
     log_blob = error_log.write(stage, delivery.body, problem)
-    return dead_letter_for(stage, delivery, fields, problem, log_blob, error_class)
+    payload_blob = error_log.keep_payload(queue, delivery.body)
+    return dead_letter_for(
+        stage,
+        delivery,
+        fields,
+        problem,
+        log_blob,
+        error_class,
+        payload_blob=payload_blob,
+        queue=queue,
+    )
 
 
 def _first_death(headers: dict) -> dict:  # type: ignore[type-arg]

@@ -26,6 +26,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from contracts import queues
 from contracts.base import Envelope
 from contracts.dead import DeadLetter
 from contracts.ids import content_hash
@@ -40,6 +41,10 @@ from services.runtime.ports import BlobStore
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any], Sequence[Envelope]]
+
+#: Queues whose messages are replayed as they were: a notification is not rebuilt by running
+#: its mail through the pipeline again (its mail may well have become a request).
+REPLAYED_AS_IS = frozenset({queues.NOTIFY})
 
 
 @dataclass
@@ -63,6 +68,10 @@ class ErrorLog:
             ]
         )
         return self.blobs.put(self.box.encrypt(text.encode()))
+
+    def keep_payload(self, queue: str, body: bytes) -> str | None:
+        """The failed message, encrypted, when replaying it cannot start from the raw mail."""
+        return self.blobs.put(self.box.encrypt(body)) if queue in REPLAYED_AS_IS else None
 
     def _mail_details(self, fields: dict[str, Any]) -> list[str]:
         found = fields.get("source")
@@ -149,6 +158,7 @@ class Dispatcher:
     ) -> str:
         try:
             log_blob = self.error_log.write(self.stage, delivery.body, exc)
+            payload_blob = self.error_log.keep_payload(delivery.queue, delivery.body)
         except InfraError as store_down:
             log.warning("stage=%s error log not written (%s); requeued", self.stage, store_down)
             return "requeue"
@@ -160,6 +170,7 @@ class Dispatcher:
             log_blob,
             error_class or type(exc).__name__,
             attempts=max(delivery.attempt, attempts),
+            payload_blob=payload_blob,
         )
         log.error(
             "stage=%s mail_id=%s attempt=%s dead-lettered: %s",
@@ -183,10 +194,17 @@ def dead_letter_for(
     log_blob: str | None,
     error_class: str,
     attempts: int | None = None,
+    payload_blob: str | None = None,
+    queue: str | None = None,
 ) -> DeadLetter:
-    """The DeadLetter of a failed delivery, keeping whatever identity the message still had."""
+    """The DeadLetter of a failed delivery, keeping whatever identity the message still had.
+
+    ``queue``: where the message failed, when not the queue it was delivered from (the
+    broker dead-letters a message to ``mail.dead`` after too many deliveries elsewhere).
+    """
+    queue = queue or delivery.queue
     return DeadLetter(
-        mail_id=str(fields.get("mail_id") or "unreadable-" + content_hash(delivery.body)[:20]),
+        mail_id=_entry_id(queue, delivery.body, fields),
         helpdesk=fields.get("helpdesk") if isinstance(fields.get("helpdesk"), str) else None,
         source=_source_of(fields),
         stage=stage,
@@ -194,7 +212,17 @@ def dead_letter_for(
         error=_describe(exc),
         attempts=attempts or delivery.attempt,
         log_blob=log_blob,
+        queue=queue,
+        payload_blob=payload_blob,
     )
+
+
+def _entry_id(queue: str, body: bytes, fields: dict[str, Any]) -> str:
+    """A failed notification gets an id of its own: its mail has an outcome of its own, and
+    one mail may have several notifications."""
+    if queue == queues.NOTIFY and isinstance(fields.get("key"), str):
+        return "notify-" + content_hash(fields["key"].encode())[:32]
+    return str(fields.get("mail_id") or "unreadable-" + content_hash(body)[:20])
 
 
 def _describe(exc: BaseException | str) -> str:

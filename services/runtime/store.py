@@ -146,12 +146,30 @@ class SqlBlobStore:
 
     def get(self, sha256: str) -> bytes:
         with self._store.transaction() as conn:
-            row = conn.execute(
-                sa.select(tables.blobs.c.data).where(tables.blobs.c.sha256 == sha256)
-            ).first()
-        if row is None:
-            raise KeyError(sha256)
-        return bytes(row.data)
+            return get_blob(conn, sha256)
+
+
+class BlobsInTransaction:
+    """A ``BlobStore`` inside one open transaction: a stage that stores several blobs per mail
+    commits them together, one disk flush instead of one per blob."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def put(self, data: bytes) -> str:
+        return put_blob(self._conn, data)
+
+    def get(self, sha256: str) -> bytes:
+        return get_blob(self._conn, sha256)
+
+
+def get_blob(conn: Connection, sha256: str) -> bytes:
+    """The blob's bytes; raises ``KeyError`` when absent."""
+    query = sa.select(tables.blobs.c.data).where(tables.blobs.c.sha256 == sha256)
+    row = conn.execute(query).first()
+    if row is None:
+        raise KeyError(sha256)
+    return bytes(row.data)
 
 
 def put_blob(conn: Connection, data: bytes) -> str:

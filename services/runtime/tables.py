@@ -125,6 +125,9 @@ dead_letters = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("moved_to_error_folder_at", DateTime(timezone=True)),
     Column("move_error", Text),
+    Column("queue", String(50)),
+    # The failed message (encrypted), for entries replayed as they were: notifications.
+    Column("payload_blob", String(64)),
 )
 
 notifications = Table(

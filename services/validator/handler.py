@@ -88,4 +88,7 @@ def _head(read_head: HeadReader, att: Attachment) -> bytes:
         return read_head(att.sha256, SNIFF_BYTES)
     except KeyError:
         # Blobs are stored before the mail is published, so a retry would not find it either.
-        raise MailError(f"attachment blob {att.sha256} is missing from the store") from None
+        name, sha = att.filename, att.sha256
+        raise MailError(
+            f"the bytes of attachment {name!r} (blob {sha}) are missing from the store"
+        ) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from harness import DEMO, Mailroom
 from test_demo_mailbox import process_demo
@@ -136,3 +137,50 @@ def test_an_entry_whose_mailbox_is_gone_does_not_block_the_others(tmp_path: Path
     assert "not replayed: 1 entries of mailbox 'demo'" in done.stderr
     assert "no mailbox named 'demo'" in done.stderr
     assert len(room.json("dlq", "list")) == 1, "the entry is kept as it was"
+
+
+def test_a_damaged_log_is_named_and_the_others_are_still_downloaded(mailroom: Mailroom) -> None:
+    broken = (DEMO / "Maildir" / "new" / BROKEN).read_bytes()
+    mailroom.use_demo_maildir()
+    second = broken.replace(b"Message-ID: <", b"Message-ID: <again-", 1)
+    (mailroom.maildir / "new" / "second-broken").write_bytes(second)
+    mailroom.apply_settings()
+    if not mailroom.embedded:
+        mailroom.start_workers()
+    settle(mailroom, lambda: len(mailroom.json("dlq", "list")) == 2)
+    mailroom.stop_workers()
+    first, _ = mailroom.json("dlq", "list")
+    damage_log_of(mailroom, first["id"])
+    out = mailroom.workdir / "errors.zip"
+
+    done = mailroom.cli("errors", "download", "--out", str(out))
+
+    assert "wrote 2 error logs" in done.stdout
+    assert f"entry {first['id']}: its error log cannot be decrypted" in done.stderr
+    with zipfile.ZipFile(out) as archive:
+        logs = [archive.read(n).decode() for n in sorted(archive.namelist()) if n.endswith(".txt")]
+        emls = [n for n in archive.namelist() if n.endswith(".eml")]
+    assert "cannot be decrypted although others can" in logs[0]
+    assert f"stage: {first['stage']}" in logs[0], "what the entry records is kept"
+    assert "Traceback" in logs[1]
+    assert len(emls) == 2, "both raw mails are there"
+
+
+def damage_log_of(room: Mailroom, entry_id: int) -> None:
+    """Flip bytes in the stored, encrypted log of one entry, as a failing disk would."""
+    engine = sa.create_engine(room.env["MAILROOM_DATABASE_URL"])
+    with engine.begin() as conn:
+        blob = conn.execute(
+            sa.text("SELECT log_blob FROM dead_letters WHERE id = :id"), {"id": entry_id}
+        ).scalar_one()
+        data = bytes(
+            conn.execute(
+                sa.text("SELECT data FROM blobs WHERE sha256 = :sha"), {"sha": blob}
+            ).scalar_one()
+        )
+        damaged = data[:40] + bytes(b ^ 0x55 for b in data[40:80]) + data[80:]
+        conn.execute(
+            sa.text("UPDATE blobs SET data = :data WHERE sha256 = :sha"),
+            {"data": damaged, "sha": blob},
+        )
+    engine.dispose()

@@ -18,8 +18,9 @@ BROKEN = (
 
 
 @pytest.fixture
-def room(tmp_path: Path) -> Mailroom:
-    return Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+def room(mailroom: Mailroom) -> Mailroom:
+    """The embedded default, then RabbitMQ + PostgreSQL (see conftest)."""
+    return mailroom
 
 
 @pytest.fixture

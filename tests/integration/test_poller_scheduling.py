@@ -149,3 +149,49 @@ def test_a_failed_round_is_counted_and_the_next_good_one_resets_it(
     assert failing.consecutive_failures == 2
     assert "no answer from mail.example.com:993" in (failing.last_error or "")
     assert healed.consecutive_failures == 0 and healed.last_error is None
+
+
+def test_an_edit_waits_for_the_round_under_way_then_pauses_the_mailbox(
+    settings: Settings, store: Store, tmp_path: Path
+) -> None:
+    # Given a round on "hanging" that is under way (its server is slow to answer)
+    release = threading.Event()
+    slow = SlowSource(release)
+    slow.deliver(MAIL % 4)
+    opened: list[str] = []
+    sources = {"hanging": slow, "quick": FakeMailSource()}
+    poller = Poller(
+        settings,
+        connection=connect("memory://"),
+        store=store,
+        clock=SystemClock(),
+        open_mailbox=lambda state, _s: (
+            opened.append(f"{state.settings.name}:{state.settings.path}")
+            or sources[state.settings.name]
+        ),
+    )
+    poller.poll_due()
+    while not any(o.startswith("hanging:") for o in opened):
+        threading.Event().wait(0.02)
+
+    # When an admin changes the mailbox's settings meanwhile
+    config = ConfigStore(store, secret_box(settings))
+    moved = tmp_path / "moved"
+    edited = parse_settings(
+        "helpdesks:\n  - id: default\n    mailboxes:\n"
+        f"      - {{name: hanging, protocol: maildir, path: {moved}, fetch_every_minutes: 1}}\n"
+        f"      - {{name: quick, protocol: maildir, path: {tmp_path / 'quick'}, "
+        "fetch_every_minutes: 1}\n"
+    )
+    result = config.apply(edited)
+    release.set()
+    poller.close()
+
+    # Then the round finishes as it began, and the mailbox waits to be enabled again
+    assert result.paused == ["hanging"]
+    assert slow.handed_off == {"fake-1"}, "the round under way was not cut short"
+    hanging_rounds = [o for o in opened if o.startswith("hanging:")]
+    assert hanging_rounds == [f"hanging:{tmp_path / 'hanging'}"], "the edit waited"
+    state = next(s for s in config.mailboxes() if s.settings.name == "hanging")
+    assert not state.enabled and "settings changed" in (state.paused_reason or "")
+    assert str(state.settings.path) == str(moved), "the next round will use the new settings"

@@ -352,3 +352,41 @@ def test_the_error_log_describes_the_mail_and_is_unreadable_without_the_key():
         "Traceback",
     ):
         assert expected in log
+
+
+def test_a_failed_notification_is_an_entry_of_its_own_that_keeps_the_message():
+    # Given a notifier whose store refuses two notifications about the same mail
+    blobs = InMemoryBlobStore()
+    published: list[Envelope] = []
+    box = SecretBox(Fernet.generate_key())
+
+    def refuse(_msg: Notify) -> Sequence[Envelope]:
+        raise MailError("template broken")
+
+    dispatch = Dispatcher("notifier", refuse, published.append, ErrorLog(blobs, box))
+    bell = notice_for(FETCHED)
+    email = bell.model_copy(update={"key": "mail-1:test:email", "channel": "email"})
+
+    # When both are delivered
+    for notice in (bell, email):
+        dispatch(Delivery(queues.NOTIFY, notice.model_dump_json().encode()))
+
+    # Then each is its own entry, not the mail's (which may well be a request by now)
+    first, second = published
+    assert isinstance(first, DeadLetter) and isinstance(second, DeadLetter)
+    assert first.mail_id != second.mail_id
+    assert "mail-1" not in (first.mail_id, second.mail_id)
+    assert (first.queue, first.stage) == (queues.NOTIFY, "notifier")
+    # And each keeps its message, encrypted, to be replayed as it was
+    assert first.payload_blob is not None
+    assert b"reps@example.com" not in blobs.get(first.payload_blob)
+    assert Notify.model_validate_json(box.decrypt(blobs.get(first.payload_blob))) == bell
+
+
+def test_a_failed_mail_keeps_no_copy_of_its_message_the_raw_mail_rebuilds_it():
+    h = Harness(Handler(MailError("bad")))
+
+    h.deliver(BODY)
+
+    [dead] = h.dead_letters
+    assert (dead.queue, dead.payload_blob, dead.mail_id) == (queues.MAIL_FETCHED, None, "mail-1")
