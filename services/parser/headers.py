@@ -194,13 +194,16 @@ def is_auto_reply(msg: Message) -> bool:
     """Whether ``msg`` was sent by a machine (auto-reply, bulk mail, bounce). Never raises.
 
     Signals: ``Auto-Submitted`` other than ``no``, ``X-Autoreply``/``X-Autorespond``,
-    ``Precedence: auto_reply|bulk|junk``, or a ``multipart/report`` delivery-status report.
+    ``Precedence: auto_reply|bulk|junk``, a null ``Return-Path: <>`` (how bounces are sent),
+    or a ``multipart/report`` delivery-status report.
     """
     if any(_token(v) != "no" for v in raw_values(msg, "Auto-Submitted")):
         return True
     if raw_values(msg, "X-Autoreply") or raw_values(msg, "X-Autorespond"):
         return True
     if any(_token(v) in _AUTO_PRECEDENCE for v in raw_values(msg, "Precedence")):
+        return True
+    if any("".join(v.split()) == "<>" for v in raw_values(msg, "Return-Path")):
         return True
     report_type = msg.get_param("report-type", "", header="content-type")
     is_report = msg.get_content_type() == "multipart/report" and isinstance(report_type, str)

@@ -229,6 +229,9 @@ def test_damaged_header_lines_do_not_end_the_header_block() -> None:
         ("Precedence: auto_reply", True),
         ("Precedence: list", False),
         ("X-Auto-Response-Suppress: All", False),
+        ("Return-Path: <>", True),
+        ("Return-Path: < >", True),
+        ("Return-Path: <ann@example.com>", False),
     ],
 )
 def test_auto_reply_signals(header: str, expected: bool) -> None:
