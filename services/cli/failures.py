@@ -1,0 +1,171 @@
+"""``mailroom dlq`` and ``mailroom errors``: failed mail, its logs, replay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from contracts.base import Envelope
+from contracts.mail import MailFetched
+from contracts.settings import Settings
+from services import render, reports
+from services.admin import Publish
+from services.cli.app import main
+from services.cli.common import (
+    Fail,
+    admin_for,
+    emit,
+    explained,
+    load_settings,
+    open_store,
+)
+from services.pipeline import Pipeline
+from services.runtime.bus import Publisher, connect, is_embedded
+from services.runtime.clock import SystemClock
+
+
+@main.group()
+def dlq() -> None:
+    """The dead-letter queue: mails that could not be processed."""
+
+
+@dlq.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def dlq_list(as_json: bool) -> None:
+    """Every dead-letter entry."""
+    with explained():
+        settings = load_settings()
+        with open_store(settings).transaction() as conn:
+            rows = reports.list_dead_letters(conn)
+    emit(rows) if as_json else render.dead_letters(rows)
+
+
+@dlq.command("show")
+@click.argument("entry_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+def dlq_show(entry_id: int, as_json: bool) -> None:
+    """One dead-letter entry (its log stays encrypted: `mailroom errors download`)."""
+    with explained():
+        settings = load_settings()
+        entry = admin_for(settings)[0].entry(entry_id)
+        with open_store(settings).transaction() as conn:
+            [data] = [d for d in reports.list_dead_letters(conn) if d["id"] == entry.id]
+    emit(data) if as_json else render.detail(data)
+
+
+@dlq.command("replay")
+@click.argument("entry_id", type=int, required=False)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every entry.")
+def dlq_replay(entry_id: int | None, replay_all: bool) -> None:
+    """Process failed mail again; what fails again comes back as a new entry."""
+    if (entry_id is None) == (not replay_all):
+        raise Fail("say which: `mailroom dlq replay ID` or `mailroom dlq replay --all`")
+    settings = load_settings()
+    with explained():
+        admin, _ = admin_for(settings)
+        publish, done = _replay_publisher(settings)
+        try:
+            count, skipped = admin.replay(None if replay_all else [entry_id or 0], publish)
+        finally:
+            done()
+    embedded = is_embedded(settings.broker_url)
+    later = " at the next `mailroom run` (notifications right away)" if embedded else ""
+    click.echo(f"replayed {count} dead-letter entries; they are processed again{later}")
+    for reason in skipped:
+        click.echo(f"not replayed: {reason}", err=True)
+
+
+def _replay_publisher(settings: Settings) -> tuple[Publish, Callable[[], None]]:
+    """On the embedded broker no pipeline is listening in this process: the next run's
+    recovery publishes what the replay made unfinished."""
+    if is_embedded(settings.broker_url):
+        held: list[Envelope] = []
+
+        def hold(msg: Envelope) -> None:
+            if not isinstance(msg, MailFetched):  # mails: the next run's recovery has them
+                held.append(msg)
+
+        return hold, lambda: _deliver_in_process(settings, held)
+    connection = connect(settings.broker_url)
+    publisher = Publisher(connection)
+    return publisher.publish, lambda: (publisher.close(), connection.release())
+
+
+def _deliver_in_process(settings: Settings, messages: list[Envelope]) -> None:
+    """The embedded broker lives in one process: handle these messages here and now."""
+    if not messages:
+        return
+    connection = connect(settings.broker_url)
+    store = open_store(settings)
+    pipeline = Pipeline(settings, connection=connection, store=store, clock=SystemClock())
+    publisher = Publisher(connection)
+    try:
+        for msg in messages:
+            publisher.publish(msg)
+        pipeline.settle()
+    finally:
+        publisher.close()
+
+
+@dlq.command("purge")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def dlq_purge(yes: bool) -> None:
+    """Forget every entry; mail in error folders stays there."""
+    if not yes and not click.confirm("forget every dead-letter entry?"):
+        raise Fail("nothing purged")
+    with explained():
+        count = admin_for(load_settings())[0].purge()
+    click.echo(f"purged {count} dead-letter entries; mail in error folders was left in place")
+
+
+@main.group()
+def errors() -> None:
+    """Failed mail per mailbox: counts, the decrypted logs, moving mail back."""
+
+
+@errors.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def errors_list(as_json: bool) -> None:
+    """Per mailbox: mails in the error folder, dead-letter entries, stopped or not."""
+    with explained():
+        rows = admin_for(load_settings())[0].error_counts()
+    emit(rows) if as_json else render.error_counts(rows)
+
+
+@errors.command("download")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The zip to write.")
+@click.option("--mailbox", help="Only this mailbox's entries.")
+def errors_download(out: Path, mailbox: str | None) -> None:
+    """A zip of the decrypted error logs (one .txt per mail) and the raw mails (.eml)."""
+    with explained():
+        result = admin_for(load_settings())[0].download(out, mailbox)
+    click.echo(f"wrote {result.logs} error logs to {out}")
+    for entry_id in result.damaged:
+        click.echo(
+            f"entry {entry_id}: its error log cannot be decrypted (damaged, or encrypted with a "
+            "key no longer configured); its .txt holds what the entry records",
+            err=True,
+        )
+
+
+@errors.command("move-to-inbox")
+@click.argument("mailbox_name")
+def errors_move_to_inbox(mailbox_name: str) -> None:
+    """Move the error folder's mails back to the inbox; resets the count, resumes fetching."""
+    settings = load_settings()
+    with explained():
+        publish, done = _replay_publisher(settings)
+        try:
+            result = admin_for(settings)[0].move_to_inbox(mailbox_name, publish)
+        finally:
+            done()
+    click.echo(
+        f"mailbox {mailbox_name}: moved {result.moved} mails back to the inbox; fetching resumed"
+    )
+    if result.missing:
+        click.echo(
+            f"{result.missing} mails were no longer in the error folder (deleted by hand?): "
+            "they are processed again from the copy kept in the store"
+        )

@@ -1,0 +1,95 @@
+"""``mailroom mailbox``: list, show, test, enable, disable."""
+
+from __future__ import annotations
+
+import click
+
+from services import render, reports
+from services.cli.app import main
+from services.cli.common import (
+    config_store_for,
+    emit,
+    explained,
+)
+from services.poller.adapters import SqlSourceState
+from services.poller.sample import describe_sample
+from services.poller.sources import open_source
+from services.runtime.clock import SystemClock
+from services.runtime.mailbox_health import MailboxHealth
+
+
+@main.group()
+def mailbox() -> None:
+    """Mailboxes: list, show, test, enable, disable."""
+
+
+@mailbox.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def mailbox_list(as_json: bool) -> None:
+    """Every configured mailbox and what came of its mail."""
+    with explained():
+        _, store, cfg = config_store_for()
+        with store.transaction() as conn:
+            counts = reports.mailbox_counts(conn)
+        rows = [render.mailbox_row(s, counts.get(s.settings.name)) for s in cfg.mailboxes()]
+    emit(rows) if as_json else render.mailboxes(rows)
+
+
+@mailbox.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def mailbox_show(name: str, as_json: bool) -> None:
+    """One mailbox's settings (secrets hidden) and state."""
+    with explained():
+        _, store, cfg = config_store_for()
+        state = cfg.mailbox(name)
+        with store.transaction() as conn:
+            counts = reports.mailbox_counts(conn).get(name)
+        data = render.mailbox_detail(state, counts)
+    emit(data) if as_json else render.detail(data)
+
+
+@mailbox.command("test")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def mailbox_test(name: str, as_json: bool) -> None:
+    """Fetch a sample mail: the oldest, without marking or moving it."""
+    with explained():
+        _, store, cfg = config_store_for()
+        state = SqlSourceState(store, name, SystemClock())
+        source = open_source(cfg.mailbox(name).settings, state)
+        try:
+            raw = source.fetch_oldest_unmarked()
+        finally:
+            source.close()
+    if raw is None:
+        click.echo(f"mailbox {name}: connected; no unread mail to show")
+        return
+    sample = describe_sample(raw)
+    emit(sample) if as_json else render.detail(sample)
+
+
+def _toggle(name: str, enabled: bool) -> None:
+    with explained():
+        _, store, cfg = config_store_for()
+        cfg.mailbox(name)
+        health = MailboxHealth(store)
+        if enabled:
+            health.resume(name)
+        else:
+            health.pause(name, f"disabled by hand; `mailroom mailbox enable {name}` resumes it")
+    click.echo(f"mailbox {name}: fetching {'resumed' if enabled else 'paused'}")
+
+
+@mailbox.command("enable")
+@click.argument("name")
+def mailbox_enable(name: str) -> None:
+    """Resume fetching."""
+    _toggle(name, True)
+
+
+@mailbox.command("disable")
+@click.argument("name")
+def mailbox_disable(name: str) -> None:
+    """Pause fetching."""
+    _toggle(name, False)

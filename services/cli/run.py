@@ -1,0 +1,110 @@
+"""``mailroom run``, ``worker`` and ``config apply``: the pipeline and its settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from contracts.settings import Settings
+from services import render, reports
+from services.cli.app import main
+from services.cli.common import (
+    apply_file,
+    emit,
+    explained,
+    load_settings,
+    open_store,
+)
+from services.pipeline import BUILDERS, Pipeline, run_worker
+from services.runtime.bus import connect
+from services.runtime.clock import SystemClock
+from services.runtime.config_store import ConfigStore
+from services.runtime.errors import ConfigError
+from services.runtime.stage import secret_box
+from services.runtime.store import Store
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="Apply this settings file first.",
+)
+@click.option(
+    "--once", is_flag=True, help="Poll every mailbox once, finish the work, print a summary, exit."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def run(config_file: Path | None, once: bool, as_json: bool) -> None:
+    """Run every stage in one process."""
+    settings = load_settings()
+    with explained():
+        store = open_store(settings)
+        if config_file:
+            apply_file(settings, store, config_file)
+        _require_mailboxes(settings, store)
+        connection = connect(settings.broker_url)
+        pipeline = Pipeline(settings, connection=connection, store=store, clock=SystemClock())
+        if not once:
+            pipeline.run_forever()
+            return
+        mail_ids = pipeline.run_once()
+        with store.transaction() as conn:
+            summary = reports.run_summary(conn, mail_ids)
+        summary.mailbox_errors = [
+            {"mailbox": s.settings.name, "error": s.last_error}
+            for s in ConfigStore(store, secret_box(settings)).mailboxes()
+            if s.enabled and s.last_error
+        ]
+    if as_json:
+        emit(summary.counts() | {k: getattr(summary, k) for k in reports.RunSummary.DETAILS})
+    else:
+        render.summary(summary)
+
+
+def _require_mailboxes(settings: Settings, store: Store) -> None:
+    if not ConfigStore(store, secret_box(settings)).mailboxes():
+        raise ConfigError("no mailbox is configured: run `mailroom config apply FILE` first")
+
+
+@main.command()
+@click.argument("stage", type=click.Choice(list(BUILDERS)))
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="Apply this settings file first.",
+)
+def worker(stage: str, config_file: Path | None) -> None:
+    """Run one stage: poller, parser, validator, router or notifier."""
+    settings = load_settings()
+    with explained():
+        store = open_store(settings)
+        if config_file:
+            apply_file(settings, store, config_file)
+        connection = connect(settings.broker_url)
+        run_worker(stage, settings, connection=connection, store=store, clock=SystemClock())
+
+
+@main.group()
+def config() -> None:
+    """Settings kept in the store."""
+
+
+@config.command("apply")
+@click.argument("file", type=click.Path(path_type=Path))
+def config_apply(file: Path) -> None:
+    """Check a settings file and load it into the store."""
+    settings = load_settings()
+    with explained():
+        result = apply_file(settings, open_store(settings), file)
+    boxes = ", ".join(result.mailboxes) or "none"
+    click.echo(f"applied {file}: help desks {', '.join(result.helpdesks)}; mailboxes {boxes}")
+    if result.removed_mailboxes:
+        click.echo(f"no longer polled: {', '.join(result.removed_mailboxes)}")
+    for name in result.paused:
+        click.echo(
+            f"mailbox {name}: settings changed, fetching paused; "
+            f"`mailroom mailbox enable {name}` resumes it"
+        )
