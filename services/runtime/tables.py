@@ -128,6 +128,8 @@ dead_letters = Table(
     Column("queue", String(50)),
     # The failed message (encrypted), for entries replayed as they were: notifications.
     Column("payload_blob", String(64)),
+    # An id is never handed out twice (SQLite would reuse the highest after a delete).
+    sqlite_autoincrement=True,
 )
 
 notifications = Table(

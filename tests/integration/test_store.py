@@ -46,3 +46,19 @@ def test_unreachable_database_names_the_url_without_the_password() -> None:
         store.migrate()
     assert "127.0.0.1:1/mailroom" in str(err.value)
     assert "s3cret" not in str(err.value)
+
+
+def test_a_dead_letter_id_is_never_handed_out_again(store: Store) -> None:
+    d = tables.dead_letters
+    entry = dict(stage="parser", error_class="MailError", error="bad", attempts=1)
+    with store.transaction() as conn:
+        conn.execute(d.insert().values(mail_id="m-1", at=sa.func.now(), **entry))
+        newest = conn.execute(
+            d.insert().values(mail_id="m-2", at=sa.func.now(), **entry)
+        ).inserted_primary_key[0]
+        conn.execute(d.delete().where(d.c.id == newest))  # replayed, say
+        later = conn.execute(
+            d.insert().values(mail_id="m-3", at=sa.func.now(), **entry)
+        ).inserted_primary_key[0]
+
+    assert later > newest
