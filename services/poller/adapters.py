@@ -169,6 +169,12 @@ class SqlSourceState:
         with self._store.transaction() as conn:
             return set(conn.execute(query).scalars())
 
+    def taken_among(self, refs: list[str]) -> set[str]:
+        t = tables.taken_refs
+        query = sa.select(t.c.ref).where(t.c.mailbox == self._mailbox, t.c.ref.in_(refs))
+        with self._store.transaction() as conn:
+            return set(conn.execute(query).scalars())
+
     def taken_message_ids(self) -> set[str]:
         t = tables.taken_refs
         query = sa.select(t.c.message_id).where(

@@ -83,6 +83,10 @@ class SourceState(Protocol):
         """Refs taken (for ``reason`` only, when given: handed_off, baseline, skipped, ...)."""
         ...
 
+    def taken_among(self, refs: list[str]) -> set[str]:
+        """Those of ``refs`` that are taken: a batch's check, without reading them all."""
+        ...
+
     def taken_message_ids(self) -> set[str]:
         """Message-IDs of mails handed off from this mailbox (for a UIDVALIDITY change)."""
         ...

@@ -29,6 +29,7 @@ from contracts.settings import MailboxSettings
 from services.poller.sources.base import Cursor, Fetched, SourceState
 from services.poller.sources.debug import describe_mail
 from services.poller.sources.imap_folders import ErrorFolder
+from services.poller.sources.imap_listing import NewMailListing, make_ref
 from services.poller.sources.imap_session import SEEN, ImapSession, oauth_not_set_up
 from services.poller.sources.tokens import TokenProvider
 from services.runtime.errors import ConfigError, InfraError
@@ -50,10 +51,6 @@ class _Taken:
     ref: str
     message_id: str | None
     reason: str
-
-
-def make_ref(validity: int, uid: int) -> str:
-    return f"{validity}:{uid}"
 
 
 def uid_of(ref: str, validity: int) -> int | None:
@@ -95,6 +92,7 @@ class ImapSource:
         self._session = ImapSession(box, tokens)
         self._errors = ErrorFolder(self._session)
         self._synced: int | None = None
+        self._listing: NewMailListing | None = None
 
     # -- MailSource ------------------------------------------------------------------------
 
@@ -106,9 +104,14 @@ class ImapSource:
         """
         validity = self._inbox(refresh=True)
         self._sync(validity)
-        taken = self._state.taken_refs()
-        refs = (make_ref(validity, uid) for uid in self._uids())
-        return [ref for ref in refs if ref not in taken][:limit]
+        listing = self._listing
+        if listing is None or listing.validity != validity:
+            listing = self._listing = NewMailListing.start(
+                validity, self._uids(), self._state.taken_refs(), self._state.taken_among
+            )
+        else:
+            listing.add_arrivals(self._uids(["UID", f"{listing.highest + 1}:*"]))
+        return listing.next_refs(limit)
 
     def fetch_many(self, refs: Sequence[str]) -> Iterator[Fetched]:
         """The mails' bytes via ``BODY.PEEK[]`` (nothing is marked), in batches.
@@ -123,6 +126,8 @@ class ImapSource:
     def _fetch_refs(self, refs: Sequence[str], validity: int) -> Iterator[Fetched]:
         wanted = [(ref, uid) for ref in refs if (uid := uid_of(ref, validity)) is not None]
         sizes = self._sizes([uid for _, uid in wanted])
+        if self._listing is not None and self._listing.validity == validity:
+            self._listing.gone.update(uid for _, uid in wanted if uid not in sizes)
         return self._download([(ref, uid, sizes[uid]) for ref, uid in wanted if uid in sizes])
 
     def fetch_raw(self, ref: str) -> bytes:
