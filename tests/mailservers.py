@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import parse_qs
 
-from servers import _tail, _terminate, _wait_until, find_binary, free_port
+from servers import _tail, _terminate, _wait_until, find_binary, free_port, started
 
 __all__ = ["Dovecot", "Socks5Proxy", "Tinyproxy"]
 
@@ -131,16 +131,13 @@ class Dovecot:
         """
         workdir.mkdir(parents=True, exist_ok=True)
         server = cls(workdir, without_move=without_move)
-        try:
-            server._make_certificates()
-            server._introspection.start()
-            server._write_config()
-            server._start()
-        except BaseException:
-            with contextlib.suppress(Exception):  # keep the original error in front
-                server.stop()
-            raise
-        return server
+        return started(
+            server,
+            server._make_certificates,
+            server._introspection.start,
+            server._write_config,
+            server._start,
+        )
 
     @property
     def introspection_requests(self) -> int:

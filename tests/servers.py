@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 from psycopg import sql
@@ -39,6 +40,9 @@ STOP_TIMEOUT = 30.0
 INSTALL_HINT = "`make test` installs it (scripts/install-system-deps.sh)"
 
 _taken_ports: set[int] = set()
+
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -76,6 +80,19 @@ def find_binary(name: str, package: str, dirs: list[Path] | tuple[Path, ...] = (
     if found:
         return Path(found)
     raise RuntimeError(f"{name} not found: install the Debian package {package!r}; {INSTALL_HINT}")
+
+
+def started(server: T, *steps: Callable[[], object]) -> T:
+    """Run ``steps`` to bring ``server`` up; when one fails, stop what did start and re-raise
+    the original error, so nothing is left running."""
+    try:
+        for step in steps:
+            step()
+    except BaseException:
+        with contextlib.suppress(Exception):  # keep the original error in front
+            server.stop()  # type: ignore[attr-defined]
+        raise
+    return server
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -143,14 +160,7 @@ class RabbitMQ:
         """
         workdir.mkdir(parents=True, exist_ok=True)
         server = cls(workdir, free_port(), free_port(), free_port())
-        try:
-            server._write_config()
-            server._start_epmd()
-            server._start_node()
-        except BaseException:
-            server.stop()
-            raise
-        return server
+        return started(server, server._write_config, server._start_epmd, server._start_node)
 
     def env(self) -> dict[str, str]:
         """Environment for rabbitmq-server and rabbitmqctl addressing this node."""
@@ -323,14 +333,7 @@ class PostgreSQL:
         """
         workdir.mkdir(parents=True, exist_ok=True)
         server = cls(workdir, free_port())
-        try:
-            server._initdb_cluster()
-            server._start()
-        except BaseException:
-            with contextlib.suppress(Exception):  # keep the original error in front
-                server.stop()
-            raise
-        return server
+        return started(server, server._initdb_cluster, server._start)
 
     def url(self, dbname: str) -> str:
         """SQLAlchemy URL (psycopg 3 driver) of database `dbname` on this server."""
