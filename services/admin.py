@@ -18,9 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from contracts.base import Envelope
-from contracts.mail import MailFetched, SourceRef
 from contracts.registry import CONTRACT_OF_QUEUE
-from services.poller.adapters import SqlSourceState
+from services.poller.adapters import SqlSourceState, mail_fetched_of
 from services.poller.sources import open_source
 from services.runtime import tables
 from services.runtime.clock import SystemClock
@@ -216,8 +215,7 @@ class Admin:
         with self.store.transaction() as conn:
             count = conn.execute(sa.select(sa.func.count()).select_from(d)).scalar_one()
             conn.execute(d.delete())
-        for name in {s.settings.name for s in self.config.mailboxes()}:
-            MailboxHealth(self.store).reset_errors(name)
+            conn.execute(tables.mailboxes.update().values(error_count=0))
         return int(count)
 
     # -- internals ---------------------------------------------------------------------------
@@ -265,15 +263,7 @@ class Admin:
             row = conn.execute(sa.select(f).where(f.c.mail_id == mail_id)).first()
         if row is None:
             return  # never downloaded (over the size limit): nothing to replay from
-        publish(
-            MailFetched(
-                mail_id=row.mail_id,
-                helpdesk=row.helpdesk_id,
-                source=SourceRef(mailbox=row.mailbox, ref=row.ref),
-                raw_blob=row.raw_sha256,
-                size=row.size,
-            )
-        )
+        publish(mail_fetched_of(row))
 
 
 _DAMAGED = (

@@ -49,8 +49,9 @@ def dlq_show(entry_id: int, as_json: bool) -> None:
     """One dead-letter entry (its log stays encrypted: `mailroom errors download`)."""
     with explained():
         settings = load_settings()
-        entry = admin_for(settings)[0].entry(entry_id)
-        with open_store(settings).transaction() as conn:
+        admin, store = admin_for(settings)
+        entry = admin.entry(entry_id)
+        with store.transaction() as conn:
             [data] = [d for d in reports.list_dead_letters(conn) if d["id"] == entry.id]
     emit(data) if as_json else render.detail(data)
 
@@ -107,6 +108,7 @@ def _deliver_in_process(settings: Settings, messages: list[Envelope]) -> None:
         pipeline.settle()
     finally:
         publisher.close()
+        connection.release()
 
 
 @dlq.command("purge")

@@ -111,20 +111,24 @@ class SqlOutbox:
     def recent_email_counts(
         self, helpdesk: str, addresses: Sequence[str], since: datetime
     ) -> dict[str, int]:
+        wanted = sorted({a.lower() for a in addresses})
+        if not wanted:
+            return {}
         recipients = sa.func.lower(sa.cast(_T.c.recipients, sa.Text))
-        counts: dict[str, int] = {}
+        # One query for all addresses: COUNT skips the NULL that CASE gives on no match.
+        per_address = [
+            sa.func.count(sa.case((recipients.like(_contains(a), escape=_LIKE_ESCAPE), 1)))
+            for a in wanted
+        ]
+        query = sa.select(*per_address).where(
+            _T.c.helpdesk_id == helpdesk,
+            _T.c.channel == "email",
+            _T.c.suppressed_reason.is_(None),
+            _T.c.created_at >= since,
+        )
         with self._store.transaction() as conn:
-            for address in {a.lower() for a in addresses}:
-                counts[address] = conn.execute(
-                    sa.select(sa.func.count()).where(
-                        _T.c.helpdesk_id == helpdesk,
-                        _T.c.channel == "email",
-                        _T.c.suppressed_reason.is_(None),
-                        _T.c.created_at >= since,
-                        recipients.like(_contains(address), escape=_LIKE_ESCAPE),
-                    )
-                ).scalar_one()
-        return counts
+            row = conn.execute(query).one()
+        return dict(zip(wanted, row, strict=True))
 
     def _update(self, entry_id: int, **values: object) -> None:
         with self._store.transaction() as conn:

@@ -56,6 +56,8 @@ class RetryRounds:
 
     def run(self) -> int:
         attempted = 0
+        # Each help desk's settings are read once per round, not once per email.
+        outgoing: dict[str, Outgoing] = {}
         while attempted < self._limit:
             now = self._clock.now()
             resting = frozenset(d for d, until in self._resting.items() if until > now)
@@ -63,13 +65,14 @@ class RetryRounds:
             if pending is None:
                 break
             attempted += 1
-            self._attempt(pending, now)
+            if pending.helpdesk not in outgoing:
+                outgoing[pending.helpdesk] = self._outgoing_of(pending.helpdesk)
+            self._attempt(pending, outgoing[pending.helpdesk], now)
         if attempted:
             log.info("retry round: %s notification email(s) attempted", attempted)
         return attempted
 
-    def _attempt(self, pending: PendingMail, now: datetime) -> None:
-        outgoing = self._outgoing_of(pending.helpdesk)
+    def _attempt(self, pending: PendingMail, outgoing: Outgoing, now: datetime) -> None:
         if outgoing.sender is None:
             self._outbox.mark_failed(pending.id, NO_SERVER, None)
             return

@@ -28,7 +28,8 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 # A boundary parameter (after ';') whose unquoted value holds '=': Outlook Express wrote
 # these, and the stdlib cuts the value at the '='. Quoted values are left alone.
 _BARE_BOUNDARY = re.compile(rb'(;\s*boundary\s*=\s*)([^"\s;][^\s;]*=[^\s;]*)', re.IGNORECASE)
-_MSG_ID = re.compile(r"<[^<>\s]+>")
+#: A Message-ID in angle brackets, as threading headers name it.
+MSG_ID = re.compile(r"<[^<>\s]+>")
 _AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk"})
 _MAX_DEFECT_TEXT = 120
 _MAILROOM_PREFIX = "x-mailroom-"
@@ -120,13 +121,13 @@ def _message_id(msg: Message, notes: list[str]) -> str:
     if len(values) > 1:
         notes.append(f"header Message-ID: appears {len(values)} times; the first one is used")
     value = text_of(next(iter(values), ""))
-    found = _MSG_ID.search(value)  # "<id> (comment)" happens; the id is what threads match
+    found = MSG_ID.search(value)  # "<id> (comment)" happens; the id is what threads match
     return found.group() if found else value
 
 
 def _message_ids(msg: Message, name: str) -> list[str]:
     values = [text_of(v) for v in raw_values(msg, name)]
-    return dedupe([m for value in values for m in _MSG_ID.findall(value)])
+    return dedupe([m for value in values for m in MSG_ID.findall(value)])
 
 
 def _addresses(msg: Message, name: str, notes: list[str]) -> list[Address]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
 from contracts.dead import DeadLetter
-from contracts.mail import MailFetched
+from contracts.mail import MailFetched, SourceRef
 from services.poller.sources.base import Cursor
 from services.runtime import tables
 from services.runtime.ports import Clock
@@ -76,6 +77,17 @@ class SqlFetchedLog:
             )
             query = sa.select(t.c.publish_count).where(t.c.mail_id == mail_id)
             return int(conn.execute(query).scalar_one())
+
+
+def mail_fetched_of(row: sa.Row[Any]) -> MailFetched:
+    """The ``MailFetched`` of a ``fetched_mails`` row, to publish the mail again."""
+    return MailFetched(
+        mail_id=row.mail_id,
+        helpdesk=row.helpdesk_id,
+        source=SourceRef(mailbox=row.mailbox, ref=row.ref),
+        raw_blob=row.raw_sha256,
+        size=row.size,
+    )
 
 
 class SqlDeadLetterLog:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from typing import Protocol
 
 from contracts.dead import DeadLetter
@@ -14,10 +11,8 @@ from contracts.ids import mail_id
 from contracts.mail import MailFetched, SourceRef
 from contracts.notify import Notify
 from services.poller.sources.base import Fetched, MailSource
+from services.runtime.mail_text import message_id_of
 from services.runtime.ports import BlobStore
-
-_MSGID = re.compile(r"<[^<>\s]+>")
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 class FetchedLog(Protocol):
@@ -109,15 +104,6 @@ def _not_downloaded(item: Fetched, source: SourceRef, helpdesk: str) -> DeadLett
         error=item.skipped or "the mail was not downloaded",
         attempts=1,
     )
-
-
-def message_id_of(raw: bytes) -> str | None:
-    """The Message-ID of a raw mail, read from its header block only (cheap, never raises)."""
-    end = _HEADER_END.search(raw, 0, 1 << 20)
-    head = raw[: end.start() if end else 65536]
-    headers = BytesHeaderParser(policy=compat32).parsebytes(head)
-    found = _MSGID.search(str(headers.get("Message-ID", "")))
-    return found.group(0) if found else None
 
 
 @dataclass(frozen=True)

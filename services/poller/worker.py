@@ -17,9 +17,8 @@ from kombu import Connection
 from sqlalchemy import Row
 
 from contracts import queues
-from contracts.mail import MailFetched, SourceRef
 from contracts.settings import Settings
-from services.poller.adapters import SqlFetchedLog, SqlLeases, SqlSourceState
+from services.poller.adapters import SqlFetchedLog, SqlLeases, SqlSourceState, mail_fetched_of
 from services.poller.context import OpenMailbox, PollerContext
 from services.poller.dead_letters import DeadLetterHandler
 from services.poller.notices import (
@@ -179,14 +178,7 @@ class Poller:
 
     def _republish(self, row: Row[Any]) -> None:
         count = self._fetched.bump_publish_count(row.mail_id)
-        source = SourceRef(mailbox=row.mailbox, ref=row.ref)
-        fetched = MailFetched(
-            mail_id=row.mail_id,
-            helpdesk=row.helpdesk_id,
-            source=source,
-            raw_blob=row.raw_sha256,
-            size=row.size,
-        )
+        fetched = mail_fetched_of(row)
         if count <= queues.DELIVERY_LIMIT:
             self._publisher.publish(fetched)
             return

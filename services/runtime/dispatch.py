@@ -119,7 +119,7 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - any failure of a mail ends in mail.dead
             calls = int(retrying.statistics.get("attempt_number", 1))
             fields = message.model_dump(by_alias=True)
-            return self._dead(delivery, fields, exc, attempts=max(delivery.attempt, calls))
+            return self._dead(delivery, fields, exc, attempts=calls)
         try:
             for out in outputs:
                 self.publish(out)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 from email import message_from_bytes
 from email.message import Message
-from email.parser import HeaderParser
+from email.parser import BytesHeaderParser, HeaderParser
 from email.policy import compat32, default
 from typing import Any
 
 _MAX_HEADER_CHARS = 64 * 1024
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_MSGID = re.compile(r"<[^<>\s]+>")
 
 
 def describe_mail(raw: bytes) -> str:
@@ -98,3 +99,13 @@ def _header_text(msg: Message, name: str) -> str:
     except Exception:  # as above
         value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), "")
     return " ".join(str(value or "").split())
+
+
+def message_id_of(raw: bytes) -> str | None:
+    """The ``<...>`` Message-ID of a raw mail (or of a header block), read from its header
+    block only (cheap, never raises)."""
+    end = _HEADER_END.search(raw, 0, 1 << 20)
+    head = raw[: end.start() if end else 65536]
+    headers = BytesHeaderParser(policy=compat32).parsebytes(head)
+    found = _MSGID.search(str(headers.get("Message-ID", "")))
+    return found.group(0) if found else None

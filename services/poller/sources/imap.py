@@ -15,12 +15,9 @@ another client is still fetched. ``\\Seen`` is set after the hand-off, for peopl
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from typing import Any
 
 from imapclient import IMAPClient
@@ -33,6 +30,7 @@ from services.poller.sources.imap_listing import NewMailListing, make_ref
 from services.poller.sources.imap_session import SEEN, ImapSession, oauth_not_set_up
 from services.poller.sources.tokens import TokenProvider
 from services.runtime.errors import ConfigError, InfraError
+from services.runtime.mail_text import message_id_of
 
 MB = 1024 * 1024
 #: UIDs per command: keeps command lines far below servers' line limits (64 KB on Dovecot).
@@ -40,7 +38,6 @@ UIDS_PER_COMMAND = 500
 #: Mails per BODY.PEEK[] command, and bytes: few round trips, bounded memory.
 BODIES_PER_COMMAND = 25
 BYTES_PER_COMMAND = 20 * MB
-_MSGID = re.compile(r"<[^<>\s]+>")
 # Asked for with PEEK (plain BODY[...] would set \Seen); the answer comes without PEEK.
 _PEEK_MESSAGE_ID = b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"
 _MESSAGE_ID = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
@@ -254,7 +251,7 @@ class ImapSource:
             return []  # nothing can match and no rule applies: skip the header fetch
         out = []
         for uid, info in self._fetch(self._uids(), [_PEEK_MESSAGE_ID, b"INTERNALDATE", b"FLAGS"]):
-            message_id = _message_id(info.get(_MESSAGE_ID, b""))
+            message_id = message_id_of(info.get(_MESSAGE_ID, b""))
             if message_id in known:
                 out.append(_Taken(make_ref(validity, uid), message_id, "revalidated"))
             elif self._was_excluded(info, first_connected):
@@ -362,13 +359,6 @@ def _fetch_checked(
 
 def _add_seen(uids: list[int]) -> Callable[[IMAPClient], object]:
     return lambda client: client.add_flags(uids, [SEEN], silent=True)
-
-
-def _message_id(header: bytes) -> str | None:
-    """The ``<...>`` Message-ID in a header block, as the poller records it."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(header)
-    found = _MSGID.search(str(headers.get("Message-ID", "")))
-    return found.group(0) if found else None
 
 
 def _aware(moment: datetime) -> datetime:
