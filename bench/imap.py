@@ -92,21 +92,26 @@ def deliver(dovecot: Dovecot, count: int) -> int:
     return size
 
 
-def imaps_settings(dovecot: Dovecot) -> dict[str, Any]:
-    """One help desk polling the generated mailbox over IMAPS, taking every mail in it."""
-    mailbox = {
-        "name": "bench-imaps",
+def imaps_mailbox(dovecot: Dovecot, name: str, user: str, password: str) -> dict[str, Any]:
+    """A mailbox polling ``user`` on ``dovecot`` over IMAPS, taking every mail in it."""
+    return {
+        "name": name,
         "protocol": "imaps",
         "host": "localhost",  # the name in the server certificate
         "port": dovecot.imaps_port,
-        "username": MIXED_TO,
-        "password": PASSWORD,
+        "username": user,
+        "password": password,
         "tls": {"ca_file": str(dovecot.ca_file)},
-        "addresses": [MIXED_TO],
+        "addresses": [user],
         "import_existing": "all",
         "fetch_every_minutes": 1,
         "max_mail_mb": 50,
     }
+
+
+def imaps_settings(dovecot: Dovecot) -> dict[str, Any]:
+    """One help desk polling the generated mailbox over IMAPS."""
+    mailbox = imaps_mailbox(dovecot, "bench-imaps", MIXED_TO, PASSWORD)
     return helpdesk_settings(mailbox, max_attachment_mb=10)
 
 

@@ -84,13 +84,22 @@ class Room:
         if done.returncode != 0:
             raise RuntimeError(f"mailroom config apply failed:\n{done.stderr}")
 
-    def start_worker(self, stage: str) -> subprocess.Popen[bytes]:
-        """Start ``mailroom worker STAGE``; its output goes to ``STAGE.log`` in the work folder."""
-        with (self.workdir / f"{stage}.log").open("ab") as log:
+    def start_worker(
+        self, stage: str, name: str | None = None, *, health_port: int | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``mailroom worker STAGE``, known as ``name`` (the stage when None); its
+        output goes to ``NAME.log`` in the work folder."""
+        name = name or stage
+        health = ["--health-port", str(health_port)] if health_port is not None else []
+        with (self.workdir / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(
-                mailroom("worker", stage), env=self.env, cwd=self.workdir, stdout=log, stderr=log
+                mailroom("worker", stage, *health),
+                env=self.env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=log,
             )
-        self.workers[stage] = proc
+        self.workers[name] = proc
         return proc
 
     def start_workers(self) -> None:

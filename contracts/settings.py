@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     secret_key_file: Path | None = None
     max_attempts: int = Field(default=3, ge=1)
+    #: How long a worker waits out an unreachable broker or store before it gives up.
+    outage_limit_seconds: float = Field(default=600, gt=0)
+    #: ``/healthz`` and ``/readyz`` are served on this port when it is set (0: any free one).
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    health_host: str = "127.0.0.1"
     #: Parser limits against hostile mail; a mail over one is dead-lettered with the reason.
     max_mime_depth: int = Field(default=20, ge=1)
     max_mime_parts: int = Field(default=500, ge=1)

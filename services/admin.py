@@ -8,6 +8,7 @@ folder (POP, or a failed move) is published again from the raw copy in the store
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zipfile
 from collections.abc import Callable
@@ -19,15 +20,17 @@ import sqlalchemy as sa
 
 from contracts.base import Envelope
 from contracts.registry import CONTRACT_OF_QUEUE
-from services.poller.adapters import SqlSourceState, mail_fetched_of
+from services.poller.adapters import SqlSourceState
 from services.poller.sources import open_source
 from services.runtime import tables
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore
 from services.runtime.crypto import SecretBox
 from services.runtime.errors import ConfigError, InfraError
+from services.runtime.mail_text import message_id_of
 from services.runtime.mailbox_health import MailboxHealth
 from services.runtime.store import SqlBlobStore, Store
+from services.runtime.unfinished import mail_fetched_of
 
 Publish = Callable[[Envelope], None]
 
@@ -136,12 +139,12 @@ class Admin:
             )
         source = open_source(state.settings, SqlSourceState(self.store, mailbox, SystemClock()))
         try:
-            refs = source.error_folder_refs()
-            source.move_to_inbox(refs)
+            held = source.error_folder_message_ids()
+            source.move_to_inbox(list(held))
         finally:
             source.close()
         moved = [e for e in self._dead_letters(mailbox) if e.moved_to_error_folder_at]
-        missing = _not_in_folder(moved, refs, state.settings.protocol)
+        missing = self._not_in_folder(moved, held)
         self._forget([e.mail_id for e in moved if e not in missing], refetched=True)
         self._forget([e.mail_id for e in missing])
         for entry in missing:
@@ -149,7 +152,7 @@ class Admin:
         health = MailboxHealth(self.store)
         health.reset_errors(mailbox)
         health.resume(mailbox)
-        return MovedBack(moved=len(refs), missing=len(missing))
+        return MovedBack(moved=len(held), missing=len(missing))
 
     # -- the dead-letter queue ---------------------------------------------------------------
 
@@ -161,30 +164,71 @@ class Admin:
             raise ConfigError(f"no dead-letter entry {entry_id}: see `mailroom dlq list`")
         return row
 
-    def replay(self, entry_ids: list[int] | None, publish: Publish) -> tuple[int, list[str]]:
-        """Process the entries' mails again (all when ``entry_ids`` is None).
+    def replay(
+        self, entry_ids: list[int] | None, publish: Publish, *, reason: str | None = None
+    ) -> tuple[int, list[str]]:
+        """Process the entries' mails again (all when ``entry_ids`` is None; only those whose
+        error class is ``reason``, in any case, when it is given).
 
         Returns how many were replayed and, for entries left as they were, why (a mailbox
-        that is gone or cannot be reached blocks only its own entries).
+        that is gone or cannot be reached blocks only its own entries). A mail that is
+        already on a request is not doubled: the router finds its outcome or its Message-ID.
         """
         entries = self._dead_letters() if entry_ids is None else [self.entry(i) for i in entry_ids]
+        if reason is not None:
+            entries = [e for e in entries if e.error_class.casefold() == reason.casefold()]
         skipped: list[str] = []
+        settled = self._already_settled(entries)
+        if settled:
+            entries = [e for e in entries if e not in settled]
+            skipped.append(self._drop_settled(settled))
         as_is = [e for e in entries if e.payload_blob]
         entries = [e for e in entries if not e.payload_blob]
         replayed = self._replay_as_is(as_is, publish, skipped)
+        back: list[Any] = []  # entries whose mail went back to the inbox: fetched again
         for mailbox in {e.mailbox for e in entries if e.moved_to_error_folder_at and e.mailbox}:
             moved = [e for e in entries if e.mailbox == mailbox and e.moved_to_error_folder_at]
             try:
-                self._back_to_inbox(mailbox, [e.ref for e in moved])
+                back += self._back_to_inbox(mailbox, moved)
             except (ConfigError, InfraError) as exc:
                 skipped.append(f"{len(moved)} entries of mailbox {mailbox!r}: {exc}")
                 entries = [e for e in entries if e not in moved]
-        self._forget([e.mail_id for e in entries if e.moved_to_error_folder_at], refetched=True)
-        self._forget([e.mail_id for e in entries if not e.moved_to_error_folder_at])
-        for entry in entries:
-            if not entry.moved_to_error_folder_at:
-                self._republish(entry.mail_id, publish)
+        rest = [e for e in entries if e not in back]  # not in a folder: from the stored copy
+        self._forget([e.mail_id for e in back], refetched=True)
+        self._forget([e.mail_id for e in rest])
+        for entry in rest:
+            self._republish(entry.mail_id, publish)
         return len(entries) + replayed, skipped
+
+    def _already_settled(self, entries: list[Any]) -> list[Any]:
+        """Entries whose mail has an outcome other than this failure: a request, a
+        conversation, a duplicate or a rejection (left so by an earlier release)."""
+        o = tables.mail_outcomes
+        ids = [e.mail_id for e in entries]
+        with self.store.transaction() as conn:
+            done = set(
+                conn.execute(
+                    sa.select(o.c.mail_id).where(
+                        o.c.mail_id.in_(ids), o.c.outcome != "dead_lettered"
+                    )
+                ).scalars()
+            )
+        return [e for e in entries if e.mail_id in done]
+
+    def _drop_settled(self, settled: list[Any]) -> str:
+        """Forget only the entries; a copy in the error folder goes back to the inbox, where
+        it is fetched as a duplicate, so the folder and the queue still hold the same mails."""
+        for mailbox in {e.mailbox for e in settled if e.moved_to_error_folder_at and e.mailbox}:
+            refs = [e for e in settled if e.mailbox == mailbox and e.moved_to_error_folder_at]
+            with contextlib.suppress(ConfigError, InfraError):
+                self._back_to_inbox(mailbox, refs)
+        d = tables.dead_letters
+        with self.store.transaction() as conn:
+            conn.execute(d.delete().where(d.c.id.in_([e.id for e in settled])))
+        return (
+            f"{len(settled)} entries whose mail already has an outcome (a request or a "
+            "conversation): removed from the queue, the mail is not processed again"
+        )
 
     def _replay_as_is(self, entries: list[Any], publish: Publish, skipped: list[str]) -> int:
         """Publish each kept message again, then forget its entry (a failure comes back as a
@@ -209,6 +253,13 @@ class Admin:
             replayed += 1
         return replayed
 
+    def error_classes(self) -> list[str]:
+        """The error classes of the entries, for a ``--reason`` that matched nothing."""
+        d = tables.dead_letters
+        with self.store.transaction() as conn:
+            query = sa.select(d.c.error_class).distinct().order_by(d.c.error_class)
+            return list(conn.execute(query).scalars())
+
     def purge(self) -> int:
         """Forget every entry; mails in error folders stay there for the admin to delete."""
         d = tables.dead_letters
@@ -228,16 +279,48 @@ class Admin:
         with self.store.transaction() as conn:
             return list(conn.execute(query).all())
 
-    def _back_to_inbox(self, mailbox: str, refs: list[str]) -> None:
-        """Error-folder refs are inbox refs on a Maildir; on IMAP the folder has its own, so
-        move back what the folder holds for these mails (found by ref where possible)."""
+    def _back_to_inbox(self, mailbox: str, entries: list[Any]) -> list[Any]:
+        """Move these entries' mails from the error folder back to the inbox; returns the
+        entries whose mail was found there (by ref on a Maildir, by Message-ID on IMAP,
+        where the folder gives each mail a ref of its own)."""
         state = self.config.mailbox(mailbox)
         source = open_source(state.settings, SqlSourceState(self.store, mailbox, SystemClock()))
         try:
-            held = source.error_folder_refs()
-            source.move_to_inbox([r for r in held if r in refs] or held)
+            found = self._in_folder(entries, source.error_folder_message_ids())
+            source.move_to_inbox(list(found))
         finally:
             source.close()
+        return list(found.values())
+
+    def _in_folder(self, entries: list[Any], held: dict[str, str | None]) -> dict[str, Any]:
+        """The folder's ref of each entry's mail, for the entries found among ``held``."""
+        found = {e.ref: e for e in entries if e.ref in held}
+        by_message_id: dict[str, Any] = {}
+        for entry in entries:
+            if entry not in found.values() and (mid := self._message_id(entry.mail_id)):
+                by_message_id.setdefault(mid, entry)
+        for ref, mid in held.items():
+            if ref not in found and mid in by_message_id:
+                found[ref] = by_message_id.pop(mid)
+        return found
+
+    def _not_in_folder(self, entries: list[Any], held: dict[str, str | None]) -> list[Any]:
+        """Entries whose mail the error folder no longer holds. A mail without a Message-ID
+        cannot be told apart there, so while such a mail is left unmatched, an entry whose
+        mail has none is taken to be it."""
+        found = self._in_folder(entries, held)
+        unmatched = [mid for ref, mid in held.items() if ref not in found]
+        anonymous_left = any(mid is None for mid in unmatched)
+        return [
+            e
+            for e in entries
+            if e not in found.values()
+            and not (anonymous_left and self._message_id(e.mail_id) is None)
+        ]
+
+    def _message_id(self, mail_id: str) -> str | None:
+        raw = self._raw_mail(mail_id)
+        return message_id_of(raw) if raw else None
 
     def _forget(self, mail_ids: list[str], *, refetched: bool = False) -> None:
         """Drop the failure of these mails, so the pipeline treats them as new again.
@@ -290,17 +373,6 @@ class Downloaded:
 class MovedBack:
     moved: int  # mails moved from the error folder to the inbox
     missing: int  # entries whose mail was gone from the folder, replayed from the store
-
-
-def _not_in_folder(entries: list[Any], held: list[str], protocol: str) -> list[Any]:
-    """Entries whose mail the error folder no longer holds.
-
-    A Maildir keeps a mail's key in every folder, so each entry is checked; an IMAP folder
-    gives its mails new UIDs, so there only an empty (or deleted) folder tells for sure.
-    """
-    if protocol == "maildir":
-        return [e for e in entries if e.ref not in held]
-    return [] if held else list(entries)
 
 
 def _is_pop(protocol: str) -> bool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import TypeVar
 
 import sqlalchemy as sa
 from kombu import Connection
@@ -17,13 +19,19 @@ from services.parser import worker as parser
 from services.poller import worker as poller
 from services.router import worker as router
 from services.runtime import tables
-from services.runtime.bus import StageConsumer, consumer, declare_all, drain
+from services.runtime.bus import Publisher, consumer, declare_all, drain
+from services.runtime.errors import StoreOutage
+from services.runtime.outages import Outages, Stopping
 from services.runtime.ports import Clock
 from services.runtime.stage import Stage
 from services.runtime.store import Store
+from services.runtime.unfinished import republish_unfinished
+from services.runtime.worker_loop import WorkerLoop
 from services.validator import worker as validator
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 BUILDERS: dict[str, Callable[..., Stage]] = {
     "poller": poller.build,
@@ -35,27 +43,60 @@ BUILDERS: dict[str, Callable[..., Stage]] = {
 
 
 def run_worker(
-    name: str, settings: Settings, *, connection: Connection, store: Store, clock: Clock
+    name: str, settings: Settings, *, store: Store, clock: Clock, outages: Outages
 ) -> None:
-    """Run one stage until SIGTERM/SIGINT (``mailroom worker STAGE``)."""
-    stage = BUILDERS[name](settings, connection=connection, store=store, clock=clock)
-    declare_all(connection)
+    """Run one stage until SIGTERM/SIGINT (``mailroom worker STAGE``).
+
+    Rides out outages of the broker and the store (see ``worker_loop``); raises
+    ``OutageTooLong`` when one lasts past ``settings.outage_limit_seconds``.
+    """
+    stop_on_signals(outages.stop.set)
+    # The stage's publishers connect on first use, so building needs no broker yet.
+    origin = Connection(settings.broker_url)
+    stage = BUILDERS[name](settings, connection=origin, store=store, clock=clock)
     for start in stage.on_start:
-        start()
-    runner = StageConsumer(connection, stage.handlers, tick=stage.tick)
-    _stop_on_signals(lambda: setattr(runner, "should_stop", True))
+        outages.ride_out(start, kinds=(StoreOutage,))
+    publisher = Publisher(origin)
+
+    def queues_lost() -> None:
+        """A broker without its queues lost what was in them; the store still has it."""
+        if count := republish_unfinished(store, publisher.publish):
+            log.warning(
+                "the broker had lost its queues: %s mails without an outcome published again",
+                count,
+            )
+
     log.info("stage %s started", name)
-    runner.run()
+    loop = WorkerLoop(
+        stage, settings.broker_url, outages, on_queues_lost=queues_lost, probe=store.ping
+    )
+    try:
+        loop.run()
+    finally:
+        for stop in stage.on_stop:
+            stop()
+        publisher.close()
 
 
 class Pipeline:
-    """Every stage on one connection, in one process (``mailroom run``)."""
+    """Every stage on one connection, in one process (``mailroom run``).
+
+    A store that cannot be reached is waited out around each message and tick, as in
+    ``mailroom worker`` (``outages``).
+    """
 
     def __init__(
-        self, settings: Settings, *, connection: Connection, store: Store, clock: Clock
+        self,
+        settings: Settings,
+        *,
+        connection: Connection,
+        store: Store,
+        clock: Clock,
+        outages: Outages | None = None,
     ) -> None:
         self._conn = connection
         self._store = store
+        self._outages = outages or Outages(settings.outage_limit_seconds)
         self.stages = [
             b(settings, connection=connection, store=store, clock=clock) for b in BUILDERS.values()
         ]
@@ -63,7 +104,7 @@ class Pipeline:
         declare_all(connection)
         channel = connection.channel()
         self._consumers = [
-            consumer(channel, queue, handle)
+            consumer(channel, queue, handle, guard=self._guarded)
             for s in self.stages
             for queue, handle in s.handlers.items()
         ]
@@ -71,7 +112,11 @@ class Pipeline:
             c.consume()
         for s in self.stages:
             for start in s.on_start:
-                start()
+                self._guarded(start)
+        self._outages.recovered()  # ready: the broker and the store answered
+
+    def _guarded(self, work: Callable[[], T]) -> T:
+        return self._outages.ride_out(work, kinds=(StoreOutage,))
 
     def run_once(self, *, deadline_s: float = 600) -> list[str]:
         """Poll every mailbox once and handle messages until each fetched mail has an outcome."""
@@ -94,18 +139,20 @@ class Pipeline:
             pass
 
     def run_forever(self) -> None:
-        stop = False
+        stop = self._outages.stop
+        stop_on_signals(stop.set)
+        with contextlib.suppress(Stopping):
+            while not stop.is_set():
+                for stage in self.stages:
+                    if stage.tick:
+                        self._guarded(stage.tick)
+                drain(self._conn, timeout=1.0)
 
-        def request_stop() -> None:
-            nonlocal stop
-            stop = True
-
-        _stop_on_signals(request_stop)
-        while not stop:
-            for stage in self.stages:
-                if stage.tick:
-                    stage.tick()
-            drain(self._conn, timeout=1.0)
+    def close(self) -> None:
+        """Let the stages' background work end (the poller's rounds)."""
+        for stage in self.stages:
+            for stop in stage.on_stop:
+                stop()
 
     def _pending(self) -> bool:
         """True while some fetched mail (of this run or recovered) has no outcome yet."""
@@ -119,7 +166,9 @@ class Pipeline:
         return n > 0
 
 
-def _stop_on_signals(stop: Callable[[], None]) -> None:
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    """Call ``stop`` on SIGTERM and SIGINT, instead of dying in the middle of a mail."""
+
     def handler(_sig: int, _frame: FrameType | None) -> None:
         stop()
 

@@ -2,41 +2,25 @@
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol, TypeVar
 
 import pytest
 from mailservers import Dovecot, Socks5Proxy, Tinyproxy
-from servers import PostgreSQL, RabbitMQ, free_port
+from servers import PostgreSQL, RabbitMQ, free_port, until_done
 from smtp_servers import Collector, SmtpServer
 
 from services.runtime.store import Store
 
 
-class _Stoppable(Protocol):
-    def stop(self) -> None: ...
-
-
-S = TypeVar("S", bound=_Stoppable)
-
-
-def _until_done(server: S) -> Iterator[S]:
-    """Hand the server to the tests, then stop it."""
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="session")
 def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
     """A RabbitMQ node on a free loopback port: use ``rabbitmq.url``."""
-    yield from _until_done(RabbitMQ.start(tmp_path_factory.mktemp("rabbitmq")))
+    yield from until_done(RabbitMQ.start(tmp_path_factory.mktemp("rabbitmq")))
 
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgreSQL]:
     """A PostgreSQL server on a free loopback port: use ``postgres.new_database()``."""
-    yield from _until_done(PostgreSQL.start(tmp_path_factory.mktemp("postgres")))
+    yield from until_done(PostgreSQL.start(tmp_path_factory.mktemp("postgres")))
 
 
 @pytest.fixture
@@ -55,26 +39,26 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
 
     Shared by the session: give each test users of its own (``dovecot.add_user``).
     """
-    yield from _until_done(Dovecot.start(tmp_path_factory.mktemp("dovecot")))
+    yield from until_done(Dovecot.start(tmp_path_factory.mktemp("dovecot")))
 
 
 @pytest.fixture(scope="session")
 def dovecot_nomove(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
     """A second Dovecot whose IMAP does not announce MOVE."""
     folder = tmp_path_factory.mktemp("dovecot-nomove")
-    yield from _until_done(Dovecot.start(folder, without_move=True))
+    yield from until_done(Dovecot.start(folder, without_move=True))
 
 
 @pytest.fixture(scope="session")
 def http_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tinyproxy]:
     """A tinyproxy HTTP proxy allowing CONNECT to any port: use ``http_proxy.url``."""
-    yield from _until_done(Tinyproxy.start(tmp_path_factory.mktemp("tinyproxy")))
+    yield from until_done(Tinyproxy.start(tmp_path_factory.mktemp("tinyproxy")))
 
 
 @pytest.fixture(scope="session")
 def socks_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Socks5Proxy]:
     """A dante SOCKS5 proxy without authentication: use ``socks_proxy.url``."""
-    yield from _until_done(Socks5Proxy.start(tmp_path_factory.mktemp("dante")))
+    yield from until_done(Socks5Proxy.start(tmp_path_factory.mktemp("dante")))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -26,14 +26,14 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import psycopg
 from psycopg import sql
 
-__all__ = ["PostgreSQL", "RabbitMQ", "find_binary", "free_port"]
+__all__ = ["PostgreSQL", "RabbitMQ", "find_binary", "free_port", "until_done"]
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -93,6 +93,21 @@ def started(server: T, *steps: Callable[[], object]) -> T:
             server.stop()  # type: ignore[attr-defined]
         raise
     return server
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Stoppable)
+
+
+def until_done(server: S) -> Iterator[S]:
+    """For a fixture: hand the server to the tests, then stop it."""
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -208,6 +223,37 @@ class RabbitMQ:
         self.rabbitmqctl("add_vhost", name)
         self.rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
         return f"amqp://guest:guest@127.0.0.1:{self.port}/{name}"
+
+    # -- outages, for tests that the pipeline rides them out ---------------------------------
+
+    def stop_node(self) -> None:
+        """Stop the node gracefully, keeping its data (queues and messages) for a restart."""
+        if self._node is not None:
+            _terminate(self._node)
+            self._node = None
+
+    def kill_node(self) -> None:
+        """``kill -9`` the node (the whole Erlang VM), keeping its data on disk."""
+        if self._node is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._node.pid, signal.SIGKILL)
+            self._node.wait()
+            self._node = None
+
+    def start_node(self) -> None:
+        """Start the node again on the same ports and data; returns once it serves AMQP."""
+        self._start_node()
+
+    def wipe(self, vhosts: list[str]) -> None:
+        """Stop the node, delete all it kept, and start it empty with ``vhosts`` made again:
+        a broker that comes back without its queues."""
+        self.stop_node()
+        shutil.rmtree(self.workdir / "mnesia", ignore_errors=True)
+        (self.workdir / "mnesia").mkdir()
+        self.start_node()
+        for name in vhosts:
+            self.rabbitmqctl("add_vhost", name)
+            self.rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
 
     def stop(self) -> None:
         """Stop the node, then its epmd, and wait for both. Safe to call twice."""
@@ -353,6 +399,46 @@ class PostgreSQL:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url(name)
 
+    # -- outages, for tests that the pipeline rides them out ---------------------------------
+
+    def stop_server(self) -> None:
+        """``pg_ctl stop -m fast``, keeping the data: clients are cut off at once."""
+        self._run(self._pg_ctl, "-D", self.data_dir, "-m", "fast", "-w", "stop")
+
+    def kill_server(self) -> None:
+        """``kill -9`` the postmaster; its backends notice and end, the data stays."""
+        pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def start_server(self) -> None:
+        """Start the server again on the same port and data, recovering after a kill.
+
+        Backends of a killed postmaster may hold its shared memory for a moment, which
+        makes a start fail; it is tried again until they are gone.
+        """
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                self._start()
+                return
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def drop_connections(self, dbname: str) -> int:
+        """End every client connection to ``dbname``, as a failover does; returns how many."""
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (dbname,),
+            ).fetchall()
+        return len(rows)
+
     def stop(self) -> None:
         """Stop the server (fast shutdown) and wait. Safe to call twice."""
         if (self.data_dir / "postmaster.pid").exists():
@@ -404,6 +490,14 @@ class PostgreSQL:
             raise RuntimeError(
                 f"{' '.join(command)} failed with status {done.returncode}\n" + _tail(self.log_file)
             )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _postgres_bin_dirs() -> list[Path]:

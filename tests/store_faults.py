@@ -41,6 +41,12 @@ class StoreFaults:
         """Opening a request whose subject holds ``marker`` fails in the database."""
         self._refuse("requests", self._holds("NEW.subject", marker))
 
+    def hang_requests_titled(self, marker: str) -> None:
+        """Opening a request whose subject holds ``marker`` hangs (PostgreSQL only): the
+        router handling that mail never finishes, as if the mail made it loop."""
+        assert self._pg, "a hanging statement needs PostgreSQL"
+        self._pg_trigger("requests", self._holds("NEW.subject", marker), "PERFORM pg_sleep(600);")
+
     def refuse_emails_titled(self, marker: str) -> None:
         """Keeping an email notification whose subject holds ``marker`` fails in the database."""
         holds = self._holds("NEW.subject", marker)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,8 @@ from contracts.settings import Settings, SettingsError, load_settings_file
 from services.admin import Admin
 from services.runtime.config_store import ApplyResult, ConfigStore
 from services.runtime.errors import ConfigError, InfraError
+from services.runtime.health import Health, HealthServer
+from services.runtime.outages import OutageTooLong, Stopping
 from services.runtime.stage import secret_box
 from services.runtime.store import Store
 
@@ -34,6 +37,45 @@ def explained() -> Iterator[None]:
         yield
     except (ConfigError, InfraError, SettingsError) as exc:
         raise Fail(str(exc)) from None
+
+
+class GaveUp(Fail):
+    """A worker waited out an outage for longer than its limit."""
+
+    exit_code = 3
+
+
+@contextmanager
+def outliving() -> Iterator[None]:
+    """A stop asked for during a wait ends the command quietly; an outage past the limit
+    ends it with status 3 and what could not be reached."""
+    try:
+        yield
+    except Stopping:
+        return
+    except OutageTooLong as exc:
+        raise GaveUp(str(exc)) from None
+
+
+@contextmanager
+def serving_health(settings: Settings, health: Health, port: int | None) -> Iterator[None]:
+    """``/healthz`` and ``/readyz`` on ``port``, else on ``MAILROOM_HEALTH_PORT``, if set."""
+    port = settings.health_port if port is None else port
+    if port is None:
+        yield
+        return
+    try:
+        server = HealthServer(health, settings.health_host, port).start()
+    except OSError as exc:
+        raise Fail(
+            f"cannot serve health checks on {settings.health_host}:{port}: {exc.strerror}; "
+            "choose another port with --health-port or MAILROOM_HEALTH_PORT"
+        ) from None
+    logging.getLogger(__name__).info("health checks on port %s", server.port)
+    try:
+        yield
+    finally:
+        server.close()
 
 
 def load_settings() -> Settings:

@@ -59,16 +59,26 @@ def dlq_show(entry_id: int, as_json: bool) -> None:
 @dlq.command("replay")
 @click.argument("entry_id", type=int, required=False)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every entry.")
-def dlq_replay(entry_id: int | None, replay_all: bool) -> None:
+@click.option(
+    "--reason",
+    metavar="ERROR_CLASS",
+    help="Only entries with this error class (as `dlq list` shows it), e.g. "
+    "DeliveryLimitExceeded for mail set aside during an outage.",
+)
+def dlq_replay(entry_id: int | None, replay_all: bool, reason: str | None) -> None:
     """Process failed mail again; what fails again comes back as a new entry."""
     if (entry_id is None) == (not replay_all):
         raise Fail("say which: `mailroom dlq replay ID` or `mailroom dlq replay --all`")
     settings = load_settings()
     with explained():
         admin, _ = admin_for(settings)
+        if reason is not None and reason.casefold() not in map(str.casefold, admin.error_classes()):
+            known = ", ".join(admin.error_classes()) or "none: the queue is empty"
+            raise Fail(f"no dead-letter entry has the error class {reason!r}; there are: {known}")
         publish, done = _replay_publisher(settings)
         try:
-            count, skipped = admin.replay(None if replay_all else [entry_id or 0], publish)
+            ids = None if replay_all else [entry_id or 0]
+            count, skipped = admin.replay(ids, publish, reason=reason)
         finally:
             done()
     embedded = is_embedded(settings.broker_url)

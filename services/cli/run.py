@@ -15,12 +15,15 @@ from services.cli.common import (
     explained,
     load_settings,
     open_store,
+    outliving,
+    serving_health,
 )
-from services.pipeline import BUILDERS, Pipeline, run_worker
+from services.pipeline import BUILDERS, Pipeline, run_worker, stop_on_signals
 from services.runtime.bus import connect
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore
-from services.runtime.errors import ConfigError
+from services.runtime.errors import ConfigError, StoreOutage
+from services.runtime.outages import Outages
 from services.runtime.stage import secret_box
 from services.runtime.store import Store
 
@@ -36,20 +39,31 @@ from services.runtime.store import Store
     "--once", is_flag=True, help="Poll every mailbox once, finish the work, print a summary, exit."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def run(config_file: Path | None, once: bool, as_json: bool) -> None:
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    help="Serve /healthz and /readyz on this port (or MAILROOM_HEALTH_PORT; 0: any free one).",
+)
+def run(config_file: Path | None, once: bool, as_json: bool, health_port: int | None) -> None:
     """Run every stage in one process."""
     settings = load_settings()
-    with explained():
+    outages = Outages(settings.outage_limit_seconds)
+    with explained(), serving_health(settings, outages.health, health_port), outliving():
         store = open_store(settings)
         if config_file:
             apply_file(settings, store, config_file)
         _require_mailboxes(settings, store)
         connection = connect(settings.broker_url)
-        pipeline = Pipeline(settings, connection=connection, store=store, clock=SystemClock())
-        if not once:
-            pipeline.run_forever()
-            return
-        mail_ids = pipeline.run_once()
+        pipeline = Pipeline(
+            settings, connection=connection, store=store, clock=SystemClock(), outages=outages
+        )
+        try:
+            if not once:
+                pipeline.run_forever()
+                return
+            mail_ids = pipeline.run_once()
+        finally:
+            pipeline.close()
         with store.transaction() as conn:
             summary = reports.run_summary(conn, mail_ids)
         summary.mailbox_errors = [
@@ -76,15 +90,26 @@ def _require_mailboxes(settings: Settings, store: Store) -> None:
     type=click.Path(path_type=Path),
     help="Apply this settings file first.",
 )
-def worker(stage: str, config_file: Path | None) -> None:
-    """Run one stage: poller, parser, validator, router or notifier."""
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    help="Serve /healthz and /readyz on this port (or MAILROOM_HEALTH_PORT; 0: any free one).",
+)
+def worker(stage: str, config_file: Path | None, health_port: int | None) -> None:
+    """Run one stage: poller, parser, validator, router or notifier.
+
+    Waits out an unreachable broker or store (not ready meanwhile) and exits with status 3
+    only when one stays away longer than MAILROOM_OUTAGE_LIMIT_SECONDS (600 by default).
+    """
     settings = load_settings()
-    with explained():
-        store = open_store(settings)
+    outages = Outages(settings.outage_limit_seconds)
+    stop_on_signals(outages.stop.set)  # a stop ends even a wait for the store at start-up
+    with explained(), serving_health(settings, outages.health, health_port), outliving():
+        store = Store(settings.effective_database_url)
+        outages.ride_out(store.migrate, kinds=(StoreOutage,))
         if config_file:
             apply_file(settings, store, config_file)
-        connection = connect(settings.broker_url)
-        run_worker(stage, settings, connection=connection, store=store, clock=SystemClock())
+        run_worker(stage, settings, store=store, clock=SystemClock(), outages=outages)
 
 
 @main.group()

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import socket
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 
 from contracts.dead import DeadLetter
-from contracts.mail import MailFetched, SourceRef
+from contracts.mail import MailFetched
 from services.poller.sources.base import Cursor
 from services.runtime import tables
 from services.runtime.ports import Clock
 from services.runtime.store import Store, as_utc, insert_ignoring_conflict
-
-FINAL_OUTCOMES = ("request_created", "conversation_added", "duplicate", "rejected")
 
 
 class SqlFetchedLog:
@@ -58,17 +57,6 @@ class SqlFetchedLog:
         with self._store.transaction() as conn:
             conn.execute(t.update().where(t.c.mail_id.in_(mail_ids)).values(handed_off_at=at))
 
-    def unfinished(self) -> list[sa.Row]:
-        """Fetched mails without any outcome yet (in flight, or lost with an in-process broker)."""
-        f, o = tables.fetched_mails, tables.mail_outcomes
-        query = (
-            sa.select(f)
-            .where(~sa.exists().where(o.c.mail_id == f.c.mail_id))
-            .order_by(f.c.fetched_at, f.c.mail_id)
-        )
-        with self._store.transaction() as conn:
-            return list(conn.execute(query).all())
-
     def bump_publish_count(self, mail_id: str) -> int:
         t = tables.fetched_mails
         with self._store.transaction() as conn:
@@ -79,31 +67,21 @@ class SqlFetchedLog:
             return int(conn.execute(query).scalar_one())
 
 
-def mail_fetched_of(row: sa.Row[Any]) -> MailFetched:
-    """The ``MailFetched`` of a ``fetched_mails`` row, to publish the mail again."""
-    return MailFetched(
-        mail_id=row.mail_id,
-        helpdesk=row.helpdesk_id,
-        source=SourceRef(mailbox=row.mailbox, ref=row.ref),
-        raw_blob=row.raw_sha256,
-        size=row.size,
-    )
-
-
 class SqlDeadLetterLog:
+    """The dead-letter entries, within the caller's transaction."""
+
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
 
-    def has_final_outcome(self, mail_id: str) -> bool:
-        o = tables.mail_outcomes
-        query = sa.select(o.c.outcome).where(
-            o.c.mail_id == mail_id, o.c.outcome.in_(FINAL_OUTCOMES)
-        )
-        return self._conn.execute(query).first() is not None
-
-    def record(self, dead: DeadLetter, at: datetime) -> bool:
+    def claim(self, dead: DeadLetter, at: datetime) -> bool:
+        """See ``DeadLetterLog.claim``. The outcome row is inserted first: on PostgreSQL a
+        router holding the same row uncommitted makes this wait for its commit, and on
+        SQLite the write lock is taken before anything is read."""
+        owner = self._owner(dead)
+        if owner is not None and not self._claim_outcome(dead, owner, at):
+            return False
         source = dead.source
-        inserted = insert_ignoring_conflict(
+        insert_ignoring_conflict(
             self._conn,
             tables.dead_letters,
             dict(
@@ -121,20 +99,37 @@ class SqlDeadLetterLog:
                 payload_blob=dead.payload_blob,
             ),
         )
-        if inserted and dead.helpdesk and source:
-            insert_ignoring_conflict(
-                self._conn,
-                tables.mail_outcomes,
-                dict(
-                    mail_id=dead.mail_id,
-                    helpdesk_id=dead.helpdesk,
-                    mailbox=source.mailbox,
-                    outcome="dead_lettered",
-                    detail=f"{dead.stage}: {dead.error_class}",
-                    at=at,
-                ),
-            )
-        return inserted
+        return True
+
+    def _claim_outcome(self, dead: DeadLetter, owner: tuple[str, str], at: datetime) -> bool:
+        o = tables.mail_outcomes
+        values = dict(
+            mail_id=dead.mail_id,
+            helpdesk_id=owner[0],
+            mailbox=owner[1],
+            outcome="dead_lettered",
+            detail=f"{dead.stage}: {dead.error_class}",
+            at=at,
+        )
+        if insert_ignoring_conflict(self._conn, o, values):
+            return True
+        held = self._conn.execute(sa.select(o.c.outcome).where(o.c.mail_id == dead.mail_id))
+        return held.scalar() == "dead_lettered"  # this mail's entry, delivered again
+
+    def _owner(self, dead: DeadLetter) -> tuple[str, str] | None:
+        """The help desk and mailbox of the mail, from the entry or else from its fetched
+        row; None for an entry that is no mail (a notification, an unreadable message)."""
+        if dead.helpdesk and dead.source:
+            return dead.helpdesk, dead.source.mailbox
+        f = tables.fetched_mails
+        query = sa.select(f.c.helpdesk_id, f.c.mailbox).where(f.c.mail_id == dead.mail_id)
+        row = self._conn.execute(query).first()
+        return (row.helpdesk_id, row.mailbox) if row else None
+
+    def moved_already(self, mail_id: str) -> bool:
+        t = tables.dead_letters
+        query = sa.select(t.c.moved_to_error_folder_at).where(t.c.mail_id == mail_id)
+        return self._conn.execute(query).scalar() is not None
 
     def mark_moved(self, mail_id: str, at: datetime | None, error: str | None) -> None:
         t = tables.dead_letters
@@ -143,6 +138,21 @@ class SqlDeadLetterLog:
             .where(t.c.mail_id == mail_id)
             .values(moved_to_error_folder_at=at, move_error=error)
         )
+
+
+def holder_gone(holder: str) -> bool:
+    """True when ``holder`` (``host:pid:nonce``) names a process of this host that is gone."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        return False
+    return False
 
 
 class SqlSourceState:
@@ -211,11 +221,18 @@ class SqlSourceState:
 
 
 class SqlLeases:
-    """One poller at a time per mailbox: a lease row that expires if its holder dies."""
+    """One poller at a time per mailbox: a lease row that expires if its holder dies.
 
-    def __init__(self, store: Store, holder: str) -> None:
+    A holder is ``host:pid:nonce``; a lease whose holder process is gone from this host is
+    taken over at once, instead of when it expires (``gone`` tells, for tests).
+    """
+
+    def __init__(
+        self, store: Store, holder: str, gone: Callable[[str], bool] | None = None
+    ) -> None:
         self._store = store
         self.holder = holder
+        self._gone = gone or holder_gone
 
     def acquire(self, mailbox: str, now: datetime, ttl: timedelta) -> bool:
         """Take or renew the lease; False while another live holder has it."""
@@ -224,10 +241,14 @@ class SqlLeases:
         with self._store.transaction() as conn:
             if insert_ignoring_conflict(conn, t, values):
                 return True
+            held = conn.execute(sa.select(t.c.holder).where(t.c.mailbox == mailbox)).scalar()
+            free = t.c.expires_at < now
+            if held is not None and held != self.holder and self._gone(held):
+                free = sa.true()
             taken = conn.execute(
                 t.update()
-                .where(t.c.mailbox == mailbox)
-                .where(sa.or_(t.c.holder == self.holder, t.c.expires_at < now))
+                .where(t.c.mailbox == mailbox, t.c.holder == held)
+                .where(sa.or_(t.c.holder == self.holder, free))
                 .values(holder=self.holder, expires_at=now + ttl)
             )
             return bool(taken.rowcount)

@@ -32,12 +32,7 @@ def decode_dead(delivery: Delivery, error_log: ErrorLog) -> DeadLetter:
     stage = STAGE_OF_QUEUE.get(queue, queue)
     fields = _fields(delivery.body)
     if death:
-        count = int(death.get("count") or 1)
-        problem = RuntimeError(
-            f"the {stage} worker stopped {queues.DELIVERY_LIMIT} or more times while handling this "
-            f"mail (queue {queue}, dead-lettered by the broker, reason {death.get('reason')}, "
-            f"{count} time(s))"
-        )
+        problem = RuntimeError(_broker_gave_up(delivery, death, queue, stage))
         error_class = "DeliveryLimitExceeded"
     else:
         error_class = "ContractError"
@@ -52,6 +47,19 @@ def decode_dead(delivery: Delivery, error_log: ErrorLog) -> DeadLetter:
         error_class,
         payload_blob=payload_blob,
         queue=queue,
+    )
+
+
+def _broker_gave_up(delivery: Delivery, death: dict, queue: str, stage: str) -> str:  # type: ignore[type-arg]
+    """What the broker did, without guessing why: it counts every delivery that ended
+    without an ack (a worker that died or was stopped, a lost connection, a restart)."""
+    deliveries = delivery.headers.get("x-delivery-count")
+    times = f"{deliveries} times" if deliveries else "too many times"
+    return (
+        f"the broker dead-lettered this message from {queue} (reason {death.get('reason')}): "
+        f"it was delivered {times} without being acknowledged, past the broker's limit of "
+        f"{queues.BROKER_DELIVERY_LIMIT}; each time the {stage} worker holding it stopped or "
+        "lost its broker connection before finishing it"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from contracts.dead import DeadLetter
 from contracts.mail import SourceRef
@@ -16,7 +16,7 @@ from services.poller.handler import DeadLetterKept, ErrorNotices, record_dead_le
 from services.poller.notices import error_folder_full
 from services.runtime.bus import Delivery, Publisher
 from services.runtime.dispatch import ErrorLog
-from services.runtime.errors import ConfigError, InfraError
+from services.runtime.errors import ConfigError, InfraError, Outage
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +29,23 @@ class DeadLetterHandler:
         self._publisher = publisher
 
     def __call__(self, delivery: Delivery) -> str:
-        """Record the entry, tell the reps, move the original to the error folder; then ack."""
+        """Record the entry, tell the reps, move the original to the error folder; then ack.
+
+        An outage of the store or the broker propagates (the worker waits it out and hands
+        over the same delivery again); a store that refuses the entry three times requeues.
+        """
         error_log = ErrorLog(self._ctx.blobs, self._ctx.box)
         try:
             dead = decode_dead(delivery, error_log)
             for attempt in _store_retries():
                 with attempt:
                     outcome = self._record(dead)
-            self._publisher.publish_all(outcome.notices)
+        except Outage:
+            raise
         except InfraError as exc:
             log.error("dead letter not recorded, requeued: %s", exc)
             return "requeue"
+        self._publisher.publish_all(outcome.notices)
         if outcome.kept:
             self._move_to_error_folder(dead)
         return "ack"
@@ -66,14 +72,18 @@ class DeadLetterHandler:
         return ErrorNotices(enabled=notify, support_reps=tuple(desk.notifications.support_reps))
 
     def _move_to_error_folder(self, dead: DeadLetter) -> None:
-        if dead.source is None:
-            return
+        if dead.source is None or self._moved_already(dead.mail_id):
+            return  # a delivery of this entry before this one moved the mail
         error = self._try_move(dead.source)
         with self._ctx.store.transaction() as conn:
             moved_at = None if error else self._ctx.clock.now()
             SqlDeadLetterLog(conn).mark_moved(dead.mail_id, moved_at, error)
         if error is None:
             self._count_error(dead.source.mailbox)
+
+    def _moved_already(self, mail_id: str) -> bool:
+        with self._ctx.store.transaction() as conn:
+            return SqlDeadLetterLog(conn).moved_already(mail_id)
 
     def _count_error(self, name: str) -> None:
         """One more mail in the error folder; at ``stop_after`` fetching stops and people hear."""
@@ -109,6 +119,8 @@ class DeadLetterHandler:
                 box.move_to_error_folder([source.ref])
             finally:
                 box.close()
+        except Outage:
+            raise  # the store is down, not the mailbox: try again once it is back
         except (ConfigError, InfraError) as exc:
             log.warning(
                 "mailbox=%s could not move %s to the error folder: %s",
@@ -121,8 +133,9 @@ class DeadLetterHandler:
 
 
 def _store_retries() -> Retrying:
+    """A refused write is tried again a few times; an outage is left to the worker."""
     return Retrying(
-        retry=retry_if_exception_type(InfraError),
+        retry=retry_if_exception(lambda e: isinstance(e, InfraError) and not isinstance(e, Outage)),
         stop=stop_after_attempt(3),
         wait=wait_exponential_jitter(multiplier=0.5, max=5),
         reraise=True,

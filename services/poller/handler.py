@@ -24,12 +24,14 @@ class FetchedLog(Protocol):
 
 
 class DeadLetterLog(Protocol):
-    def has_final_outcome(self, mail_id: str) -> bool:
-        """True when the mail already became a request, conversation, duplicate or rejection."""
-        ...
+    def claim(self, dead: DeadLetter, at: datetime) -> bool:
+        """Claim the mail's one outcome for this entry and keep the entry, in one step.
 
-    def record(self, dead: DeadLetter, at: datetime) -> bool:
-        """Keep one entry per mail; True when this call created it."""
+        True when the mail's outcome is this dead letter (made now, or by an earlier
+        delivery of it); False when the mail already has another outcome (a request, a
+        conversation, a duplicate or a rejection): then nothing is recorded. Atomic against
+        the router, which claims the same outcome row.
+        """
         ...
 
 
@@ -122,9 +124,8 @@ def record_dead_letter(
     A mail that already reached a final outcome (its worker died after committing, and the
     broker gave up on the ack) is not an error: nothing is recorded and it stays where it is.
     """
-    if dead.has_final_outcome(msg.mail_id):
+    if not dead.claim(msg, now):
         return DeadLetterKept(kept=False, notices=[])
-    dead.record(msg, now)
     if not (notices.enabled and notices.support_reps and msg.helpdesk):
         return DeadLetterKept(kept=True, notices=[])
     return DeadLetterKept(True, _error_notices(msg, msg.helpdesk, list(notices.support_reps)))

@@ -65,6 +65,8 @@ class MailboxRound:
     clock: Clock
     #: Called after every batch: renews the mailbox's lease while a long round goes on.
     keep_alive: Callable[[], object] = lambda: None
+    #: True once the process is stopping: the round ends after the batch in hand.
+    stopping: Callable[[], bool] = lambda: False
     #: Mail ids handed off so far; filled as the round goes, so a failure keeps the count.
     handed_off: list[str] = field(default_factory=list)
 
@@ -76,7 +78,7 @@ class MailboxRound:
             # A mail too big to download still counts: it ends as a dead-letter entry.
             self.handed_off += [m.mail_id for m in [*batch.fetched, *batch.skipped]]
             self.keep_alive()
-            if not batch.fetched and not batch.skipped:
+            if not batch.fetched and not batch.skipped or self.stopping():
                 return self.handed_off
 
     def _fetch(self) -> FetchRound:

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from services.poller.sources.base import Fetched
 from services.runtime.errors import InfraError
+from services.runtime.mail_text import message_id_of
 
 
 class FakeMailSource:
@@ -77,6 +78,10 @@ class FakeMailSource:
     def error_folder_refs(self) -> list[str]:
         self._check()
         return sorted(self._errors)
+
+    def error_folder_message_ids(self) -> dict[str, str | None]:
+        self._check()
+        return {ref: message_id_of(self._raw[ref]) for ref in sorted(self._errors)}
 
     def fetch_oldest_unmarked(self) -> bytes | None:
         self._check()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy import Row
 
 from contracts import queues
 from contracts.settings import Settings
-from services.poller.adapters import SqlFetchedLog, SqlLeases, SqlSourceState, mail_fetched_of
+from services.poller.adapters import SqlFetchedLog, SqlLeases, SqlSourceState
 from services.poller.context import OpenMailbox, PollerContext
 from services.poller.dead_letters import DeadLetterHandler
 from services.poller.notices import (
@@ -30,10 +31,11 @@ from services.runtime.bus import Delivery, Publisher, is_embedded
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import MailboxState
 from services.runtime.dispatch import dead_letter_for
-from services.runtime.errors import ConfigError, InfraError
+from services.runtime.errors import ConfigError, InfraError, Outage
 from services.runtime.ports import Clock
 from services.runtime.stage import Stage
 from services.runtime.store import Store
+from services.runtime.unfinished import mail_fetched_of, unfinished_mails
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class Poller:
         self._leases = SqlLeases(store, holder=holder)
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="poll")
         self._running: dict[str, Future[list[str]]] = {}
+        self._stopping = threading.Event()
 
     # -- polling ---------------------------------------------------------------------------
 
@@ -86,15 +89,20 @@ class Poller:
         return [mid for f in futures for mid in f.result()]
 
     def poll(self, state: MailboxState) -> list[str]:
-        """One round on one mailbox. A failure skips the round and is counted, never raised."""
+        """One round on one mailbox. A failure skips the round and is counted, never raised;
+        an outage of the store or broker skips it too, and is no fault of the mailbox."""
         name = state.settings.name
-        if not self._leases.acquire(name, self._ctx.clock.now(), _lease_ttl(state)):
-            log.info("mailbox=%s is being polled by another poller; skipped", name)
-            return []
         try:
-            return self._round(state)
-        finally:
-            self._leases.release(name)
+            if not self._leases.acquire(name, self._ctx.clock.now(), _lease_ttl(state)):
+                log.info("mailbox=%s is being polled by another poller; skipped", name)
+                return []
+            try:
+                return self._round(state)
+            finally:
+                self._leases.release(name)
+        except Outage as exc:
+            _skipped_for_outage(name, exc)
+            return []
 
     def _round(self, state: MailboxState) -> list[str]:
         """Returns what was handed off, also when the round failed half-way (it stays so)."""
@@ -102,6 +110,9 @@ class Poller:
         handed_off: list[str] = []
         try:
             self._hand_off_new_mail(state, handed_off)
+        except Outage as exc:  # what was handed off stays so; the rest comes next round
+            _skipped_for_outage(name, exc)
+            return handed_off
         except (ConfigError, InfraError) as exc:
             self._failed(state, str(exc))
             return handed_off
@@ -154,6 +165,7 @@ class Poller:
                 keep_alive=lambda: self._leases.acquire(
                     name, self._ctx.clock.now(), _lease_ttl(state)
                 ),
+                stopping=self._stopping.is_set,
                 handed_off=handed_off,
             ).run()
         finally:
@@ -161,7 +173,9 @@ class Poller:
             publisher.close()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        """Let rounds under way end after their batch in hand, and wait for them."""
+        self._stopping.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     # -- recovery on the in-process broker --------------------------------------------------
 
@@ -171,7 +185,7 @@ class Poller:
         A mail already published ``DELIVERY_LIMIT`` times is dead-lettered instead, as
         RabbitMQ's delivery limit would: it keeps stopping the process.
         """
-        rows = self._fetched.unfinished()
+        rows = unfinished_mails(self._ctx.store)
         for row in rows:
             self._republish(row)
         return len(rows)
@@ -190,6 +204,16 @@ class Poller:
                 "pipeline", delivery, fetched.model_dump(), error, None, "DeliveryLimitExceeded"
             )
         )
+
+
+def _skipped_for_outage(mailbox: str, exc: Outage) -> None:
+    log.warning(
+        "mailbox=%s round cut short: the %s cannot be reached (%s); not counted against the "
+        "mailbox, the next round takes up the rest",
+        mailbox,
+        exc.what,
+        exc,
+    )
 
 
 def _lease_ttl(state: MailboxState) -> timedelta:
@@ -213,5 +237,6 @@ def build(
         {queues.MAIL_DEAD: poller.handle_dead},
         tick=poller.poll_due,
         on_start=on_start,
+        on_stop=[poller.close],
         poll_all=poller.poll_all,
     )

@@ -10,6 +10,10 @@ import sqlalchemy as sa
 from contracts.mail import Address, MailValidated
 from services.router.ports import SentNotice
 from services.runtime import tables
+from services.runtime.store import insert_ignoring_conflict
+
+#: The outcome row while the router's transaction decides; never seen committed.
+CLAIMED = "routing"
 
 
 class SqlRequestBook:
@@ -18,9 +22,15 @@ class SqlRequestBook:
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
 
-    def outcome_of(self, mail_id: str) -> str | None:
-        o = tables.mail_outcomes
-        return self._conn.execute(sa.select(o.c.outcome).where(o.c.mail_id == mail_id)).scalar()
+    def claim(self, msg: MailValidated, at: datetime) -> bool:
+        values = dict(
+            mail_id=msg.mail_id,
+            helpdesk_id=msg.helpdesk,
+            mailbox=msg.source.mailbox,
+            outcome=CLAIMED,
+            at=at,
+        )
+        return insert_ignoring_conflict(self._conn, tables.mail_outcomes, values)
 
     def message_id_known(self, helpdesk: str, message_id: str) -> bool:
         m = tables.request_mails
@@ -90,14 +100,9 @@ class SqlRequestBook:
     def record_outcome(
         self, msg: MailValidated, outcome: str, request_id: int | None, detail: str, at: datetime
     ) -> None:
+        o = tables.mail_outcomes
         self._conn.execute(
-            tables.mail_outcomes.insert().values(
-                mail_id=msg.mail_id,
-                helpdesk_id=msg.helpdesk,
-                mailbox=msg.source.mailbox,
-                outcome=outcome,
-                request_id=request_id,
-                detail=detail,
-                at=at,
-            )
+            o.update()
+            .where(o.c.mail_id == msg.mail_id)
+            .values(outcome=outcome, request_id=request_id, detail=detail, at=at)
         )

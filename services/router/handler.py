@@ -49,8 +49,8 @@ def route(
     ``own_addresses``: every address of the help desk's mailboxes, normalised
     (``addresses.normalised``); they are left out of the To and Cc kept on the request.
     """
-    if book.outcome_of(msg.mail_id) is not None:
-        return []  # redelivered after the effect was committed: nothing more to do
+    if not book.claim(msg, now):
+        return []  # redelivered after the effect was committed, or dead-lettered meanwhile
     decision = decide(msg, book=book, intake=intake)
     request_id = decision.request_id
     if decision.outcome == "request_created":

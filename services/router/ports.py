@@ -32,7 +32,11 @@ class RequestBook(Protocol):
     fails one transaction instead of storing the mail twice.
     """
 
-    def outcome_of(self, mail_id: str) -> str | None: ...
+    def claim(self, msg: MailValidated, at: datetime) -> bool:
+        """Take the mail's one outcome row for this transaction; False when the mail already
+        has an outcome (an earlier delivery routed it, or it was dead-lettered). A dead letter
+        claiming the same row waits for this transaction, so a mail never has both."""
+        ...
 
     def message_id_known(self, helpdesk: str, message_id: str) -> bool:
         """Whether a mail with this Message-ID is already on a request of ``helpdesk``."""
@@ -59,4 +63,6 @@ class RequestBook(Protocol):
 
     def record_outcome(
         self, msg: MailValidated, outcome: str, request_id: int | None, detail: str, at: datetime
-    ) -> None: ...
+    ) -> None:
+        """Fill in the outcome row taken by ``claim``."""
+        ...

@@ -2,9 +2,15 @@
 
 Policy (STYLE P7): a ``MailError`` or any unexpected exception means the mail is the
 problem: one ``DeadLetter`` goes to ``mail.dead`` and the message is acked, no retry.
-An ``InfraError`` is retried with capped, jittered backoff up to ``max_attempts`` and then
-dead-lettered the same way. A message that does not match its contract is dead-lettered
-with the validation error before any handler sees it.
+An ``InfraError`` (the store refused a write, say) is retried with capped, jittered backoff
+up to ``max_attempts`` and then dead-lettered the same way. A message that does not match
+its contract is dead-lettered with the validation error before any handler sees it.
+
+An ``Outage`` (the broker or the store cannot be reached) is nobody's mail's fault: it is
+never retried here, never dead-lettered and never counted; it propagates, and the worker
+waits it out and handles the same mail again (``outages.py``). A redelivered mail whose
+handling began ``DELIVERY_LIMIT`` times without ending (its worker died each time) is set
+aside as ``DeliveryLimitExceeded``.
 """
 
 from __future__ import annotations
@@ -14,14 +20,14 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
 )
@@ -34,9 +40,9 @@ from contracts.mail import SourceRef
 from contracts.registry import CONTRACT_OF_QUEUE
 from services.runtime.bus import Delivery
 from services.runtime.crypto import SecretBox
-from services.runtime.errors import InfraError
+from services.runtime.errors import InfraError, Outage
 from services.runtime.mail_text import header_block, mime_tree
-from services.runtime.ports import BlobStore
+from services.runtime.ports import BlobStore, DeliveryStarts
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +103,10 @@ class ErrorLog:
 class Dispatcher:
     """Runs one stage's handler for each delivery of its queue.
 
-    ``publish`` must raise ``InfraError`` when the broker does not confirm; the delivery is then
-    requeued (never acked), so nothing is lost.
+    ``publish`` must raise ``BrokerOutage`` when the broker does not confirm; that and a
+    ``StoreOutage`` propagate to the worker, which acks nothing, waits, and hands the mail
+    over again. ``starts`` counts the handlings of redelivered mail that began and never
+    ended; without it (the in-process broker) nothing is counted.
     """
 
     stage: str
@@ -107,8 +115,39 @@ class Dispatcher:
     error_log: ErrorLog
     max_attempts: int = 3
     sleep: Callable[[float], None] | None = None
+    starts: DeliveryStarts | None = None
+    #: Starts cut short by an outage that could not be taken back (the store was down).
+    _unforgiven: dict[str, int] = field(default_factory=dict, init=False)
 
     def __call__(self, delivery: Delivery) -> str:
+        if self.starts is None or not delivery.redelivered:
+            return self._dispatch(delivery, deaths=0)  # a first delivery: nothing to count
+        return self._counted(self.starts, delivery)
+
+    def _counted(self, starts: DeliveryStarts, delivery: Delivery) -> str:
+        """Handle a redelivered message, counting this start until it ends.
+
+        ``deaths``: the deliveries of this message that ended without it being finished:
+        the first one (it came back, so it did not finish) and each start on record but
+        this one. A start cut short by an outage is taken back; when the store is what is
+        down, the next handover in this process reuses it instead.
+        """
+        key = f"{delivery.queue}:{content_hash(delivery.body)}"
+        deaths = self._unforgiven.pop(key, None) or starts.begin(key)
+        try:
+            action = self._dispatch(delivery, deaths=deaths)
+            starts.finish(key)
+        except Outage:
+            try:
+                starts.forgive(key)
+            except Outage:
+                self._unforgiven[key] = deaths
+            raise
+        return action
+
+    def _dispatch(self, delivery: Delivery, *, deaths: int) -> str:
+        if deaths >= queues.DELIVERY_LIMIT:
+            return self._set_aside(delivery, deaths)
         try:
             message = CONTRACT_OF_QUEUE[delivery.queue].model_validate_json(delivery.body)
         except ValidationError as exc:
@@ -116,6 +155,8 @@ class Dispatcher:
         retrying = self._retrying(message)
         try:
             outputs = retrying(self.handler, message)
+        except Outage:
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure of a mail ends in mail.dead
             calls = int(retrying.statistics.get("attempt_number", 1))
             fields = message.model_dump(by_alias=True)
@@ -123,10 +164,27 @@ class Dispatcher:
         try:
             for out in outputs:
                 self.publish(out)
-        except InfraError:
-            log.warning("stage=%s mail_id=%s publish failed; requeued", self.stage, message.mail_id)
-            return "requeue"
+        except Outage as exc:
+            log.warning(
+                "stage=%s mail_id=%s publish failed, not acked; handled again once the %s is "
+                "back: %s",
+                self.stage,
+                message.mail_id,
+                exc.what,
+                exc,
+            )
+            raise
         return "ack"
+
+    def _set_aside(self, delivery: Delivery, deaths: int) -> str:
+        error = RuntimeError(
+            f"{deaths} deliveries of this message ended without the {self.stage} worker "
+            f"finishing it: the worker stopped (crashed or was killed) while handling it each "
+            f"time. Set aside so it cannot stop the {self.stage} again; "
+            "`mailroom dlq replay` tries it once more"
+        )
+        fields = _fields_of(delivery.body)
+        return self._dead(delivery, fields, error, "DeliveryLimitExceeded", attempts=deaths)
 
     def _retrying(self, message: Envelope) -> Retrying:
         def warn(state: RetryCallState) -> None:
@@ -140,7 +198,7 @@ class Dispatcher:
             )
 
         return Retrying(
-            retry=retry_if_exception_type(InfraError),
+            retry=retry_if_exception(_retried),
             stop=stop_after_attempt(self.max_attempts),
             wait=wait_exponential_jitter(multiplier=0.5, max=10),
             before_sleep=warn,
@@ -156,12 +214,16 @@ class Dispatcher:
         error_class: str = "",
         attempts: int = 1,
     ) -> str:
+        """Publish the mail's DeadLetter, with its encrypted log; an outage propagates."""
+        log_blob: str | None = None
+        payload_blob: str | None = None
         try:
             log_blob = self.error_log.write(self.stage, delivery.body, exc)
             payload_blob = self.error_log.keep_payload(delivery.queue, delivery.body)
-        except InfraError as store_down:
-            log.warning("stage=%s error log not written (%s); requeued", self.stage, store_down)
-            return "requeue"
+        except Outage:
+            raise
+        except InfraError as refused:  # the store refused the log: the entry still goes out
+            log.warning("stage=%s error log not written: %s", self.stage, refused)
         dead = dead_letter_for(
             self.stage,
             delivery,
@@ -179,11 +241,13 @@ class Dispatcher:
             dead.attempts,
             dead.error_class,
         )
-        try:
-            self.publish(dead)
-        except InfraError:
-            return "requeue"
+        self.publish(dead)
         return "ack"
+
+
+def _retried(exc: BaseException) -> bool:
+    """A refused write is tried again; an outage is the worker's to wait out."""
+    return isinstance(exc, InfraError) and not isinstance(exc, Outage)
 
 
 def dead_letter_for(

@@ -1,4 +1,4 @@
-"""The two kinds of failure every stage raises, and configuration errors.
+"""The kinds of failure every stage raises, and configuration errors.
 
 Adapters translate library exceptions into these (``raise InfraError(...) from exc``);
 nothing above an adapter catches a library exception.
@@ -15,6 +15,28 @@ class MailError(MailroomError):
 
 class InfraError(MailroomError):
     """Something outside the mail failed (store, broker, SMTP, network): retry, bounded."""
+
+
+class Outage(InfraError):
+    """The pipeline's own broker or store cannot be reached: no mail's fault.
+
+    A worker waits it out (backs off, reconnects, handles the same mail again) and counts
+    the attempt against no mail. ``what`` names the part that is down ("broker", "store").
+    """
+
+    what = "infrastructure"
+
+
+class BrokerOutage(Outage):
+    """The broker cannot be reached, or did not confirm a publish."""
+
+    what = "broker"
+
+
+class StoreOutage(Outage):
+    """The database cannot be reached, or dropped the connection in the middle of a query."""
+
+    what = "store"
 
 
 class ConfigError(MailroomError):

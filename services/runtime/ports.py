@@ -20,3 +20,23 @@ class BlobStore(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class DeliveryStarts(Protocol):
+    """Mailroom's own count of redelivered messages whose handling began and never ended.
+
+    Keyed by message (queue and body hash). Each method commits on its own and raises
+    ``StoreOutage`` when the store cannot be reached.
+    """
+
+    def begin(self, key: str) -> int:
+        """Count one more start; returns the starts on record, this one included."""
+        ...
+
+    def forgive(self, key: str) -> None:
+        """Take back the last start: it ended in an outage, which is no mail's fault."""
+        ...
+
+    def finish(self, key: str) -> None:
+        """The message was handled (or set aside): forget its starts."""
+        ...

@@ -9,8 +9,11 @@ from kombu import Connection
 
 from contracts.settings import Settings
 from services.runtime.bus import Handle, Publisher
+from services.runtime.clock import SystemClock
 from services.runtime.crypto import SecretBox
+from services.runtime.delivery_starts import SqlDeliveryStarts
 from services.runtime.dispatch import Dispatcher, ErrorLog, Handler
+from services.runtime.ports import Clock
 from services.runtime.store import SqlBlobStore, Store
 
 
@@ -27,6 +30,8 @@ class Stage:
     handlers: dict[str, Handle]
     tick: Callable[[], object] | None = None
     on_start: list[Callable[[], object]] = field(default_factory=list)
+    #: Run when the process stops, after the last message: let background work end.
+    on_stop: list[Callable[[], object]] = field(default_factory=list)
     #: The poller's "poll every mailbox now" (``run --once``); None for other stages.
     poll_all: Callable[[], list[str]] | None = None
     #: The notifier's "send the retries that are due now"; None for other stages.
@@ -38,13 +43,20 @@ def secret_box(settings: Settings) -> SecretBox:
 
 
 def dispatcher(
-    stage: str, handler: Handler, *, settings: Settings, connection: Connection, store: Store
+    stage: str,
+    handler: Handler,
+    *,
+    settings: Settings,
+    connection: Connection,
+    store: Store,
+    clock: Clock | None = None,
 ) -> Dispatcher:
-    """A dispatcher for ``stage`` publishing on its own channel of ``connection``."""
+    """A dispatcher for ``stage`` publishing on a connection of its own."""
     return Dispatcher(
         stage=stage,
         handler=handler,
         publish=Publisher(connection).publish,
         error_log=ErrorLog(SqlBlobStore(store), secret_box(settings)),
         max_attempts=settings.max_attempts,
+        starts=SqlDeliveryStarts(store, clock or SystemClock()),
     )

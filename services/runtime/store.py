@@ -17,17 +17,26 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from contracts.ids import content_hash
 from services.runtime import tables
-from services.runtime.errors import InfraError
+from services.runtime.errors import InfraError, StoreOutage
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: Serialises migrations when several workers start at once on PostgreSQL.
 _MIGRATION_LOCK_ID = 0x6D61696C
+#: Seconds to wait for a PostgreSQL connection: a server that is gone must not hang a worker.
+CONNECT_TIMEOUT_S = 5
 
 
 def safe_url(url: str) -> str:
@@ -41,7 +50,8 @@ def safe_url(url: str) -> str:
 class Store:
     """One database: an engine, its migrations, and short transactions.
 
-    Raises ``InfraError`` (with the URL, password hidden) when the database is unreachable.
+    Raises ``StoreOutage`` (with the URL, password hidden) when the database cannot be
+    reached or drops the connection, and ``InfraError`` when it refuses a statement.
     """
 
     def __init__(self, url: str) -> None:
@@ -65,9 +75,7 @@ class Store:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except SQLAlchemyError as exc:
-            raise InfraError(
-                f"database {safe_url(self.url)} is not usable: {_reason(exc)}"
-            ) from exc
+            raise _translated(exc, f"database {safe_url(self.url)} is not usable") from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -76,10 +84,30 @@ class Store:
             with self.engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise InfraError(f"database {safe_url(self.url)}: {_reason(exc)}") from exc
+            raise _translated(exc, f"database {safe_url(self.url)}") from exc
+
+    def ping(self) -> None:
+        """Raises ``StoreOutage`` unless the database answers a trivial query."""
+        with self.transaction() as conn:
+            conn.execute(sa.text("SELECT 1"))
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _translated(exc: SQLAlchemyError, where: str) -> InfraError:
+    """``StoreOutage`` when the database is not there (refused, gone, restarting, locked):
+    nobody's fault, waited out; plain ``InfraError`` when it refused this statement."""
+    if _is_outage(exc):
+        return StoreOutage(f"{where} cannot be reached: {_reason(exc)}")
+    return InfraError(f"{where}: {_reason(exc)}")
+
+
+def _is_outage(exc: SQLAlchemyError) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    # OperationalError: connection refused or lost, server shutting down, deadlock, locked.
+    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeout)
 
 
 def _reason(exc: SQLAlchemyError) -> str:
@@ -96,7 +124,14 @@ def _create_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    # pre-ping: after a restart or failover the pooled connections are dead; each is tested
+    # before use and replaced, instead of failing the next mail.
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if _is_postgres(parsed) else {}
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def _is_postgres(url: sa.URL) -> bool:
+    return url.get_backend_name() == "postgresql"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -114,8 +149,11 @@ def insert_ignoring_conflict(conn: Connection, table: sa.Table, values: dict[str
     the winner's row there.
     """
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    result = conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
-    return bool(result.rowcount)
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    # SQLAlchemy reports the row count of an INSERT only when asked (on PostgreSQL it is -1
+    # otherwise, which would read as "inserted" every time).
+    result = conn.execute(statement.execution_options(preserve_rowcount=True))
+    return result.rowcount == 1
 
 
 def utcnow() -> datetime:

@@ -182,3 +182,13 @@ mailbox_leases = Table(
     Column("holder", String(200), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
+
+delivery_starts = Table(
+    "delivery_starts",
+    metadata,
+    #: The queue and a hash of the message body: one row per message, like the broker's count.
+    Column("key", String(120), primary_key=True),
+    #: Handlings of this message that began after a redelivery and have not ended.
+    Column("starts", Integer, nullable=False),
+    Column("last_at", DateTime(timezone=True), nullable=False),
+)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from contracts.dead import DeadLetter
 from contracts.ids import content_hash
 from contracts.mail import MailFetched
+from services.runtime.errors import StoreOutage
 
 
 class InMemoryBlobStore:
@@ -57,11 +58,37 @@ class InMemoryDeadLetterLog:
         self.final = set(final)
         self.entries: dict[str, DeadLetter] = {}
 
-    def has_final_outcome(self, mail_id: str) -> bool:
-        return mail_id in self.final
-
-    def record(self, dead: DeadLetter, at: datetime) -> bool:
-        if dead.mail_id in self.entries:
+    def claim(self, dead: DeadLetter, at: datetime) -> bool:
+        if dead.mail_id in self.final:
             return False
-        self.entries[dead.mail_id] = dead
+        self.entries.setdefault(dead.mail_id, dead)
         return True
+
+
+class InMemoryDeliveryStarts:
+    """``DeliveryStarts`` in a dict; ``down`` makes every call fail as a store outage would."""
+
+    def __init__(self) -> None:
+        self.starts: dict[str, int] = {}
+        self.down = False
+        self.begun = 0
+
+    def begin(self, key: str) -> int:
+        self._check()
+        self.begun += 1
+        self.starts[key] = self.starts.get(key, 0) + 1
+        return self.starts[key]
+
+    def forgive(self, key: str) -> None:
+        self._check()
+        self.starts[key] = self.starts.get(key, 0) - 1
+        if self.starts[key] <= 0:
+            del self.starts[key]
+
+    def finish(self, key: str) -> None:
+        self._check()
+        self.starts.pop(key, None)
+
+    def _check(self) -> None:
+        if self.down:
+            raise StoreOutage("database 127.0.0.1:5432 cannot be reached: connection refused")

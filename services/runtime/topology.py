@@ -15,8 +15,9 @@ def exchange() -> Exchange:
 def work_queue(name: str) -> Queue:
     """A durable quorum queue whose repeatedly-undelivered messages go to ``mail.dead``.
 
-    The broker counts deliveries that ended without an ack (a worker died holding the
-    message); past ``DELIVERY_LIMIT`` it dead-letters the message instead of looping.
+    The broker counts deliveries that ended without an ack, whatever ended them; past
+    ``BROKER_DELIVERY_LIMIT`` it dead-letters the message. That is a backstop: workers set a
+    mail aside themselves after ``DELIVERY_LIMIT`` deaths that were the mail's doing.
     """
     return Queue(
         name,
@@ -25,7 +26,7 @@ def work_queue(name: str) -> Queue:
         durable=True,
         queue_arguments={
             "x-queue-type": "quorum",
-            "x-delivery-limit": queues.DELIVERY_LIMIT,
+            "x-delivery-limit": queues.BROKER_DELIVERY_LIMIT,
             "x-dead-letter-exchange": queues.EXCHANGE,
             "x-dead-letter-routing-key": queues.MAIL_DEAD,
         },

@@ -18,6 +18,7 @@ from services.poller.sources.base import MailSource
 from services.poller.sources.maildir import MaildirSource
 from services.poller.testing import FakeMailSource
 from services.runtime.errors import InfraError
+from services.runtime.mail_text import message_id_of
 
 SourceWith = Callable[[list[bytes]], tuple[MailSource, list[str]]]
 
@@ -173,6 +174,20 @@ class ErrorFolderContract:
         listed = source.list_new(10)
         assert len(listed) == 3
         assert MAILS[0] in [source.fetch_raw(r) for r in listed]
+
+    def test_the_error_folder_tells_each_mails_message_id(self, source_with):
+        # An entry finds its mail there by Message-ID when the folder gives it a new ref
+        source, refs = source_with(MAILS)
+        source.mark_handed_off(refs)
+        source.move_to_error_folder([refs[0], refs[2]])
+
+        found = source.error_folder_message_ids()
+
+        assert sorted(found) == source.error_folder_refs()
+        assert sorted(found.values()) == sorted([message_id_of(MAILS[0]), message_id_of(MAILS[2])])
+
+        source.move_to_inbox([r for r, mid in found.items() if mid == message_id_of(MAILS[2])])
+        assert list(source.error_folder_message_ids().values()) == [message_id_of(MAILS[0])]
 
     def test_moving_unknown_refs_does_nothing(self, source_with):
         source, refs = source_with(MAILS)

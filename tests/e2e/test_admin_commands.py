@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -184,3 +185,75 @@ def damage_log_of(room: Mailroom, entry_id: int) -> None:
             {"data": damaged, "sha": blob},
         )
     engine.dispose()
+
+
+SET_ASIDE = (
+    b"From: Pat Doe <pat@customer.example>\r\nTo: support@demo.example\r\n"
+    b"Subject: Printer offline again\r\nMessage-ID: <outage-1@customer.example>\r\n"
+    b"\r\nThe printer on floor 2 is offline again.\r\n"
+)
+
+
+def test_mail_an_earlier_release_set_aside_in_an_outage_is_replayed_by_reason_and_not_doubled(
+    mailroom: Mailroom,
+) -> None:
+    # Given the demo processed, and what an earlier release left after a broker outage: one
+    # healthy mail only in the dead-letter queue (moved to Errors), and one mail both on its
+    # request and in the queue
+    process_demo(mailroom)
+    (mailroom.maildir / ".Errors" / "cur" / "outage-1:2,S").write_bytes(SET_ASIDE)
+    doubled = mailroom.json("requests", "list")[0]["mails"][0]
+    engine = sa.create_engine(mailroom.env["MAILROOM_DATABASE_URL"])
+    with engine.begin() as conn:
+        left_behind(conn, "outage-mail-1", "outage-1", outcome=True)
+        left_behind(conn, doubled["mail_id"], doubled["source"]["ref"], outcome=False)
+    engine.dispose()
+    requests_before = len(mailroom.json("requests", "list"))
+
+    # When the admin replays what the outage set aside
+    said = mailroom.cli("dlq", "replay", "--all", "--reason", "deliverylimitexceeded")
+    settle(mailroom, lambda: len(mailroom.json("requests", "list")) == requests_before + 1)
+
+    # Then the set-aside mail is a request, the other is not doubled, the rest is untouched
+    assert "replayed 1 dead-letter entries" in said.stdout
+    assert "1 entries whose mail already has an outcome" in said.stderr
+    mails = [m for r in mailroom.json("requests", "list") for m in r["mails"]]
+    assert [m["message_id"] for m in mails].count("<outage-1@customer.example>") == 1
+    assert [m["mail_id"] for m in mails].count(doubled["mail_id"]) == 1
+    assert len({m["message_id"] for m in mails}) == len(mails)
+    assert [d["error_class"] for d in mailroom.json("dlq", "list")] != []
+    assert "DeliveryLimitExceeded" not in [d["error_class"] for d in mailroom.json("dlq", "list")]
+
+
+def left_behind(conn: sa.Connection, mail_id: str, ref: str, *, outcome: bool) -> None:
+    """A DeliveryLimitExceeded entry as an earlier release recorded it (mail moved to Errors);
+    ``outcome``: it also took the mail's outcome (else the mail kept its request's)."""
+    at = datetime.now(UTC)
+    conn.execute(
+        sa.text(
+            "INSERT INTO dead_letters (mail_id, helpdesk_id, mailbox, ref, stage, error_class,"
+            " error, attempts, at, moved_to_error_folder_at, queue) VALUES (:m, 'default',"
+            " 'demo', :r, 'parser', 'DeliveryLimitExceeded', 'the parser worker stopped 5 or"
+            " more times while handling this mail', 6, :at, :at, 'mail.fetched')"
+        ),
+        {"m": mail_id, "r": ref, "at": at},
+    )
+    if outcome:
+        conn.execute(
+            sa.text(
+                "INSERT INTO mail_outcomes (mail_id, helpdesk_id, mailbox, outcome, detail, at)"
+                " VALUES (:m, 'default', 'demo', 'dead_lettered', 'parser', :at)"
+            ),
+            {"m": mail_id, "at": at},
+        )
+
+
+def test_replaying_by_a_reason_no_entry_has_says_which_there_are(mailroom: Mailroom) -> None:
+    process_demo(mailroom)
+
+    done = mailroom.cli("dlq", "replay", "--all", "--reason", "NoSuchThing", check=False)
+
+    assert done.returncode == 2
+    assert "no dead-letter entry has the error class 'NoSuchThing'" in done.stderr
+    [entry] = mailroom.json("dlq", "list")
+    assert entry["error_class"] in done.stderr

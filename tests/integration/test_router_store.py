@@ -84,10 +84,12 @@ def test_the_rejected_listing_shows_from_subject_and_reason(store: Store):
                 fetched_at=AT,
             )
         )
-        SqlRequestBook(conn).record_outcome(
-            routed("m-9", "<x@y>", mailbox="sales"), "rejected", None, "not on the allowlist", AT
-        )
-        SqlRequestBook(conn).record_outcome(routed("m-10", "<z@y>"), "duplicate", None, "", AT)
+        book = SqlRequestBook(conn)
+        rejected, duplicate = routed("m-9", "<x@y>", mailbox="sales"), routed("m-10", "<z@y>")
+        for msg in (rejected, duplicate):
+            assert book.claim(msg, AT)
+        book.record_outcome(rejected, "rejected", None, "not on the allowlist", AT)
+        book.record_outcome(duplicate, "duplicate", None, "", AT)
 
         rows = list_rejected(conn)
 

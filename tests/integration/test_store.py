@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from services.poller.adapters import SqlLeases
 from services.runtime import tables
-from services.runtime.errors import InfraError
-from services.runtime.store import SqlBlobStore, Store
+from services.runtime.errors import InfraError, StoreOutage
+from services.runtime.store import SqlBlobStore, Store, insert_ignoring_conflict
 
 
 def test_migrations_build_exactly_the_tables_the_code_uses(store: Store) -> None:
@@ -62,3 +68,58 @@ def test_a_dead_letter_id_is_never_handed_out_again(store: Store) -> None:
         ).inserted_primary_key[0]
 
     assert later > newest
+
+
+def test_an_insert_that_meets_an_existing_key_reports_that_it_inserted_nothing(
+    store: Store,
+) -> None:
+    row = dict(mailbox="support", holder="a", expires_at=datetime(2026, 1, 1, tzinfo=UTC))
+    with store.transaction() as conn:
+        first = insert_ignoring_conflict(conn, tables.mailbox_leases, row)
+        second = insert_ignoring_conflict(conn, tables.mailbox_leases, row | {"holder": "b"})
+
+    assert (first, second) == (True, False)
+
+
+def test_a_mailbox_lease_is_held_by_one_poller_until_released_or_expired(store: Store) -> None:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    ttl = timedelta(minutes=2)
+    one, other = SqlLeases(store, holder="host-a:1"), SqlLeases(store, holder="host-b:2")
+
+    assert one.acquire("support", now, ttl)
+    assert not other.acquire("support", now, ttl)
+    assert one.acquire("support", now + timedelta(minutes=1), ttl)  # renewed by its holder
+    assert not other.acquire("support", now + timedelta(minutes=2), ttl)
+    assert other.acquire("support", now + timedelta(minutes=4), ttl)  # expired: taken over
+    assert not one.acquire("support", now + timedelta(minutes=4), ttl)
+    other.release("support")
+    assert one.acquire("support", now + timedelta(minutes=4), ttl)
+
+
+def test_an_unreachable_database_is_an_outage_and_a_refused_write_is_not(store: Store) -> None:
+    with pytest.raises(InfraError) as refused, store.transaction() as conn:
+        conn.execute(tables.blobs.insert().values(sha256=None, size=1, data=b"x"))
+    assert not isinstance(refused.value, StoreOutage)
+
+    gone = Store("postgresql+psycopg://mailroom:secret@127.0.0.1:1/mailroom")
+    with pytest.raises(StoreOutage, match="cannot be reached") as down:
+        gone.ping()
+    assert "secret" not in str(down.value)
+
+
+def test_a_lease_whose_holder_process_is_gone_from_this_host_is_taken_over_at_once(
+    store: Store,
+) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    ttl = timedelta(minutes=5)
+    gone = SqlLeases(store, holder=f"{socket.gethostname()}:{dead.pid}:a1b2c3d4")
+    elsewhere = SqlLeases(store, holder=f"other-host.example:{dead.pid}:a1b2c3d4")
+    assert gone.acquire("support", now, ttl)
+    assert elsewhere.acquire("archive", now, ttl)
+
+    me = SqlLeases(store, holder=f"{socket.gethostname()}:{os.getpid()}:e5f6a7b8")
+
+    assert me.acquire("support", now, ttl)  # its holder died on this host: no wait
+    assert not me.acquire("archive", now, ttl)  # another host's: only when it expires

@@ -85,6 +85,12 @@ class InMemoryRequestBook:
         self.notifications.append(notice)
         return notice.id
 
+    def claim(self, msg: MailValidated, at: datetime) -> bool:
+        if msg.mail_id in self.outcomes:
+            return False
+        self.outcomes[msg.mail_id] = Outcome("routing", None, "")
+        return True
+
     def outcome_of(self, mail_id: str) -> str | None:
         found = self.outcomes.get(mail_id)
         return found.outcome if found else None
@@ -126,7 +132,7 @@ class InMemoryRequestBook:
     def record_outcome(
         self, msg: MailValidated, outcome: str, request_id: int | None, detail: str, at: datetime
     ) -> None:
-        if msg.mail_id in self.outcomes:
+        if self.outcomes[msg.mail_id].outcome != "routing":
             raise InfraError(f"mail {msg.mail_id} already has an outcome (unique mail_id)")
         self.outcomes[msg.mail_id] = Outcome(outcome, request_id, detail)
 

@@ -11,13 +11,14 @@ from cryptography.fernet import Fernet
 from contracts import queues
 from contracts.base import Envelope
 from contracts.dead import DeadLetter
+from contracts.ids import content_hash
 from contracts.mail import MailFetched, SourceRef
 from contracts.notify import Notify
 from services.runtime.bus import Delivery
 from services.runtime.crypto import SecretBox
 from services.runtime.dispatch import Dispatcher, ErrorLog
-from services.runtime.errors import InfraError, MailError
-from services.runtime.testing import InMemoryBlobStore
+from services.runtime.errors import BrokerOutage, InfraError, MailError, StoreOutage
+from services.runtime.testing import InMemoryBlobStore, InMemoryDeliveryStarts
 
 FETCHED = MailFetched(
     mail_id="mail-1",
@@ -64,6 +65,7 @@ class Harness:
     def __init__(self, handler: Handler, *, max_attempts: int = 3) -> None:
         self.published: list[Envelope] = []
         self.publish_error: InfraError | None = None
+        self.starts = InMemoryDeliveryStarts()
         self.blobs = InMemoryBlobStore()
         self.box = SecretBox(Fernet.generate_key())
         self.handler = handler
@@ -74,6 +76,7 @@ class Harness:
             error_log=ErrorLog(self.blobs, self.box),
             max_attempts=max_attempts,
             sleep=lambda _seconds: None,
+            starts=self.starts,
         )
 
     def _publish(self, message: Envelope) -> None:
@@ -83,6 +86,10 @@ class Harness:
 
     def deliver(self, body: bytes, **headers) -> str:
         return self.dispatch(Delivery(queues.MAIL_FETCHED, body, headers))
+
+    def redeliver(self, body: bytes, **headers) -> str:
+        """The broker hands the message over again (it was not acked before)."""
+        return self.dispatch(Delivery(queues.MAIL_FETCHED, body, headers, redelivered=True))
 
     @property
     def dead_letters(self) -> list[DeadLetter]:
@@ -229,8 +236,8 @@ def test_an_infra_error_that_passes_is_retried_and_the_mail_goes_on():
     assert h.published == [notice_for(FETCHED)]
 
 
-def test_an_infra_error_that_persists_is_dead_lettered_after_max_attempts():
-    failures = [InfraError("database 127.0.0.1:5432 is unreachable")] * 10
+def test_a_refused_write_that_persists_is_dead_lettered_after_max_attempts():
+    failures = [InfraError("database 127.0.0.1:5432: value too long for type")] * 10
     h = Harness(Handler(*failures), max_attempts=4)
 
     action = h.deliver(BODY)
@@ -243,32 +250,154 @@ def test_an_infra_error_that_persists_is_dead_lettered_after_max_attempts():
     assert "127.0.0.1:5432" in dead.error
 
 
-def test_a_publish_the_broker_does_not_confirm_requeues_the_delivery():
+@pytest.mark.parametrize(
+    "outage",
+    [
+        StoreOutage("database 127.0.0.1:5432 cannot be reached: connection refused"),
+        BrokerOutage("publishing to mail.parsed failed: ConnectionResetError"),
+    ],
+    ids=["store", "broker"],
+)
+def test_an_outage_in_the_handler_is_neither_retried_nor_dead_lettered(outage):
+    # Given a handler whose store (or broker) cannot be reached
+    h = Harness(Handler(outage, None))
+
+    # When the message is delivered, Then the outage reaches the worker, which waits it out
+    with pytest.raises(type(outage)):
+        h.deliver(BODY)
+    assert len(h.handler.calls) == 1
+    assert h.published == []
+
+    # And once it is over the same message goes through as if nothing had happened
+    assert h.deliver(BODY) == "ack"
+    assert h.published == [notice_for(FETCHED)]
+
+
+def test_a_publish_the_broker_does_not_confirm_is_not_acked():
     # Given a broker that does not confirm
     h = Harness(Handler())
-    h.publish_error = InfraError("publishing to notify failed")
+    h.publish_error = BrokerOutage("publishing to notify failed")
 
-    # When a message is handled, Then it is not acked, so it comes again
-    assert h.deliver(BODY) == "requeue"
+    # When a message is handled, Then it is not acked: the worker reconnects and it comes again
+    with pytest.raises(BrokerOutage):
+        h.deliver(BODY)
+    assert h.dead_letters == []
 
 
-def test_a_dead_letter_the_broker_does_not_confirm_requeues_the_delivery():
+def test_a_dead_letter_the_broker_does_not_confirm_is_not_acked():
     h = Harness(Handler(MailError("bad")))
-    h.publish_error = InfraError("publishing to mail.dead failed")
+    h.publish_error = BrokerOutage("publishing to mail.dead failed")
 
-    assert h.deliver(BODY) == "requeue"
+    with pytest.raises(BrokerOutage):
+        h.deliver(BODY)
 
 
-def test_a_requeued_message_is_handled_normally_when_it_comes_again():
+def test_a_message_not_acked_is_handled_normally_when_it_comes_again():
     h = Harness(Handler())
-    h.publish_error = InfraError("no confirm")
-    h.deliver(BODY)
+    h.publish_error = BrokerOutage("no confirm")
+    with pytest.raises(BrokerOutage):
+        h.deliver(BODY)
 
     h.publish_error = None
-    action = h.deliver(BODY, **{"x-delivery-count": 1})
+    action = h.redeliver(BODY, **{"x-delivery-count": 1})
 
     assert action == "ack"
     assert h.published == [notice_for(FETCHED)]
+
+
+# -- the delivery budget: only deaths while handling count ------------------------------------
+
+
+def test_a_first_delivery_is_not_counted():
+    h = Harness(Handler())
+
+    h.deliver(BODY)
+
+    assert h.starts.starts == {}
+
+
+def test_a_redelivered_mail_that_goes_through_leaves_no_count_behind():
+    h = Harness(Handler())
+
+    assert h.redeliver(BODY) == "ack"
+
+    assert h.starts.starts == {}
+
+
+def test_a_mail_whose_worker_keeps_dying_is_set_aside_after_the_delivery_limit():
+    # Given a mail that kills its worker: each redelivery begins and never ends
+    h = Harness(Handler())
+    for _ in range(queues.DELIVERY_LIMIT - 1):
+        h.starts.begin(f"{queues.MAIL_FETCHED}:{_body_hash()}")
+
+    # When it comes once more
+    action = h.redeliver(BODY)
+
+    # Then it is dead-lettered without running the handler again, and the entry says why
+    assert action == "ack"
+    assert h.handler.calls == []
+    [dead] = h.dead_letters
+    assert dead.error_class == "DeliveryLimitExceeded"
+    assert dead.attempts == queues.DELIVERY_LIMIT
+    assert f"{queues.DELIVERY_LIMIT} deliveries" in dead.error
+    assert "without the parser worker finishing it" in dead.error
+    assert dead.source == FETCHED.source
+    assert h.starts.starts == {}
+
+
+def test_outages_never_use_up_a_mails_delivery_budget():
+    # Given a mail redelivered far more often than the limit, each time cut short by the
+    # broker going away before its outputs were confirmed
+    h = Harness(Handler())
+    h.publish_error = BrokerOutage("publishing to mail.parsed failed: ConnectionResetError")
+    for _ in range(queues.DELIVERY_LIMIT * 3):
+        with pytest.raises(BrokerOutage):
+            h.redeliver(BODY)
+
+    # When the broker is back
+    h.publish_error = None
+    action = h.redeliver(BODY)
+
+    # Then the mail goes on: no attempt was counted against it
+    assert action == "ack"
+    assert h.dead_letters == []
+    assert h.published == [notice_for(FETCHED)]
+
+
+class StoreDiesMidway(Handler):
+    """A handler during whose run the store goes down (so nothing can be written back)."""
+
+    def __init__(self, starts: InMemoryDeliveryStarts) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def __call__(self, msg: MailFetched) -> Sequence[Envelope]:
+        self.calls.append(msg)
+        if len(self.calls) == 1:
+            self.starts.down = True
+            raise StoreOutage("database 127.0.0.1:5432 cannot be reached: server closed")
+        return [notice_for(msg)]
+
+
+def test_a_start_cut_short_while_the_store_is_down_is_not_counted_twice():
+    # Given a redelivered mail whose handling began, then the store went down
+    h = Harness(Handler())
+    h.dispatch.handler = StoreDiesMidway(h.starts)
+    with pytest.raises(StoreOutage):
+        h.redeliver(BODY)
+
+    # When the store is back and the worker hands over the same mail again
+    h.starts.down = False
+    action = h.redeliver(BODY)
+
+    # Then that was one start, not two, and it is forgotten once the mail went through
+    assert action == "ack"
+    assert h.starts.begun == 1
+    assert h.starts.starts == {}
+
+
+def _body_hash() -> str:
+    return content_hash(BODY)
 
 
 def never(_msg: MailFetched) -> Sequence[Envelope]:
@@ -296,10 +425,10 @@ class UnreachableBlobStore:
     """A blob store whose database is down."""
 
     def put(self, data: bytes) -> str:
-        raise InfraError("database 127.0.0.1:5432: connection refused")
+        raise StoreOutage("database 127.0.0.1:5432 cannot be reached: connection refused")
 
     def get(self, sha256: str) -> bytes:
-        raise InfraError("database 127.0.0.1:5432: connection refused")
+        raise StoreOutage("database 127.0.0.1:5432 cannot be reached: connection refused")
 
 
 @pytest.mark.parametrize(
@@ -307,13 +436,14 @@ class UnreachableBlobStore:
     [(Handler(MailError("bad")), BODY), (Handler(), b"not json")],
     ids=["mail-error", "contract-error"],
 )
-def test_a_store_outage_while_writing_the_error_log_requeues_the_delivery(handler, body):
+def test_a_store_outage_while_writing_the_error_log_is_waited_out(handler, body):
     # Given a failing mail and a store that is down, so its error log cannot be written
     h = Harness(handler)
     h.dispatch.error_log = ErrorLog(UnreachableBlobStore(), h.box)
 
-    # When the message is delivered, Then it is requeued for later (not lost, no crash)
-    assert h.deliver(body) == "requeue"
+    # When the message is delivered, Then the outage reaches the worker (not lost, no crash)
+    with pytest.raises(StoreOutage):
+        h.deliver(body)
     assert h.published == []
 
 

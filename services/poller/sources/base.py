@@ -53,6 +53,11 @@ class MailSource(Protocol):
         """Refs of the mails now in the error folder."""
         ...
 
+    def error_folder_message_ids(self) -> dict[str, str | None]:
+        """The Message-ID of each mail now in the error folder, by its ref there. Where the
+        folder gives a mail a ref of its own (IMAP), this is how its entry finds it."""
+        ...
+
     def fetch_oldest_unmarked(self) -> bytes | None:
         """The oldest mail not yet handed off, left exactly as it was; None when there is none."""
         ...

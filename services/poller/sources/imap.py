@@ -175,6 +175,13 @@ class ImapSource:
             return []
         return [make_ref(validity, uid) for uid in self._uids()]
 
+    def error_folder_message_ids(self) -> dict[str, str | None]:
+        validity = self._errors.select()
+        if validity is None:
+            return {}
+        found = self._fetch(self._uids(), [_PEEK_MESSAGE_ID])
+        return {make_ref(validity, u): message_id_of(i.get(_MESSAGE_ID, b"")) for u, i in found}
+
     def fetch_oldest_unmarked(self) -> bytes | None:
         """The oldest mail not taken, read with ``BODY.PEEK[]``; writes nothing to the store.
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from services.poller.sources.base import Fetched
 from services.runtime.errors import ConfigError, InfraError
+from services.runtime.mail_text import message_id_of
 
 INFO_SEP = ":2,"
 
@@ -113,6 +114,9 @@ class MaildirSource:
     def error_folder_refs(self) -> list[str]:
         return sorted(key for key, _, _ in self._entries(self.error_path))
 
+    def error_folder_message_ids(self) -> dict[str, str | None]:
+        return {key: _message_id_in(path) for key, _, path in self._entries(self.error_path)}
+
     def fetch_oldest_unmarked(self) -> bytes | None:
         unmarked = self._unmarked()
         return self.fetch_raw(unmarked[0][0]) if unmarked else None
@@ -145,3 +149,12 @@ def _rename(src: Path, dst: Path) -> None:
         pass  # another poller moved it first; the move is idempotent
     except OSError as exc:
         raise InfraError(f"cannot move {src} to {dst}: {exc.strerror}") from exc
+
+
+def _message_id_in(path: Path) -> str | None:
+    """The Message-ID of the mail in ``path``, from its first 64 KiB; None when unreadable."""
+    try:
+        with path.open("rb") as mail:
+            return message_id_of(mail.read(65536))
+    except OSError:
+        return None

@@ -237,6 +237,10 @@ class PopSource:
         """Always empty: POP has no error folder."""
         return []
 
+    def error_folder_message_ids(self) -> dict[str, str | None]:
+        """Always empty: POP has no error folder."""
+        return {}
+
     def fetch_oldest_unmarked(self) -> bytes | None:
         """The first mail not taken, downloaded without DELE; writes nothing to the store."""
         taken = self._state.taken_refs()
