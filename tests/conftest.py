@@ -1,5 +1,8 @@
 """Session-wide real servers. Each starts only when a test first asks for it."""
 
+import contextlib
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +12,38 @@ from servers import PostgreSQL, RabbitMQ, free_port, until_done
 from smtp_servers import Collector, SmtpServer
 
 from services.runtime.store import Store
+
+
+@pytest.fixture(autouse=True)
+def leaves_no_process_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that started processes in its folder (workers, servers) must stop them all:
+    one left running fails the test, and is killed."""
+    if "tmp_path" not in request.fixturenames:
+        yield
+        return
+    folder = request.getfixturevalue("tmp_path")
+    yield
+    left = processes_in(folder)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"the test left processes running: {sorted(left.values())}"
+
+
+def processes_in(folder: Path) -> dict[int, str]:
+    """Command line by pid of every process working in ``folder`` or below it."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(proc / "cwd"))
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if cwd == folder or folder in cwd.parents:
+            found[int(proc.name)] = command.strip()
+    return found
 
 
 @pytest.fixture(scope="session")

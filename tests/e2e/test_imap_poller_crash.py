@@ -43,28 +43,32 @@ def test_a_poller_killed_between_hand_off_and_marking_loses_and_doubles_nothing(
     dovecot.add_user(user, "secret")
     dovecot.deliver_many(user, [mail(i) for i in range(MAILS)])
     db_url = postgres.new_database()
-    room = Mailroom(tmp_path, rabbitmq.new_vhost(), db_url)
-    room.apply_settings(
+    settings = (
         "helpdesks:\n  - id: default\n    mailboxes:\n      - name: box\n"
         f"        protocol: imaps\n        host: localhost\n        port: {dovecot.imaps_port}\n"
         f"        username: {user}\n        password: secret\n        import_existing: all\n"
         f"        fetch_every_minutes: 0.05\n        tls: {{ca_file: {dovecot.ca_file}}}\n"
     )
-    for stage in ("parser", "validator", "router", "notifier"):
-        room.start_worker(stage)
-    conninfo = db_url.replace("postgresql+psycopg://", "postgresql://")
+    room = Mailroom(tmp_path, rabbitmq.new_vhost(), db_url)
+    try:
+        room.apply_settings(settings)
+        for stage in ("parser", "validator", "router", "notifier"):
+            room.start_worker(stage)
+        conninfo = db_url.replace("postgresql+psycopg://", "postgresql://")
 
-    room.start_worker("poller")
-    end = time.monotonic() + 60
-    while unmarked_in_flight(conninfo) == 0 and time.monotonic() < end:
-        time.sleep(0.005)
-    room.kill_worker("poller")
-    caught_in_the_window = unmarked_in_flight(conninfo)
-    room.start_worker("poller")
-    room.wait_for(lambda: len(set(room.accounted_mail_ids())) >= MAILS, timeout=240, what="all")
+        room.start_worker("poller")
+        end = time.monotonic() + 60
+        while unmarked_in_flight(conninfo) == 0 and time.monotonic() < end:
+            time.sleep(0.005)
+        room.kill_worker("poller")
+        caught_in_the_window = unmarked_in_flight(conninfo)
+        room.start_worker("poller")
+        room.wait_for(lambda: len(set(room.accounted_mail_ids())) >= MAILS, timeout=240, what="all")
 
-    assert caught_in_the_window > 0, "the kill did not land between hand-off and marking"
-    accounted = Counter(room.accounted_mail_ids())
-    assert len(accounted) == MAILS and max(accounted.values()) == 1
-    flags = dovecot.imap_flags(user)
-    assert len(flags) == MAILS and all("\\Seen" in f for f in flags.values())
+        assert caught_in_the_window > 0, "the kill did not land between hand-off and marking"
+        accounted = Counter(room.accounted_mail_ids())
+        assert len(accounted) == MAILS and max(accounted.values()) == 1
+        flags = dovecot.imap_flags(user)
+        assert len(flags) == MAILS and all("\\Seen" in f for f in flags.values())
+    finally:
+        room.stop_workers()
