@@ -33,6 +33,8 @@ from services.runtime.store import SqlBlobStore, Store
 from services.runtime.unfinished import mail_fetched_of
 
 Publish = Callable[[Envelope], None]
+#: A Message-ID is read from this much of a mail's start; headers are never longer here.
+_HEAD_BYTES = 64 * 1024
 
 
 @dataclass
@@ -219,9 +221,9 @@ class Admin:
         """Forget only the entries; a copy in the error folder goes back to the inbox, where
         it is fetched as a duplicate, so the folder and the queue still hold the same mails."""
         for mailbox in {e.mailbox for e in settled if e.moved_to_error_folder_at and e.mailbox}:
-            refs = [e for e in settled if e.mailbox == mailbox and e.moved_to_error_folder_at]
+            moved = [e for e in settled if e.mailbox == mailbox and e.moved_to_error_folder_at]
             with contextlib.suppress(ConfigError, InfraError):
-                self._back_to_inbox(mailbox, refs)
+                self._back_to_inbox(mailbox, moved)
         d = tables.dead_letters
         with self.store.transaction() as conn:
             conn.execute(d.delete().where(d.c.id.in_([e.id for e in settled])))
@@ -295,9 +297,10 @@ class Admin:
     def _in_folder(self, entries: list[Any], held: dict[str, str | None]) -> dict[str, Any]:
         """The folder's ref of each entry's mail, for the entries found among ``held``."""
         found = {e.ref: e for e in entries if e.ref in held}
+        ids = self._message_ids([e.mail_id for e in entries if e not in found.values()])
         by_message_id: dict[str, Any] = {}
         for entry in entries:
-            if entry not in found.values() and (mid := self._message_id(entry.mail_id)):
+            if entry not in found.values() and (mid := ids.get(entry.mail_id)):
                 by_message_id.setdefault(mid, entry)
         for ref, mid in held.items():
             if ref not in found and mid in by_message_id:
@@ -309,18 +312,24 @@ class Admin:
         cannot be told apart there, so while such a mail is left unmatched, an entry whose
         mail has none is taken to be it."""
         found = self._in_folder(entries, held)
-        unmatched = [mid for ref, mid in held.items() if ref not in found]
-        anonymous_left = any(mid is None for mid in unmatched)
-        return [
-            e
-            for e in entries
-            if e not in found.values()
-            and not (anonymous_left and self._message_id(e.mail_id) is None)
-        ]
+        anonymous_left = any(mid is None for ref, mid in held.items() if ref not in found)
+        unfound = [e for e in entries if e not in found.values()]
+        ids = self._message_ids([e.mail_id for e in unfound]) if anonymous_left else {}
+        return [e for e in unfound if not (anonymous_left and ids.get(e.mail_id) is None)]
 
-    def _message_id(self, mail_id: str) -> str | None:
-        raw = self._raw_mail(mail_id)
-        return message_id_of(raw) if raw else None
+    def _message_ids(self, mail_ids: list[str]) -> dict[str, str | None]:
+        """The Message-ID of each mail's raw copy, read from its head only, in one query."""
+        if not mail_ids:
+            return {}
+        f, b = tables.fetched_mails, tables.blobs
+        head = sa.func.substr(b.c.data, 1, _HEAD_BYTES, type_=sa.LargeBinary)
+        query = (
+            sa.select(f.c.mail_id, head.label("head"))
+            .join(b, b.c.sha256 == f.c.raw_sha256)
+            .where(f.c.mail_id.in_(mail_ids))
+        )
+        with self.store.transaction() as conn:
+            return {row.mail_id: message_id_of(bytes(row.head)) for row in conn.execute(query)}
 
     def _forget(self, mail_ids: list[str], *, refetched: bool = False) -> None:
         """Drop the failure of these mails, so the pipeline treats them as new again.

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TypeVar
 
-import sqlalchemy as sa
 from kombu import Connection
 
 from contracts.settings import Settings
@@ -18,14 +17,13 @@ from services.notifier import worker as notifier
 from services.parser import worker as parser
 from services.poller import worker as poller
 from services.router import worker as router
-from services.runtime import tables
 from services.runtime.bus import Publisher, consumer, declare_all, drain
 from services.runtime.errors import StoreOutage
 from services.runtime.outages import Outages, Stopping
 from services.runtime.ports import Clock
 from services.runtime.stage import Stage
 from services.runtime.store import Store
-from services.runtime.unfinished import republish_unfinished
+from services.runtime.unfinished import has_unfinished, republish_unfinished
 from services.runtime.worker_loop import WorkerLoop
 from services.validator import worker as validator
 
@@ -45,12 +43,12 @@ BUILDERS: dict[str, Callable[..., Stage]] = {
 def run_worker(
     name: str, settings: Settings, *, store: Store, clock: Clock, outages: Outages
 ) -> None:
-    """Run one stage until SIGTERM/SIGINT (``mailroom worker STAGE``).
+    """Run one stage until ``outages.stop`` is set (``mailroom worker STAGE``, whose
+    SIGTERM/SIGINT set it).
 
     Rides out outages of the broker and the store (see ``worker_loop``); raises
     ``OutageTooLong`` when one lasts past ``settings.outage_limit_seconds``.
     """
-    stop_on_signals(outages.stop.set)
     # The stage's publishers connect on first use, so building needs no broker yet.
     origin = Connection(settings.broker_url)
     stage = BUILDERS[name](settings, connection=origin, store=store, clock=clock)
@@ -156,14 +154,7 @@ class Pipeline:
 
     def _pending(self) -> bool:
         """True while some fetched mail (of this run or recovered) has no outcome yet."""
-        o, f = tables.mail_outcomes, tables.fetched_mails
-        with self._store.transaction() as conn:
-            n = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(f)
-                .where(~sa.exists().where(o.c.mail_id == f.c.mail_id))
-            ).scalar_one()
-        return n > 0
+        return has_unfinished(self._store)
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:

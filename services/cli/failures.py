@@ -72,9 +72,8 @@ def dlq_replay(entry_id: int | None, replay_all: bool, reason: str | None) -> No
     settings = load_settings()
     with explained():
         admin, _ = admin_for(settings)
-        if reason is not None and reason.casefold() not in map(str.casefold, admin.error_classes()):
-            known = ", ".join(admin.error_classes()) or "none: the queue is empty"
-            raise Fail(f"no dead-letter entry has the error class {reason!r}; there are: {known}")
+        if reason is not None:
+            _require_reason(reason, admin.error_classes())
         publish, done = _replay_publisher(settings)
         try:
             ids = None if replay_all else [entry_id or 0]
@@ -86,6 +85,12 @@ def dlq_replay(entry_id: int | None, replay_all: bool, reason: str | None) -> No
     click.echo(f"replayed {count} dead-letter entries; they are processed again{later}")
     for reason in skipped:
         click.echo(f"not replayed: {reason}", err=True)
+
+
+def _require_reason(reason: str, classes: list[str]) -> None:
+    if reason.casefold() not in map(str.casefold, classes):
+        known = ", ".join(classes) or "none: the queue is empty"
+        raise Fail(f"no dead-letter entry has the error class {reason!r}; there are: {known}")
 
 
 def _replay_publisher(settings: Settings) -> tuple[Publish, Callable[[], None]]:

@@ -16,7 +16,7 @@ from services.poller.handler import DeadLetterKept, ErrorNotices, record_dead_le
 from services.poller.notices import error_folder_full
 from services.runtime.bus import Delivery, Publisher
 from services.runtime.dispatch import ErrorLog
-from services.runtime.errors import ConfigError, InfraError, Outage
+from services.runtime.errors import ConfigError, InfraError, Outage, retried_in_place
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,8 @@ class DeadLetterHandler:
 
 
 def _store_retries() -> Retrying:
-    """A refused write is tried again a few times; an outage is left to the worker."""
     return Retrying(
-        retry=retry_if_exception(lambda e: isinstance(e, InfraError) and not isinstance(e, Outage)),
+        retry=retry_if_exception(retried_in_place),
         stop=stop_after_attempt(3),
         wait=wait_exponential_jitter(multiplier=0.5, max=5),
         reraise=True,

@@ -40,7 +40,7 @@ from contracts.mail import SourceRef
 from contracts.registry import CONTRACT_OF_QUEUE
 from services.runtime.bus import Delivery
 from services.runtime.crypto import SecretBox
-from services.runtime.errors import InfraError, Outage
+from services.runtime.errors import InfraError, Outage, retried_in_place
 from services.runtime.mail_text import header_block, mime_tree
 from services.runtime.ports import BlobStore, DeliveryStarts
 
@@ -198,7 +198,7 @@ class Dispatcher:
             )
 
         return Retrying(
-            retry=retry_if_exception(_retried),
+            retry=retry_if_exception(retried_in_place),
             stop=stop_after_attempt(self.max_attempts),
             wait=wait_exponential_jitter(multiplier=0.5, max=10),
             before_sleep=warn,
@@ -243,11 +243,6 @@ class Dispatcher:
         )
         self.publish(dead)
         return "ack"
-
-
-def _retried(exc: BaseException) -> bool:
-    """A refused write is tried again; an outage is the worker's to wait out."""
-    return isinstance(exc, InfraError) and not isinstance(exc, Outage)
 
 
 def dead_letter_for(

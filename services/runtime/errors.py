@@ -39,5 +39,10 @@ class StoreOutage(Outage):
     what = "store"
 
 
+def retried_in_place(exc: BaseException) -> bool:
+    """A refused write is tried again a few times; an outage is the worker's to wait out."""
+    return isinstance(exc, InfraError) and not isinstance(exc, Outage)
+
+
 class ConfigError(MailroomError):
     """A setting is wrong; the message says which one and how to fix it."""

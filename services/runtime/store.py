@@ -7,6 +7,7 @@ runs on both.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -103,9 +104,16 @@ def _translated(exc: SQLAlchemyError, where: str) -> InfraError:
     return InfraError(f"{where}: {_reason(exc)}")
 
 
+#: SQLite raises OperationalError for mistakes in a statement too; these words mark the
+#: ones that are the database file's state, which passes.
+_SQLITE_OUTAGES = ("locked", "busy", "unable to open", "disk i/o", "readonly", "full")
+
+
 def _is_outage(exc: SQLAlchemyError) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    if isinstance(exc, OperationalError) and isinstance(exc.orig, sqlite3.Error):
+        return any(word in str(exc.orig).lower() for word in _SQLITE_OUTAGES)
     # OperationalError: connection refused or lost, server shutting down, deadlock, locked.
     return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeout)
 

@@ -19,14 +19,22 @@ from services.runtime.store import Store
 
 def unfinished_mails(store: Store) -> list[sa.Row[Any]]:
     """Fetched mails without any outcome yet, oldest first."""
-    f, o = tables.fetched_mails, tables.mail_outcomes
-    query = (
-        sa.select(f)
-        .where(~sa.exists().where(o.c.mail_id == f.c.mail_id))
-        .order_by(f.c.fetched_at, f.c.mail_id)
-    )
+    f = tables.fetched_mails
+    query = sa.select(f).where(_no_outcome()).order_by(f.c.fetched_at, f.c.mail_id)
     with store.transaction() as conn:
         return list(conn.execute(query).all())
+
+
+def has_unfinished(store: Store) -> bool:
+    """Whether any fetched mail has no outcome yet."""
+    query = sa.select(sa.select(tables.fetched_mails.c.mail_id).where(_no_outcome()).exists())
+    with store.transaction() as conn:
+        return bool(conn.execute(query).scalar())
+
+
+def _no_outcome() -> sa.ColumnElement[bool]:
+    f, o = tables.fetched_mails, tables.mail_outcomes
+    return ~sa.exists().where(o.c.mail_id == f.c.mail_id)
 
 
 def mail_fetched_of(row: sa.Row[Any]) -> MailFetched:

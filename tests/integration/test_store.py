@@ -123,3 +123,13 @@ def test_a_lease_whose_holder_process_is_gone_from_this_host_is_taken_over_at_on
 
     assert me.acquire("support", now, ttl)  # its holder died on this host: no wait
     assert not me.acquire("archive", now, ttl)  # another host's: only when it expires
+
+
+def test_a_mistaken_statement_on_sqlite_is_not_taken_for_an_outage(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+
+    with pytest.raises(InfraError) as mistaken, store.transaction() as conn:
+        conn.execute(sa.text("SELECT * FROM no_such_table"))
+
+    assert not isinstance(mistaken.value, StoreOutage)
