@@ -44,7 +44,8 @@ class SqlRequestBook:
         query = (
             sa.select(m.c.request_id)
             .where(m.c.helpdesk_id == helpdesk, m.c.message_id.in_(message_ids))
-            .order_by(m.c.created_at.desc())
+            # The newest mail; of mails stored at the same moment, the one on the newer request.
+            .order_by(m.c.created_at.desc(), m.c.request_id.desc())
             .limit(1)
         )
         return self._conn.execute(query).scalar()
