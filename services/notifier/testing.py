@@ -8,7 +8,7 @@ from datetime import datetime
 
 from contracts.notify import Notify
 from services.notifier.handler import OutboxEntry, PendingMail
-from services.notifier.message import OutgoingMail
+from services.notifier.message import DEFAULT_DOMAIN, OutgoingMail, message_id_for
 from services.runtime.errors import InfraError
 
 
@@ -67,7 +67,8 @@ class InMemoryOutbox:
         return OutboxEntry(id=row.id, sent_at=row.sent_at)
 
     def claim(self, entry_id: int, now: datetime, lease_until: datetime) -> PendingMail | None:
-        return self._claim(self._row(entry_id), now, lease_until)
+        row = self._row(entry_id)
+        return None if row is None else self._claim(row, now, lease_until)
 
     def claim_next(
         self, now: datetime, lease_until: datetime, *, skip_helpdesks: frozenset[str]
@@ -79,12 +80,12 @@ class InMemoryOutbox:
         return self._claim(oldest, now, lease_until)
 
     def mark_sent(self, entry_id: int, at: datetime) -> None:
-        row = self._row(entry_id)
-        row.sent_at, row.error, row.next_attempt_at = at, None, None
+        if row := self._row(entry_id):
+            row.sent_at, row.error, row.next_attempt_at = at, None, None
 
     def mark_failed(self, entry_id: int, error: str, retry_at: datetime | None) -> None:
-        row = self._row(entry_id)
-        row.error, row.next_attempt_at = error, retry_at
+        if row := self._row(entry_id):
+            row.error, row.next_attempt_at = error, retry_at
 
     def recent_email_counts(
         self, helpdesk: str, addresses: Sequence[str], since: datetime
@@ -116,13 +117,15 @@ class InMemoryOutbox:
                 subject=row.msg.subject,
                 body=row.msg.body,
                 in_reply_to=row.msg.in_reply_to,
-                message_id=row.message_id or "",
+                # As the store: entries kept before Message-IDs were stored get their key's.
+                message_id=row.message_id or message_id_for(row.msg.key, DEFAULT_DOMAIN),
                 date=row.created_at,
             ),
         )
 
-    def _row(self, entry_id: int) -> Kept:
-        return next(r for r in self.rows.values() if r.id == entry_id)
+    def _row(self, entry_id: int) -> Kept | None:
+        """The entry with this id; None when there is none (an update of no row)."""
+        return next((r for r in self.rows.values() if r.id == entry_id), None)
 
 
 class RecordingSender:

@@ -1,4 +1,7 @@
-"""The router's store adapter and the rejected-mail listing on SQLite and PostgreSQL."""
+"""The rejected-mail listing on SQLite and PostgreSQL.
+
+What the router's store adapter does is in ``tests/contract/test_request_book.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import sqlalchemy as sa
 from contracts.mail import Address, MailValidated, ParsedMail, SourceRef
 from services.reports import list_rejected
 from services.router.adapters import SqlRequestBook
-from services.router.ports import SentNotice
 from services.runtime import tables
 from services.runtime.store import Store, put_blob
 
@@ -43,27 +45,6 @@ def notification(conn: sa.Connection, *, about: str, message_id: str, helpdesk: 
         )
     )
     return int(result.inserted_primary_key[0])
-
-
-def test_notifications_are_found_by_message_id_with_the_request_of_their_mail(store: Store):
-    with store.transaction() as conn:
-        book = SqlRequestBook(conn)
-        first = routed("m-1", "<first@example.org>")
-        request_id = book.open_request("default", "Printer", Address(email="a@b.c"), AT)
-        book.add_mail(request_id, first, {"subject": "Printer"}, AT)
-        on_request = notification(conn, about="m-1", message_id="<notify.1@desk.example>")
-        lost = notification(conn, about="m-dead", message_id="<notify.2@desk.example>")
-
-        found = book.notifications_by_message_ids(
-            ["<notify.1@desk.example>", "<notify.2@desk.example>", "<unknown@x.example>"]
-        )
-
-    assert found == [
-        SentNotice(lost, "default", "attachment_stripped", "<notify.2@desk.example>", None),
-        SentNotice(
-            on_request, "default", "attachment_stripped", "<notify.1@desk.example>", request_id
-        ),
-    ]
 
 
 def test_the_rejected_listing_shows_from_subject_and_reason(store: Store):
@@ -105,14 +86,3 @@ def test_the_rejected_listing_shows_from_subject_and_reason(store: Store):
             "at": AT.isoformat(),
         }
     ]
-
-
-def test_a_request_is_found_by_any_of_a_hundred_message_ids_in_its_help_desk(store: Store):
-    ids = [f"<id-{i}@example.org>" for i in range(100)]
-    with store.transaction() as conn:
-        book = SqlRequestBook(conn)
-        request_id = book.open_request("default", "x", Address(email="a@b.c"), AT)
-        book.add_mail(request_id, routed("m-1", ids[-1]), {}, AT)
-
-        assert book.request_of_message_ids("default", ids) == request_id
-        assert book.request_of_message_ids("sales", ids) is None
