@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import sqlalchemy as sa
-
 from contracts.mail import Address, MailValidated, ParsedMail, SourceRef
 from services.reports import list_rejected
 from services.router.adapters import SqlRequestBook
@@ -26,25 +24,6 @@ def routed(mail_id: str, message_id: str, *, mailbox: str = "support") -> MailVa
         raw_blob="0" * 64,
         mail=ParsedMail(message_id=message_id, from_=Address(email="ann@example.org")),
     )
-
-
-def notification(conn: sa.Connection, *, about: str, message_id: str, helpdesk: str = "default"):
-    """A notification row as the notifier keeps it for an email it sent."""
-    result = conn.execute(
-        tables.notifications.insert().values(
-            key=f"{about}:attachment_stripped:email:sender",
-            mail_id=about,
-            helpdesk_id=helpdesk,
-            topic="attachment_stripped",
-            channel="email",
-            recipients=["ann@example.org"],
-            subject="Re: Printer",
-            body="removed",
-            message_id=message_id,
-            created_at=AT,
-        )
-    )
-    return int(result.inserted_primary_key[0])
 
 
 def test_the_rejected_listing_shows_from_subject_and_reason(store: Store):
