@@ -36,7 +36,7 @@ class BatchWrites:
 
     def put(self, data: bytes) -> str:
         sha = content_hash(data)
-        self._blobs[sha] = data
+        self._blobs[sha] = bytes(data)  # a copy of a mutable buffer; bytes are not copied
         return sha
 
     def get(self, sha256: str) -> bytes:
