@@ -6,14 +6,27 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO := var/demo/Maildir
 
-.PHONY: run test unit integration e2e bench chaos lint system-deps clean
+#: Resolves constraints.txt (`make lock`); a single binary from PyPI, installed into the venv.
+UV_VERSION := 0.13.8
 
-$(STAMP): pyproject.toml
+.PHONY: run test unit integration e2e bench chaos lint lock system-deps clean
+
+# Every package, the lint gates' ruff and mypy included, at the version in constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Mailroom into $(VENV) (log: $(VENV)/install.log)"
-	@( $(BIN)/python -m pip install --upgrade pip && $(BIN)/python -m pip install -e '.[test]' ) \
+	@( $(BIN)/python -m pip install --upgrade pip \
+		&& $(BIN)/python -m pip install -c constraints.txt -e '.[test]' ) \
 		> $(VENV)/install.log 2>&1 || { tail -30 $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
+
+## lock: pin every dependency of pyproject.toml (test extra included) in constraints.txt;
+## pins already there are kept unless LOCK_ARGS=--upgrade
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml --extra test --python $(BIN)/python \
+		--custom-compile-command 'make lock' $(LOCK_ARGS) -o constraints.txt
 
 system-deps:
 	@scripts/install-system-deps.sh
