@@ -7,8 +7,10 @@ import sqlite3
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 from harness import MAILROOM, Mailroom, settings_yaml
 
 from bench.mailgen import fill_maildir, kind_of
@@ -17,23 +19,57 @@ from contracts.ids import mail_id
 MAILS = 300
 
 
+def store_counts(conninfo: str) -> tuple[int, int]:
+    """Mails fetched, and mails with an outcome (a request, a rejection, a dead letter...).
+
+    Read from the store directly: the CLI is too slow to catch the poller half-way.
+    """
+    try:
+        with psycopg.connect(conninfo, connect_timeout=2) as conn:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM fetched_mails), (SELECT count(*) FROM mail_outcomes)"
+            ).fetchone()
+            return (int(row[0]), int(row[1])) if row else (0, 0)
+    except psycopg.Error:
+        return 0, 0  # tables not created yet
+
+
+def kill_when(room: Mailroom, stage: str, ready: Callable[[], bool]) -> None:
+    """``kill -9`` the stage's worker as soon as ``ready()``: polled every 5 ms, for a
+    window a poll every half second would miss."""
+    end = time.monotonic() + 120
+    while not ready():
+        if time.monotonic() > end or room.exited_workers():
+            raise AssertionError(f"no time to kill the {stage}\n{room.worker_logs()}")
+        time.sleep(0.005)
+    room.kill_worker(stage)
+
+
 def test_killed_workers_lose_and_double_nothing(scaled: Mailroom) -> None:
     room = scaled
+    conninfo = room.env["MAILROOM_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
     keys = fill_maildir(room.maildir, MAILS)
     room.apply_settings(settings_yaml(room.maildir, mailbox="load"))
     room.start_workers()
 
-    time.sleep(1.5)  # the poller is fetching and handing off by now
-    room.kill_worker("poller")
+    # The poller dies once it has handed off some mail, before it has all of it
+    kill_when(room, "poller", lambda: store_counts(conninfo)[0] >= 1)
+    fetched_at_kill, _ = store_counts(conninfo)
+    left_in_new = len(list((room.maildir / "new").iterdir()))
     room.start_worker("poller")
-    room.wait_for(lambda: len(room.accounted_mail_ids()) >= 60, what="60 mails")
-    room.kill_worker("router")
+    # The router and the parser die with mail still on its way through
+    kill_when(room, "router", lambda: store_counts(conninfo)[1] >= 60)
+    done_at_router_kill = store_counts(conninfo)[1]
     room.start_worker("router")
-    room.wait_for(lambda: len(room.accounted_mail_ids()) >= 150, what="150 mails")
-    room.kill_worker("parser")
+    kill_when(room, "parser", lambda: store_counts(conninfo)[1] >= 150)
+    done_at_parser_kill = store_counts(conninfo)[1]
     room.start_worker("parser")
     room.wait_for(lambda: len(set(room.accounted_mail_ids())) >= MAILS, timeout=300, what="all")
 
+    assert 0 < fetched_at_kill < MAILS, "the poller was not killed while it was fetching"
+    assert left_in_new > 0, "the poller was killed after it had marked every mail"
+    assert done_at_router_kill < MAILS, "the router was killed after every mail was done"
+    assert done_at_parser_kill < MAILS, "the parser was killed after every mail was done"
     accounted = Counter(room.accounted_mail_ids())
     expected = {mail_id("load", k) for k in keys}
     assert set(accounted) == expected, "a mail was lost"
