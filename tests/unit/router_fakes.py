@@ -22,6 +22,7 @@ from contracts.mail import (
 from services.router.handler import route
 from services.router.intake import IntakePolicy
 from services.router.ports import SentNotice
+from services.runtime.addresses import NO_ADDRESSES, AddressSet
 from services.runtime.errors import InfraError
 
 NOW = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
@@ -206,7 +207,7 @@ def deliver(
     book: InMemoryRequestBook,
     msg: MailValidated,
     intake: IntakePolicy = OPEN,
-    own: frozenset[str] = frozenset(),
+    own: AddressSet = NO_ADDRESSES,
 ) -> str:
     """Route one mail and return the outcome recorded for it."""
     assert route(msg, book=book, intake=intake, own_addresses=own, now=NOW) == []
