@@ -22,6 +22,7 @@ from contracts.notify import Notify
 from services.notifier.message import DEFAULT_DOMAIN, OutgoingMail, message_id_for
 from services.notifier.rate_limit import RateLimit, over_limit
 from services.notifier.schedule import RetryPolicy, next_attempt_at
+from services.runtime.addresses import AddressSet
 from services.runtime.errors import ConfigError, InfraError, MailError
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def notify(
     *,
     outbox: Outbox,
     outgoing: Outgoing,
-    own_addresses: frozenset[str],
+    own_addresses: AddressSet,
     now: datetime,
 ) -> list[Envelope]:
     """Store the notification; deliver a bell at once and an email when SMTP is configured.
@@ -124,7 +125,7 @@ def notify(
     does not take an email, the entry keeps the error and is tried again on the help desk's
     schedule.
     """
-    recipients = [a for a in msg.to if a.lower() not in own_addresses]
+    recipients = [a for a in msg.to if a not in own_addresses]
     if msg.channel == "bell":
         _ring(msg, recipients, outbox, now)
         return []

@@ -18,6 +18,7 @@ from services.notifier.rate_limit import RateLimit
 from services.notifier.retries import RetryRounds
 from services.notifier.schedule import RetryPolicy
 from services.notifier.smtp import SmtpSender
+from services.runtime.addresses import AddressSet
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore
 from services.runtime.errors import ConfigError, InfraError
@@ -53,7 +54,7 @@ def build(
     outbox = SqlOutbox(store)
 
     def handle(msg: Notify):  # type: ignore[no-untyped-def]
-        own = frozenset(a.lower() for s in config.mailboxes() for a in s.settings.addresses)
+        own = AddressSet.of(a for s in config.mailboxes() for a in s.settings.addresses)
         outgoing = outgoing_for(config.helpdesk(msg.helpdesk))
         return notify(msg, outbox=outbox, outgoing=outgoing, own_addresses=own, now=clock.now())
 

@@ -19,8 +19,9 @@ from email.message import Message
 from email.parser import HeaderParser
 
 from contracts.mail import DeliveryReport, DeliveryStatus
-from services.parser.headers import MSG_ID, one_line, raw_values
+from services.parser.headers import one_line, raw_values
 from services.parser.parts import all_parts
+from services.runtime.message_ids import first_message_id
 
 _BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
 _STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
@@ -153,5 +154,4 @@ def _headers_of(part: Message) -> Message:
 
 
 def _message_id(headers: Message) -> str | None:
-    found = MSG_ID.search(" ".join(raw_values(headers, "Message-ID")))
-    return found.group() if found else None
+    return first_message_id(next(iter(raw_values(headers, "Message-ID")), ""))

@@ -16,6 +16,7 @@ from email.utils import getaddresses
 
 from contracts.mail import Address, ParsedMail
 from services.parser.words import decode_words, has_raw_8bit, text_of
+from services.runtime.message_ids import first_message_id, message_ids
 
 _BOM = b"\xef\xbb\xbf"
 # email.feedparser.headerRE (a field, a continuation, an mbox "From " line), plus fields
@@ -28,8 +29,6 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 # A boundary parameter (after ';') whose unquoted value holds '=': Outlook Express wrote
 # these, and the stdlib cuts the value at the '='. Quoted values are left alone.
 _BARE_BOUNDARY = re.compile(rb'(;\s*boundary\s*=\s*)([^"\s;][^\s;]*=[^\s;]*)', re.IGNORECASE)
-#: A Message-ID in angle brackets, as threading headers name it.
-MSG_ID = re.compile(r"<[^<>\s]+>")
 _AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk"})
 _MAX_DEFECT_TEXT = 120
 _MAILROOM_PREFIX = "x-mailroom-"
@@ -120,14 +119,16 @@ def _message_id(msg: Message, notes: list[str]) -> str:
     values = [v.strip() for v in raw_values(msg, "Message-ID")]
     if len(values) > 1:
         notes.append(f"header Message-ID: appears {len(values)} times; the first one is used")
-    value = text_of(next(iter(values), ""))
-    found = MSG_ID.search(value)  # "<id> (comment)" happens; the id is what threads match
-    return found.group() if found else value
+    value = next(iter(values), "")
+    found = first_message_id(value)
+    if value.strip() and found is None:
+        shown = one_line(text_of(value))[:60]
+        notes.append(f"header Message-ID: names no usable id ({shown!r})")
+    return found or ""
 
 
 def _message_ids(msg: Message, name: str) -> list[str]:
-    values = [text_of(v) for v in raw_values(msg, name)]
-    return dedupe([m for value in values for m in MSG_ID.findall(value)])
+    return dedupe([m for value in raw_values(msg, name) for m in message_ids(value)])
 
 
 def _addresses(msg: Message, name: str, notes: list[str]) -> list[Address]:

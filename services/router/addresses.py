@@ -1,32 +1,13 @@
-"""Addresses as the router compares them: who sent a mail, and when two addresses are one.
+"""Addresses as the router reads them: who sent a mail, and which recipients are kept.
 
-Two addresses are the same when they match ignoring case, with an internationalised domain
-compared in its ASCII (IDNA, "punycode") form: ``Ann@Bücher.example`` is
-``ann@xn--bcher-kva.example``.
+Two addresses are the same by ``services.runtime.addresses`` (case, IDNA, trailing dot), the
+rule every stage shares.
 """
 
 from __future__ import annotations
 
-import idna
-
 from contracts.mail import Address, ParsedMail
-
-
-def normalised(address: str) -> str:
-    """``address`` lowercased, its domain in IDNA ASCII form where it is a valid domain name."""
-    local, at, domain = address.strip().rpartition("@")
-    if not at:
-        return address.strip().lower()
-    return f"{local.lower()}@{ascii_domain(domain)}"
-
-
-def ascii_domain(domain: str) -> str:
-    """``domain`` in IDNA ASCII form, lowercased; as it is (lowercased) when it is no valid
-    domain name, such as an address literal ``[192.0.2.1]``."""
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError):
-        return domain.lower()
+from services.runtime.addresses import AddressSet
 
 
 def is_usable(address: Address | None) -> bool:
@@ -45,6 +26,6 @@ def sender_of(mail: ParsedMail) -> Address | None:
     return next((a for a in candidates if is_usable(a)), None)
 
 
-def without(addresses: list[Address], excluded: frozenset[str]) -> list[Address]:
-    """``addresses`` less those in ``excluded`` (normalised addresses)."""
-    return [a for a in addresses if normalised(a.email) not in excluded]
+def without(addresses: list[Address], excluded: AddressSet) -> list[Address]:
+    """``addresses`` less those in ``excluded``."""
+    return [a for a in addresses if a.email not in excluded]

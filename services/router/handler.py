@@ -15,11 +15,12 @@ from contracts.base import Envelope
 from contracts.mail import Address, MailValidated
 from services.router.addresses import sender_of
 from services.router.bounces import link_bounce
-from services.router.intake import IntakePolicy, refusal
+from services.router.intake import IntakePolicy, refusal_rule
 from services.router.loops import own_notification
 from services.router.ports import RequestBook
 from services.router.records import mail_record
 from services.router.threading import find_thread
+from services.runtime.addresses import NO_ADDRESSES, AddressSet
 
 #: The requester of a request opened by a mail without any usable sender address.
 UNKNOWN_REQUESTER = Address(name="unknown", email="")
@@ -28,12 +29,19 @@ _KEPT_AS_NOTE = "delivery report kept as a note on the request"
 
 @dataclass(frozen=True)
 class Decision:
-    """What becomes of one mail: its outcome, its request, and the detail recorded."""
+    """What becomes of one mail: its outcome, its request, and the detail recorded.
+
+    ``rule`` names the routing rule that decided (README "Routing rules"): ``seen_already``,
+    ``own_notification``, ``bounce``, ``bounce_unmatched``, ``thread_headers``,
+    ``notification_reply``, ``subject_tag``, ``reply_to_notification``, ``auto_reply``,
+    ``allowlist`` or ``new_request``.
+    """
 
     outcome: str  # request_created | conversation_added | duplicate | rejected
     request_id: int | None = None
     detail: str = ""
     note: str | None = None  # a delivery report kept on its request
+    rule: str = ""
 
 
 def route(
@@ -41,13 +49,13 @@ def route(
     *,
     book: RequestBook,
     intake: IntakePolicy,
-    own_addresses: frozenset[str] = frozenset(),
+    own_addresses: AddressSet = NO_ADDRESSES,
     now: datetime,
 ) -> list[Envelope]:
     """Store the mail as a request or a conversation, or record why not. Emits nothing yet.
 
-    ``own_addresses``: every address of the help desk's mailboxes, normalised
-    (``addresses.normalised``); they are left out of the To and Cc kept on the request.
+    ``own_addresses``: every address of the help desk's mailboxes; they are left out of the
+    To and Cc kept on the request.
     """
     if not book.claim(msg, now):
         return []  # redelivered after the effect was committed, or dead-lettered meanwhile
@@ -65,19 +73,27 @@ def route(
 
 
 def decide(msg: MailValidated, *, book: RequestBook, intake: IntakePolicy) -> Decision:
-    """The outcome for a mail not routed before; reads the store, writes nothing."""
+    """The outcome for a mail not routed before, and the rule that decided it; reads the
+    store, writes nothing (``mailroom inspect`` calls it on a read-only book)."""
     mail = msg.mail
     if book.message_id_known(msg.helpdesk, mail.message_id):
-        return Decision("duplicate", detail=f"Message-ID {mail.message_id} already seen")
+        detail = f"Message-ID {mail.message_id} already seen"
+        return Decision("duplicate", detail=detail, rule="seen_already")
     if reason := own_notification(mail, book):
-        return Decision("rejected", detail=reason)
+        return Decision("rejected", detail=reason, rule="own_notification")
     if mail.delivery_report is not None:
         bounce = link_bounce(msg, mail.delivery_report, book)
         if bounce.request_id is None:
-            return Decision("rejected", detail=bounce.refusal)
-        return Decision("conversation_added", bounce.request_id, _KEPT_AS_NOTE, bounce.note)
+            return Decision("rejected", detail=bounce.refusal, rule="bounce_unmatched")
+        return Decision(
+            "conversation_added", bounce.request_id, _KEPT_AS_NOTE, bounce.note, rule="bounce"
+        )
     thread = find_thread(msg, book)
     if thread.request_id is not None:
-        return Decision("conversation_added", thread.request_id)
-    reason = thread.refusal or refusal(mail, sender_of(mail), intake)
-    return Decision("rejected", detail=reason) if reason else Decision("request_created")
+        return Decision("conversation_added", thread.request_id, rule=thread.rule)
+    if thread.refusal:
+        return Decision("rejected", detail=thread.refusal, rule=thread.rule)
+    rule, reason = refusal_rule(mail, sender_of(mail), intake)
+    if reason:
+        return Decision("rejected", detail=reason, rule=rule)
+    return Decision("request_created", rule="new_request")

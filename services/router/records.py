@@ -6,16 +6,17 @@ from typing import Any
 
 from contracts.mail import MailValidated
 from services.router.addresses import without
+from services.runtime.addresses import AddressSet
 
 
 def mail_record(
-    msg: MailValidated, *, own_addresses: frozenset[str], note: str | None = None
+    msg: MailValidated, *, own_addresses: AddressSet, note: str | None = None
 ) -> dict[str, Any]:
     """The mail's fields; bodies stay blobs, named by hash.
 
-    The help desk's own addresses (every alias of every mailbox, ``own_addresses``
-    normalised) are left out of To and Cc: they are where the mail arrived, not people to
-    copy on answers. ``kind`` is ``"bounce"`` for a delivery report kept as a ``note``.
+    The help desk's own addresses (every alias of every mailbox, ``own_addresses``) are left
+    out of To and Cc: they are where the mail arrived, not people to copy on answers.
+    ``kind`` is ``"bounce"`` for a delivery report kept as a ``note``.
     """
     mail = msg.mail.model_copy(
         update={

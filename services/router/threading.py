@@ -21,10 +21,16 @@ MAX_THREAD_IDS = 100
 
 @dataclass(frozen=True)
 class Thread:
-    """The request a mail joins, or None; ``refusal`` says why it may open none either."""
+    """The request a mail joins, or None; ``refusal`` says why it may open none either.
+
+    ``rule`` names what decided: ``thread_headers`` (In-Reply-To or References name a mail
+    of the request), ``notification_reply`` (they name a notification about one of its
+    mails), ``subject_tag``, or ``reply_to_notification`` for the refusal; "" for no match.
+    """
 
     request_id: int | None
     refusal: str = ""
+    rule: str = ""
 
 
 def thread_ids(mail: ParsedMail) -> list[str]:
@@ -39,15 +45,15 @@ def find_thread(msg: MailValidated, book: RequestBook) -> Thread:
     notices: list[SentNotice] = []
     if ids:
         if (found := book.request_of_message_ids(msg.helpdesk, ids)) is not None:
-            return Thread(found)
+            return Thread(found, rule="thread_headers")
         notices = notices_of(msg.helpdesk, ids, book)
         if (notice := on_a_request(notices)) is not None:
-            return Thread(notice.request_id)
+            return Thread(notice.request_id, rule="notification_reply")
     for request_id in tagged_request_ids(msg.mail.subject):
         if book.request_exists(msg.helpdesk, request_id):
-            return Thread(request_id)
+            return Thread(request_id, rule="subject_tag")
     if notices:
-        return Thread(None, refusal=_answers_notice(notices[0]))
+        return Thread(None, refusal=_answers_notice(notices[0]), rule="reply_to_notification")
     return Thread(None)
 
 

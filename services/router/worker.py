@@ -8,9 +8,9 @@ from contracts import queues
 from contracts.mail import MailValidated
 from contracts.settings import Settings
 from services.router.adapters import SqlRequestBook
-from services.router.addresses import normalised
 from services.router.handler import route
 from services.router.intake import IntakePolicy
+from services.runtime.addresses import AddressSet
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore, MailboxState
 from services.runtime.ports import Clock
@@ -26,8 +26,8 @@ def build(
 
     def handle(msg: MailValidated):  # type: ignore[no-untyped-def]
         boxes = config.mailboxes()
-        intake = _intake(boxes, msg.source.mailbox)
-        own = _own_addresses(boxes, msg.helpdesk)
+        intake = intake_of(boxes, msg.source.mailbox)
+        own = own_addresses(boxes, msg.helpdesk)
         with store.transaction() as conn:
             book = SqlRequestBook(conn)
             return route(msg, book=book, intake=intake, own_addresses=own, now=clock.now())
@@ -36,7 +36,8 @@ def build(
     return Stage("router", {queues.MAIL_VALIDATED: d})
 
 
-def _intake(boxes: list[MailboxState], mailbox: str) -> IntakePolicy:
+def intake_of(boxes: list[MailboxState], mailbox: str) -> IntakePolicy:
+    """The new-request rules of ``mailbox``."""
     found = next((b for b in boxes if b.settings.name == mailbox), None)
     if found is None:
         return IntakePolicy()  # mailbox removed since the fetch: accept rather than lose mail
@@ -44,8 +45,6 @@ def _intake(boxes: list[MailboxState], mailbox: str) -> IntakePolicy:
     return IntakePolicy(enabled=rules.enabled, allow=tuple(rules.allow))
 
 
-def _own_addresses(boxes: list[MailboxState], helpdesk: str) -> frozenset[str]:
-    """Every address of every mailbox of ``helpdesk``, normalised."""
-    return frozenset(
-        normalised(a) for b in boxes if b.helpdesk == helpdesk for a in b.settings.addresses
-    )
+def own_addresses(boxes: list[MailboxState], helpdesk: str) -> AddressSet:
+    """Every address of every mailbox of ``helpdesk``."""
+    return AddressSet.of(a for b in boxes if b.helpdesk == helpdesk for a in b.settings.addresses)

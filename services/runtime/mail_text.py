@@ -10,9 +10,10 @@ from email.parser import BytesHeaderParser, HeaderParser
 from email.policy import compat32, default
 from typing import Any
 
+from services.runtime.message_ids import first_message_id
+
 _MAX_HEADER_CHARS = 64 * 1024
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_MSGID = re.compile(r"<[^<>\s]+>")
 
 
 def describe_mail(raw: bytes) -> str:
@@ -103,9 +104,10 @@ def _header_text(msg: Message, name: str) -> str:
 
 def message_id_of(raw: bytes) -> str | None:
     """The ``<...>`` Message-ID of a raw mail (or of a header block), read from its header
-    block only (cheap, never raises)."""
+    block only (cheap, never raises), as ``message_ids.first_message_id`` reads it."""
     end = _HEADER_END.search(raw, 0, 1 << 20)
     head = raw[: end.start() if end else 65536]
     headers = BytesHeaderParser(policy=compat32).parsebytes(head)
-    found = _MSGID.search(str(headers.get("Message-ID", "")))
-    return found.group(0) if found else None
+    # raw_items: the value as it came; get() would turn raw 8-bit bytes into U+FFFD.
+    values = (str(v) for k, v in headers.raw_items() if k.lower() == "message-id")
+    return first_message_id(next(values, ""))

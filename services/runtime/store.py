@@ -87,6 +87,19 @@ class Store:
         except SQLAlchemyError as exc:
             raise _translated(exc, f"database {safe_url(self.url)}") from exc
 
+    @contextmanager
+    def read_only(self) -> Iterator[Connection]:
+        """A connection in a transaction that the database refuses to write in (PostgreSQL
+        ``READ ONLY``, SQLite ``query_only``) and that is rolled back: for dry runs, which
+        must leave the store as they found it."""
+        try:
+            with self.engine.connect() as conn:
+                with _refusing_writes(conn, self.dialect):
+                    yield conn
+                    conn.rollback()
+        except SQLAlchemyError as exc:
+            raise _translated(exc, f"database {safe_url(self.url)}") from exc
+
     def ping(self) -> None:
         """Raises ``StoreOutage`` unless the database answers a trivial query."""
         with self.transaction() as conn:
@@ -94,6 +107,21 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _refusing_writes(conn: Connection, dialect: str) -> Iterator[None]:
+    if dialect == "sqlite":
+        # A connection-wide switch: put back before the connection returns to the pool.
+        conn.exec_driver_sql("PRAGMA query_only = ON")
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.exec_driver_sql("PRAGMA query_only = OFF")
+        return
+    conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+    yield
 
 
 def _translated(exc: SQLAlchemyError, where: str) -> InfraError:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from contracts.mail import Address, MailParsed, StrippedAttachment
 from contracts.notify import Channel, Notify
+from services.runtime.addresses import NO_ADDRESSES, AddressSet
 from services.validator.policy import StripNotices
 
 TOPIC = "attachment_stripped"
@@ -47,12 +48,12 @@ def strip_notices(
     return out
 
 
-def sender_to_tell(msg: MailParsed, own_addresses: frozenset[str] = frozenset()) -> str | None:
+def sender_to_tell(msg: MailParsed, own_addresses: AddressSet = NO_ADDRESSES) -> str | None:
     """The address that may be told about stripped attachments, or ``None`` if nobody may."""
     mail = msg.mail
     address = reply_address(msg)
     machine_or_list = mail.auto_reply or mail.mailing_list
-    if address is None or machine_or_list or address.lower() in own_addresses:
+    if address is None or machine_or_list or address in own_addresses:
         return None
     senders = [address, *([mail.from_.email] if mail.from_ else [])]
     return None if any(map(is_automated, senders)) else address

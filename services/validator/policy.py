@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from contracts.settings import AttachmentSettings, NotificationSettings
+from services.runtime.addresses import NO_ADDRESSES, AddressSet
 
 _BYTES_PER_MB = 1024 * 1024
 
@@ -45,13 +46,13 @@ class AttachmentPolicy:
 class StripNotices:
     """Whether people are told about stripped attachments, and who.
 
-    ``own_addresses`` (lower-case) are the help desk's own mailbox addresses: a sender notice
-    to one of them would come back as a new mail, so it is never made.
+    ``own_addresses`` are the help desk's own mailbox addresses: a sender notice to one of
+    them would come back as a new mail, so it is never made.
     """
 
     enabled: bool
     support_reps: tuple[str, ...]
-    own_addresses: frozenset[str] = frozenset()
+    own_addresses: AddressSet = NO_ADDRESSES
 
     @classmethod
     def from_settings(
@@ -61,5 +62,5 @@ class StripNotices:
         return cls(
             enabled=s.attachment_stripped,
             support_reps=tuple(s.support_reps),
-            own_addresses=frozenset(a.strip().lower() for a in own_addresses),
+            own_addresses=AddressSet.of(own_addresses),
         )

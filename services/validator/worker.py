@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from kombu import Connection
 
 from contracts import queues
-from contracts.mail import MailParsed
-from contracts.settings import Settings
-from services.runtime.config_store import ConfigStore
-from services.runtime.ports import Clock
+from contracts.mail import MailParsed, MailValidated
+from contracts.notify import Notify
+from contracts.settings import HelpdeskSettings, Settings
+from services.runtime.config_store import ConfigStore, MailboxState
+from services.runtime.ports import BlobStore, Clock
 from services.runtime.stage import Stage, dispatcher, secret_box
 from services.runtime.store import SqlBlobStore, Store
 from services.validator.adapters import LibmagicSniffer, SqlBlobHeads
-from services.validator.handler import validate
+from services.validator.handler import HeadReader, validate
 from services.validator.policy import AttachmentPolicy, StripNotices
 
 
@@ -27,15 +30,31 @@ def build(
 
     def handle(msg: MailParsed):  # type: ignore[no-untyped-def]
         desk = config.helpdesk(msg.helpdesk)
-        own = (a for mailbox in config.mailboxes() for a in mailbox.settings.addresses)
-        return validate(
-            msg,
-            policy=AttachmentPolicy.from_settings(desk.attachments),
-            notices=StripNotices.from_settings(desk.notifications, own_addresses=own),
-            blobs=blobs,
-            sniff=sniff,
-            read_head=heads,
+        return validate_for(
+            msg, desk, config.mailboxes(), blobs=blobs, sniff=sniff, read_head=heads
         )
 
     d = dispatcher("validator", handle, settings=settings, connection=connection, store=store)
     return Stage("validator", {queues.MAIL_PARSED: d})
+
+
+def validate_for(
+    msg: MailParsed,
+    desk: HelpdeskSettings,
+    boxes: list[MailboxState],
+    *,
+    blobs: BlobStore,
+    sniff: Callable[[bytes], str],
+    read_head: HeadReader | None = None,
+) -> list[MailValidated | Notify]:
+    """``validate`` with the help desk's attachment policy and notices; the help desk's own
+    addresses are those of every mailbox in ``boxes``."""
+    own = (a for mailbox in boxes for a in mailbox.settings.addresses)
+    return validate(
+        msg,
+        policy=AttachmentPolicy.from_settings(desk.attachments),
+        notices=StripNotices.from_settings(desk.notifications, own_addresses=own),
+        blobs=blobs,
+        sniff=sniff,
+        read_head=read_head,
+    )

@@ -7,13 +7,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+import sqlalchemy as sa
+
 from contracts.mail import Address, MailValidated, ParsedMail, SourceRef
 from services.reports import list_rejected
 from services.router.adapters import SqlRequestBook
+from services.router.dry_run import ReadOnlyRequestBook
+from services.router.handler import decide
+from services.router.intake import IntakePolicy
 from services.runtime import tables
+from services.runtime.errors import InfraError
 from services.runtime.store import Store, put_blob
 
 AT = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+OPEN = IntakePolicy()
 
 
 def routed(mail_id: str, message_id: str, *, mailbox: str = "support") -> MailValidated:
@@ -65,3 +73,31 @@ def test_the_rejected_listing_shows_from_subject_and_reason(store: Store):
             "at": AT.isoformat(),
         }
     ]
+
+
+def test_a_dry_run_decides_against_the_store_and_the_database_refuses_its_writes(store: Store):
+    with store.transaction() as conn:
+        book = SqlRequestBook(conn)
+        request_id = book.open_request("default", "Printer", Address(email="a@b.c"), AT)
+        book.add_mail(request_id, routed("m-1", "<first@example.org>"), {}, AT)
+    reply = routed("m-2", "<reply@example.org>")
+    reply = reply.model_copy(
+        update={"mail": reply.mail.model_copy(update={"in_reply_to": ["<first@example.org>"]})}
+    )
+
+    with store.read_only() as conn:
+        decision = decide(reply, book=ReadOnlyRequestBook(SqlRequestBook(conn)), intake=OPEN)
+    with pytest.raises(InfraError), store.read_only() as conn:
+        SqlRequestBook(conn).claim(reply, AT)  # past the read-only book: the database says no
+
+    assert (decision.outcome, decision.rule, decision.request_id) == (
+        "conversation_added",
+        "thread_headers",
+        request_id,
+    )
+    with store.transaction() as conn:
+        outcomes = conn.execute(sa.select(tables.mail_outcomes)).all()
+        requests = conn.execute(sa.select(tables.requests)).all()
+    assert outcomes == [] and len(requests) == 1
+    with store.transaction() as conn:  # the pool's connection writes again afterwards
+        assert SqlRequestBook(conn).claim(reply, AT)

@@ -17,6 +17,7 @@ from contracts.mail import (
 from services.router.handler import route
 from services.router.intake import IntakePolicy
 from services.router.testing import InMemoryRequestBook
+from services.runtime.addresses import NO_ADDRESSES, AddressSet
 
 __all__ = ["NOW", "OPEN", "InMemoryRequestBook", "bounce", "deliver", "mail"]
 
@@ -82,7 +83,7 @@ def deliver(
     book: InMemoryRequestBook,
     msg: MailValidated,
     intake: IntakePolicy = OPEN,
-    own: frozenset[str] = frozenset(),
+    own: AddressSet = NO_ADDRESSES,
 ) -> str:
     """Route one mail and return the outcome recorded for it."""
     assert route(msg, book=book, intake=intake, own_addresses=own, now=NOW) == []

@@ -12,10 +12,11 @@ from services.notifier.message import message_id_for
 from services.notifier.rate_limit import RateLimit
 from services.notifier.schedule import RetryPolicy
 from services.notifier.testing import FailingSender, InMemoryOutbox, RecordingSender
+from services.runtime.addresses import AddressSet
 from services.runtime.errors import ConfigError, MailError
 
 NOW = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
-OWN = frozenset({"support@example.com", "help@example.com"})
+OWN = AddressSet.of({"support@example.com", "help@example.com"})
 
 
 def command(channel: str = "email", *, key: str = "mail-1:mail_error:email", **fields) -> Notify:

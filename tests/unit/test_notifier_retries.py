@@ -13,6 +13,7 @@ from services.notifier.retries import NO_SERVER, RetryRounds
 from services.notifier.schedule import RetryPolicy, next_attempt_at, retry_delay
 from services.notifier.testing import FailingSender, InMemoryOutbox, RecordingSender
 from services.notifier.worker import every
+from services.runtime.addresses import AddressSet
 from services.runtime.testing import FakeClock
 
 START = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
@@ -102,7 +103,7 @@ def rounds(outbox: InMemoryOutbox, desks: Desk, clock: FakeClock, **options) -> 
 
 def handle(msg: Notify, outbox: InMemoryOutbox, desks: Desk, clock: FakeClock) -> None:
     outgoing = desks(msg.helpdesk)
-    notify(msg, outbox=outbox, outgoing=outgoing, own_addresses=frozenset(), now=clock.now())
+    notify(msg, outbox=outbox, outgoing=outgoing, own_addresses=AddressSet(), now=clock.now())
 
 
 @pytest.fixture
@@ -239,7 +240,7 @@ def test_suppressed_emails_are_never_retried(outbox, clock):
     one_a_day = RateLimit(per_address=1, window=timedelta(days=1))
     for key in ("first", "second"):
         outgoing = Outgoing(sender=FailingSender(), retry=POLICY, rate_limit=one_a_day)
-        notify(email(key), outbox=outbox, outgoing=outgoing, own_addresses=frozenset(), now=START)
+        notify(email(key), outbox=outbox, outgoing=outgoing, own_addresses=AddressSet(), now=START)
     clock.advance(hours=1)
     server = RecordingSender()
 

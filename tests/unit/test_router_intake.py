@@ -6,8 +6,8 @@ import pytest
 from router_fakes import InMemoryRequestBook, deliver, mail
 
 from contracts.mail import Address
-from services.router.addresses import normalised
 from services.router.intake import IntakePolicy
+from services.runtime.addresses import normalised_address as normalised
 
 ALLOWLIST = IntakePolicy(enabled=False, allow=("heather@zylker.com", "*@zylker.com"))
 IDN_ALLOWLIST = IntakePolicy(enabled=False, allow=("ann@bücher.example", "*@Straße.example"))

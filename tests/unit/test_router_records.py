@@ -5,11 +5,9 @@ from __future__ import annotations
 from router_fakes import InMemoryRequestBook, deliver, mail
 
 from contracts.mail import Address
-from services.router.addresses import normalised
+from services.runtime.addresses import AddressSet
 
-OWN = frozenset(
-    normalised(a) for a in ("support@desk.example", "help@desk.example", "billing@bücher.example")
-)
+OWN = AddressSet.of(("support@desk.example", "help@desk.example", "billing@bücher.example"))
 
 
 def test_the_help_desks_own_addresses_are_left_out_of_to_and_cc():

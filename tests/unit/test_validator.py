@@ -10,6 +10,7 @@ import pytest
 from contracts.mail import Address, Attachment, MailParsed, MailValidated, ParsedMail, SourceRef
 from contracts.notify import Notify
 from contracts.settings import AttachmentSettings, NotificationSettings
+from services.runtime.addresses import AddressSet
 from services.runtime.testing import InMemoryBlobStore
 from services.validator import checks
 from services.validator.content_types import extension_of_type, last_extension
@@ -118,7 +119,7 @@ def test_strip_notices_keep_own_addresses_lower_case():
         NotificationSettings(), own_addresses=[" Support@Example.com", "help@example.com"]
     )
     assert notices.enabled
-    assert notices.own_addresses == frozenset({"support@example.com", "help@example.com"})
+    assert notices.own_addresses == AddressSet.of({"support@example.com", "help@example.com"})
 
 
 # --- 1. file name ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from test_validator import (
 from contracts.mail import Address, Attachment, MailValidated
 from contracts.notify import Notify
 from contracts.settings import AttachmentSettings, NotificationSettings
+from services.runtime.addresses import AddressSet
 from services.runtime.errors import MailError
 from services.runtime.testing import InMemoryBlobStore
 from services.validator import checks
@@ -288,7 +289,7 @@ def test_own_mailbox_address_is_never_told(blobs):
 
 def test_sender_to_tell_checks_the_reply_address_against_own_addresses():
     msg = parsed(from_=Address(email="SUPPORT@example.com"))
-    assert sender_to_tell(msg, frozenset({"support@example.com"})) is None
+    assert sender_to_tell(msg, AddressSet.of(["support@example.com"])) is None
     assert sender_to_tell(msg) == "SUPPORT@example.com"
 
 

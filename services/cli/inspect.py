@@ -1,0 +1,204 @@
+"""``mailroom inspect FILE...``: a dry run of the pipeline on raw mails; nothing is stored."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import click
+import sqlalchemy as sa
+
+from contracts.settings import Settings
+from services.cli.app import main
+from services.cli.common import Fail, emit, explained, load_settings, open_store
+from services.inspection import Desk, as_json, inspect_mail
+from services.parser.worker import parser_limits
+from services.runtime import tables
+from services.runtime.config_store import ConfigStore, MailboxState
+from services.runtime.stage import secret_box
+from services.runtime.store import Store
+from services.validator.adapters import LibmagicSniffer
+
+_MB = 1024 * 1024
+#: Shown of a body in the human output; ``--json`` has all of it.
+_BODY_CHARS = 2000
+# Control characters (but tab and newline) and bidi overrides, shown escaped to a terminal.
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+class NotAMail(Fail):
+    """Some file is no mail the pipeline could read: it would be dead-lettered."""
+
+    exit_code = 1
+
+
+@main.command("inspect")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--helpdesk", "helpdesk_id", metavar="ID", help="The help desk to route for.")
+@click.option("--mailbox", metavar="NAME", help="The mailbox the mail arrived in.")
+@click.option("--json", "as_json_output", is_flag=True)
+def inspect_command(
+    files: tuple[Path, ...], helpdesk_id: str | None, mailbox: str | None, as_json_output: bool
+) -> None:
+    """What Mailroom would make of raw mails (.eml), storing nothing: the parsed headers,
+    body, attachments with their verdicts, defects, and the routing decision with its rule."""
+    with explained():
+        settings = load_settings()
+        store = open_store(settings)
+        desk = _desk(settings, store, helpdesk_id, mailbox)
+        raws = [(path, _read(path, desk)) for path in files]
+        limits, sniff = parser_limits(settings), LibmagicSniffer()
+        results = [
+            as_json(
+                inspect_mail(
+                    raw, name=path.name, desk=desk, store=store, limits=limits, sniff=sniff
+                )
+            )
+            for path, raw in raws
+        ]
+    emit(results) if as_json_output else click.echo("\n".join(map(render_inspection, results)))
+    refused = [r["file"] for r in results if r["outcome"] == "dead_lettered"]
+    if refused:
+        raise NotAMail(
+            f"the parser refuses {', '.join(map(shown, refused))}: the pipeline would put it "
+            "into the dead-letter queue (the reason is shown above)"
+        )
+
+
+def _desk(settings: Settings, store: Store, helpdesk_id: str | None, mailbox: str | None) -> Desk:
+    config = ConfigStore(store, secret_box(settings))
+    boxes = config.mailboxes()
+    if mailbox is not None:
+        box = _mailbox(boxes, mailbox)
+        if helpdesk_id is not None and helpdesk_id != box.helpdesk:
+            raise Fail(
+                f"mailbox {mailbox!r} belongs to help desk {box.helpdesk!r}, not {helpdesk_id!r}"
+            )
+        helpdesk_id = box.helpdesk
+    ids = _helpdesk_ids(store)
+    if helpdesk_id is None:
+        helpdesk_id = _only(ids)
+    elif helpdesk_id not in ids:
+        known = ", ".join(ids) or "none"
+        raise Fail(f"no help desk {helpdesk_id!r} (configured: {known})")
+    return Desk(config.helpdesk(helpdesk_id), boxes, mailbox)
+
+
+def _mailbox(boxes: list[MailboxState], name: str) -> MailboxState:
+    for box in boxes:
+        if box.settings.name == name:
+            return box
+    known = ", ".join(b.settings.name for b in boxes) or "none"
+    raise Fail(f"no mailbox named {name!r} (configured: {known})")
+
+
+def _helpdesk_ids(store: Store) -> list[str]:
+    with store.read_only() as conn:
+        return list(conn.execute(sa.select(tables.helpdesks.c.id).order_by("id")).scalars())
+
+
+def _only(ids: list[str]) -> str:
+    if not ids:
+        raise Fail("no help desk is configured: run `mailroom config apply FILE` first")
+    if len(ids) > 1:
+        raise Fail(
+            f"several help desks are configured; choose one with --helpdesk ({', '.join(ids)})"
+        )
+    return ids[0]
+
+
+def _read(path: Path, desk: Desk) -> bytes:
+    """The file's bytes; a clear ``Fail`` for what is no readable file or too big a mail."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise Fail(f"{path}: not a file; give the path of a raw mail (.eml)")
+        limit = max((b.settings.max_mail_mb for b in desk.own_boxes), default=50)
+        if info.st_size > limit * _MB:
+            raise Fail(
+                f"{path}: {info.st_size / _MB:.1f} MB, over the help desk's max_mail_mb "
+                f"({limit:g} MB): the poller would not fetch it"
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise Fail(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def shown(value: Any) -> str:
+    """``value`` as text safe for a terminal: control and bidi characters escaped."""
+    text = "" if value is None else str(value)
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def render_inspection(r: dict[str, Any]) -> str:
+    """One inspected mail for people; every text from the mail is escaped."""
+    lines = [
+        f"== {shown(r['file'])} (help desk {shown(r['helpdesk'])}, mailbox {shown(r['mailbox'])})"
+    ]
+    if "headers" not in r:
+        lines.append(f"outcome: dead-lettered ({shown(r['detail'])})")
+        return "\n".join(lines)
+    h = r["headers"]
+    lines += [
+        f"outcome: {shown(r['explanation'])}",
+        f"rule: {shown(r['rule'])}",
+        "",
+        f"Message-ID: {shown(h['message_id'])}{_made(h)}",
+        f"From: {_address(h['from'])}",
+        f"Requester: {_address(r['requester'])}",
+        f"To: {_addresses(h['to'])}",
+        f"Cc: {_addresses(h['cc'])}",
+        f"Kept recipients: {_addresses(_kept(r))}",
+        f"Subject: {shown(h['subject'])}",
+        f"Date: {shown(h['date'] or '-')}",
+        f"In-Reply-To: {shown(' '.join(h['in_reply_to']) or '-')}",
+        f"References: {shown(' '.join(h['references']) or '-')}",
+        f"Automatic reply: {'yes' if h['auto_reply'] else 'no'}",
+    ]
+    lines += _attachments(r["attachments"])
+    lines += [f"Defect: {shown(d)}" for d in r["defects"]]
+    lines += [
+        f"Would notify ({n['channel']}): {shown(', '.join(n['to']))}" for n in r["notifications"]
+    ]
+    lines += ["", "Body:", *_body(r["body_text"])]
+    return "\n".join(lines)
+
+
+def _made(headers: dict[str, Any]) -> str:
+    return " (none in the mail: made from its bytes)" if headers["message_id_synthetic"] else ""
+
+
+def _kept(r: dict[str, Any]) -> list[dict[str, str]]:
+    kept: list[dict[str, str]] = r["recipients_kept"]["to"] + r["recipients_kept"]["cc"]
+    return kept
+
+
+def _addresses(rows: list[dict[str, str]]) -> str:
+    return ", ".join(map(_address, rows)) or "-"
+
+
+def _address(a: dict[str, str] | None) -> str:
+    if not a:
+        return "-"
+    return shown(f"{a['name']} <{a['email']}>" if a.get("name") else a["email"])
+
+
+def _attachments(rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for a in rows:
+        what = f"{shown(a['filename'])} ({shown(a['content_type'])}, {a['size']} bytes)"
+        verdict = (
+            "kept" if a["verdict"] == "kept" else f"STRIPPED {a['reason']}: {shown(a['message'])}"
+        )
+        out.append(f"Attachment: {what}: {verdict}")
+    return out or ["Attachments: none"]
+
+
+def _body(text: str | None) -> list[str]:
+    if text is None:
+        return ["(no text body)"]
+    more = len(text) - _BODY_CHARS
+    cut = shown(text[:_BODY_CHARS])
+    return [cut, f"... ({more} more characters; --json shows all)"] if more > 0 else [cut]
