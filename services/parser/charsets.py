@@ -16,8 +16,27 @@ from email.charset import ALIASES
 
 from charset_normalizer import from_bytes
 
-# Labels mail programs write that Python spells differently or not at all.
-_LABELS = {"iso-8859-8-i": "iso-8859-8", "iso-8859-6-i": "iso-8859-6", "x-sjis": "cp932"}
+# Labels mail programs write that Python spells differently or not at all (the WHATWG
+# Encoding labels and what Outlook, Lotus Notes and old webmails write).
+_LABELS = {
+    "iso-8859-8-i": "iso-8859-8", "iso-8859-6-i": "iso-8859-6", "x-sjis": "cp932",
+    "windows-31j": "cp932", "sjis": "cp932", "ms_kanji": "cp932", "csshiftjis": "cp932",
+    "iso-gb2312": "gb18030", "gb_2312-80": "gb18030", "chinese": "gb18030", "cn-gb": "gb18030",
+    "csgb2312": "gb18030", "euc-cn": "gb18030", "x-euc-cn": "gb18030", "x-gbk": "gb18030",
+    "cn-big5": "big5", "x-x-big5": "big5", "csbig5": "big5", "ks_c_5601": "cp949",
+    "ksc5601": "cp949", "ksc_5601": "cp949", "x-windows-949": "cp949", "windows-949": "cp949",
+    "windows-874": "cp874", "x-windows-874": "cp874",
+    "x-unicode20utf8": "utf-8", "unicode-1-1-utf-8": "utf-8", "unicode-2-0-utf-8": "utf-8",
+    "x-unicode-2-0-utf-7": "utf-7", "unicode-2-0-utf-7": "utf-7", "unicode": "utf-16",
+    "iso-10646-ucs-2": "utf-16-be", "x-mac-roman": "mac-roman", "x-mac-ce": "mac-latin2",
+    "x-mac-cyrillic": "mac-cyrillic", "x-mac-greek": "mac-greek", "x-mac-turkish": "mac-turkish",
+    "x-cp1250": "cp1250", "x-cp1251": "cp1251", "x-cp1252": "cp1252", "x-ansi": "cp1252",
+    "ansi": "cp1252", "x-user-defined": "cp1252", "x-euc-jp": "euc_jp", "x-euc": "euc_jp",
+}  # fmt: skip
+# What a label may carry around a known name: "x-" and "iso-" prefixes, a "windows-NNN" or
+# "cp-NNN" spelling of cpNNN.
+_LABEL_PREFIX = re.compile(r"^(?:x-)+|^iso[-_](?=[a-z])")
+_WINDOWS = re.compile(r"^(?:windows|win|cp|ms|ibm)[-_ ]?(\d{3,4})$")
 # Labels read as their superset, as web browsers do (WHATWG Encoding): senders that declare
 # the base charset use the superset's extra characters.
 _SUPERSETS = {
@@ -28,6 +47,7 @@ _SUPERSETS = {
     "shift_jis": "cp932",
     "iso8859-9": "cp1254",
     "tis-620": "cp874",
+    "iso2022_jp": "iso2022_jp_2",  # the JIS X 0212 and Korean sets some senders use
 }
 # Single-byte charsets read any bytes; valid multi-byte UTF-8 in them is UTF-8 mislabelled.
 _SINGLE_BYTE = re.compile(r"^(iso8859-|cp12|cp8|cp4|koi8-|mac-|latin|ascii)")
@@ -39,6 +59,8 @@ _MAIL_CHARSETS = [
     "cp437", "cp850", "cp866",
 ]  # fmt: skip
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
+# ISO-2022 shifts into a multi-byte set (JIS X 0208/0212, GB 2312, KS C 5601).
+_ISO2022_ESCAPE = re.compile(rb"\x1b\$(?:[@AB]|\(D|\)C)")
 
 
 @dataclass(frozen=True)
@@ -50,15 +72,38 @@ class Decoded:
 
 
 def lookup(label: str | None) -> str | None:
-    """Python's codec name for a MIME charset label; None when the label is unknown."""
+    """Python's codec name for a MIME charset label; None when the label is unknown.
+
+    ``x-gbk``, ``iso-gb2312`` and ``windows-874`` are known by their usual names.
+    """
     if not label:
         return None
     name = label.strip().strip("\"'").lower()
-    name = _LABELS.get(name, ALIASES.get(name, name))
-    try:
-        return codecs.lookup(name).name
-    except (LookupError, ValueError):
-        return None
+    for candidate in _spellings(name):
+        try:
+            codec = codecs.lookup(_LABELS.get(candidate, ALIASES.get(candidate, candidate)))
+        except (LookupError, ValueError):
+            continue
+        if _is_text(codec):
+            return codec.name
+    return None
+
+
+def _spellings(name: str) -> list[str]:
+    bare = _LABEL_PREFIX.sub("", name)
+    windows = _WINDOWS.match(bare)
+    return [name, bare, *([f"cp{windows[1]}"] if windows else [])]
+
+
+def _is_text(codec: codecs.CodecInfo) -> bool:
+    # codecs.lookup also knows bytes-to-bytes codecs ("base64", "zlib", "rot13") and text
+    # codecs that are no charset (Python escapes, IDNA); a label naming one is unknown.
+    return getattr(codec, "_is_text_encoding", True) and codec.name not in _NOT_CHARSETS
+
+
+_NOT_CHARSETS = frozenset(
+    {"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined", "charmap"}
+)
 
 
 def decode_text(data: bytes, label: str | None, where: str) -> Decoded:
@@ -82,8 +127,11 @@ def _declared(data: bytes, codec: str | None) -> str | None:
     """The text in the declared charset (or its superset); None when it does not fit.
 
     A single-byte charset fits any bytes, so valid UTF-8 with multi-byte sequences is taken
-    as UTF-8 mislabelled, and refused here.
+    as UTF-8 mislabelled, and refused here. ISO-2022-JP is 7-bit, so it reads as ASCII or
+    UTF-8 with escape sequences in it: those are taken as ISO-2022-JP mislabelled.
     """
+    if codec in (None, "ascii", "utf-8") and _ISO2022_ESCAPE.search(data):
+        return None
     if codec is None:
         return _strict(data, "ascii")  # ASCII reads alike in every charset mail uses
     if _SINGLE_BYTE.match(codec) and not data.isascii() and _strict(data, "utf-8") is not None:
@@ -95,6 +143,11 @@ def _declared(data: bytes, codec: str | None) -> str | None:
 
 def _repaired(data: bytes) -> tuple[str, str, str] | None:
     """Text, the codec used and a detail, or None when nothing fits."""
+    if _ISO2022_ESCAPE.search(data):
+        for codec in ("iso2022_jp_2", "iso2022_jp_ext", "iso2022_kr"):
+            text = _strict(data, codec)
+            if text is not None:
+                return text, codec, ""
     text = _strict(data, "utf-8")
     if text is not None:
         return text, "utf-8", ""
@@ -142,3 +195,78 @@ def _said(label: str | None, where: str, used: str) -> str:
     if lookup(label) is None:
         return f"charset: {where} declared unknown charset {label!r}; decoded as {used!r}"
     return f"charset: {where} declared {label!r} but decoded as {used!r}"
+
+
+def header_codec(runs: list[bytes], declared: list[str]) -> str:
+    """The charset to read raw 8-bit header bytes in (``runs``, each not valid UTF-8).
+
+    Mail programs write such headers in the charset of the mail's text: the first charset
+    the mail declares that reads every run is taken. Else detection over all the runs
+    together, where a few words of Chinese, Japanese or Korean are told apart by the
+    common characters they are made of (too little text for charset-normalizer). Else
+    cp1252.
+    """
+    for label in declared:
+        codec = lookup(label)
+        if codec is None or codec in ("ascii", "utf-8") or not _ascii_superset(codec):
+            continue  # header bytes mixed with ASCII fields are in an ASCII superset
+        codec = _SUPERSETS.get(codec, codec)
+        if all(_strict(run, codec) is not None for run in runs):
+            return codec
+    found = _detected(b" ".join(runs))
+    detected = found[1] if found and all(_strict(r, found[1]) is not None for r in runs) else None
+    east_asian = _east_asian(runs, detected)
+    if east_asian is not None:
+        return east_asian
+    # A guess of a multi-byte charset that is not made of its common characters is a guess
+    # from too few bytes.
+    return detected if detected is not None and _SINGLE_BYTE.match(detected) else "cp1252"
+
+
+def _ascii_superset(codec: str) -> bool:
+    try:
+        return "Re: A-z".encode(codec) == b"Re: A-z"
+    except (UnicodeError, LookupError):
+        return False
+
+
+# The double-byte characters in common use of each East Asian charset, as (lead, trail) byte
+# ranges: GB 2312 level-1 hanzi and punctuation, Big5 frequent characters, KS X 1001 Hangul,
+# Shift_JIS kana, symbols and level-1 kanji.
+_COMMON: dict[str, list[tuple[range, range]]] = {
+    "gb18030": [(range(0xB0, 0xD8), range(0xA1, 0xFF)), (range(0xA1, 0xA4), range(0xA1, 0xFF))],
+    "big5": [(range(0xA4, 0xC7), range(0x40, 0xFF)), (range(0xA1, 0xA2), range(0x40, 0xFF))],
+    "cp949": [(range(0xB0, 0xC9), range(0xA1, 0xFF)), (range(0xA1, 0xA4), range(0xA1, 0xFF))],
+    "cp932": [(range(0x81, 0x84), range(0x40, 0xFD)), (range(0x88, 0x99), range(0x40, 0xFD))],
+}
+_COMMON_SHARE = 0.9
+
+
+def _east_asian(runs: list[bytes], detected: str | None) -> str | None:
+    """The East Asian charset in which nearly all of ``runs`` are common characters; on a
+    tie, the one detected. None when no such charset reads them so."""
+    shares = {
+        codec: _common_share(runs, ranges)
+        for codec, ranges in _COMMON.items()
+        if all(_strict(run, codec) is not None for run in runs)
+    }
+    best = max(shares.values(), default=0.0)
+    if best < _COMMON_SHARE:
+        return None
+    tied = [codec for codec, share in shares.items() if share == best]
+    return detected if detected in tied else tied[0]
+
+
+def _common_share(runs: list[bytes], ranges: list[tuple[range, range]]) -> float:
+    common = total = 0
+    for run in runs:
+        i = 0
+        while i < len(run):
+            if run[i] < 0x80:
+                i += 1
+                continue
+            pair = run[i : i + 2]
+            total += 1
+            common += len(pair) == 2 and any(pair[0] in lo and pair[1] in hi for lo, hi in ranges)
+            i += 2
+    return common / total if total else 0.0

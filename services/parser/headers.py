@@ -11,11 +11,15 @@ import hashlib
 import re
 from datetime import UTC, datetime
 from email import errors
+from email import policy as policies
 from email.message import Message
+from email.policy import EmailPolicy
 from email.utils import getaddresses
+from typing import Any
 
 from contracts.mail import Address, ParsedMail
-from services.parser.words import decode_words, has_raw_8bit, text_of
+from services.parser.charsets import header_codec
+from services.parser.words import decode_words, encoded_word_charsets, parameter, raw_8bit, text_of
 from services.runtime.message_ids import first_message_id, message_ids
 
 _BOM = b"\xef\xbb\xbf"
@@ -23,15 +27,50 @@ _BOM = b"\xef\xbb\xbf"
 # with the obsolete space before the colon.
 _HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*[ \t]*:|[ \t]")
 _OBS_FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]+:")
+# At most this many lines that are no field can stand between two fields: a value whose
+# continuation lines lost their indentation (a gateway rewrapped it) stays one field.
+LOST_LINES = 5
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+# A fold inside an encoded word (the word closes on the next line): the fold's white space
+# was never part of the text.
+_FOLD_IN_WORD = re.compile(r"(=\?[^?\s]+\?[QqBb]\?[^?\s]*)\r?\n[ \t]+(?=[^?\s]*\?=)")
+# A domain ending in a dot ("a@yahoo.com."): the address is meant without it.
+_TRAILING_DOT = re.compile(r"(@[^\s<>@,;\"]*[^\s<>@,;\".])\.+(?=\s*(?:>|,|$))")
+_MAILBOX = re.compile(r"[^@\s<>]+@[^@\s<>]+")
 # An unquoted boundary holding "=" (Outlook Express wrote "----=_NextPart_..."): the stdlib
 # stops the value at the "=", and then never finds the boundary.
 # A boundary parameter (after ';') whose unquoted value holds '=': Outlook Express wrote
 # these, and the stdlib cuts the value at the '='. Quoted values are left alone.
 _BARE_BOUNDARY = re.compile(rb'(;\s*boundary\s*=\s*)([^"\s;][^\s;]*=[^\s;]*)', re.IGNORECASE)
+# The charset of an RFC 2231 parameter value (``name*=utf-16'en'%41``).
+_PARAMETER_CHARSET = re.compile(r"(\*\s*=\s*\"?)([^'\"\s;=]+)(?=')")
 _AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk"})
 _MAX_DEFECT_TEXT = 120
 _MAILROOM_PREFIX = "x-mailroom-"
+
+
+class LenientPolicy(EmailPolicy):
+    """The stdlib's modern policy, except that reading a header never raises.
+
+    Its header parser decodes RFC 2231 parameters with whatever codec the mail names, and
+    UTF-16, ISO-2022 or IDNA raise on most bytes; every lazy header access (the content
+    type, ``get_body``) would then fail. Such a header is parsed again with those charsets
+    read as UTF-8, and failing that as empty. Only what the stdlib parses changes: this
+    package reads parameters from the raw values.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        try:
+            return super().header_fetch_parse(name, value)
+        except Exception:  # the stdlib header parser has bugs; see the module docstring
+            pass
+        try:
+            return super().header_fetch_parse(name, _PARAMETER_CHARSET.sub(r"\1utf-8", value))
+        except Exception:
+            return super().header_fetch_parse(name, "")
+
+
+LENIENT = LenientPolicy()
 
 
 def repair_header_block(head: bytes) -> tuple[bytes, list[str]]:
@@ -45,13 +84,25 @@ def repair_header_block(head: bytes) -> tuple[bytes, list[str]]:
         head = head[len(_BOM) :]
         notes.append("header block: leading UTF-8 byte-order mark removed")
     lines = head.splitlines(keepends=True)
+    junk = _leading_junk(lines)
+    if junk:
+        # "---- Original email message ----" pasted above the header by a forwarding tool.
+        lines = lines[junk:]
+        notes.append(f"header block: {junk} line(s) before the first field dropped")
     for i, line in enumerate(lines):
-        following = lines[i + 1] if i + 1 < len(lines) else b""
-        lines[i], note = _repair_header_line(line, following, first=i == 0)
+        lines[i], note = _repair_header_line(line, lines[i + 1 : i + 1 + LOST_LINES], first=i == 0)
         notes += [note] if note else []
     head, quoted = _BARE_BOUNDARY.subn(rb'\1"\2"', b"".join(lines))
     notes += ["header block: boundary with '=' was not quoted"] if quoted else []
     return head, dedupe(notes)
+
+
+def _leading_junk(lines: list[bytes]) -> int:
+    """How many lines at the top are no header line while header lines follow them."""
+    junk = 0
+    while junk < min(LOST_LINES, len(lines)) and not is_header_line(lines[junk]):
+        junk += 1
+    return junk if junk < len(lines) and header_goes_on(lines[junk:]) else 0
 
 
 def is_header_line(line: bytes) -> bool:
@@ -59,12 +110,23 @@ def is_header_line(line: bytes) -> bool:
     return _HEADER_LINE.match(line) is not None
 
 
-def _repair_header_line(line: bytes, following: bytes, *, first: bool) -> tuple[bytes, str]:
+def header_goes_on(following: list[bytes]) -> bool:
+    """Whether the header block goes on after a line that is no field: one of the lines
+    ``following`` it (at most ``LOST_LINES``, up to a blank line) is a header line."""
+    for line in following[:LOST_LINES]:
+        if not line.strip(b"\r\n"):
+            return False
+        if is_header_line(line):
+            return True
+    return False
+
+
+def _repair_header_line(line: bytes, following: list[bytes], *, first: bool) -> tuple[bytes, str]:
     obsolete = _OBS_FIELD_NAME.match(line)
     if obsolete:  # "Subject  : x" is obsolete syntax that RFC 5322 §4.5 still allows
         return obsolete.group(1) + line[obsolete.end() - 1 :], "header block: space before ':'"
-    if not first and not _HEADER_LINE.match(line) and _HEADER_LINE.match(following):
-        # A continuation line that lost its indentation, or junk between two fields.
+    if not first and not _HEADER_LINE.match(line) and header_goes_on(following):
+        # Continuation lines that lost their indentation, or junk between two fields.
         return b" " + line, "header block: line without a field name folded into the field above"
     return line, ""
 
@@ -75,15 +137,16 @@ def header_fields(msg: Message, raw: bytes, notes: list[str]) -> ParsedMail:
     A mail without Message-ID gets ``<first 32 hex of sha256(raw)@mailroom.invalid>``.
     """
     message_id = _message_id(msg, notes)
+    codec = mail_header_codec(msg)
     return ParsedMail(
         message_id=message_id or f"<{hashlib.sha256(raw).hexdigest()[:32]}@mailroom.invalid>",
         message_id_synthetic=not message_id,
-        from_=next(iter(_addresses(msg, "From", notes)), None),
-        sender=next(iter(_addresses(msg, "Sender", notes)), None),
-        reply_to=_addresses(msg, "Reply-To", notes),
-        to=_addresses(msg, "To", notes),
-        cc=_addresses(msg, "Cc", notes),
-        subject=subject(msg, notes),
+        from_=_requester(msg, notes, codec),
+        sender=next(iter(_addresses(msg, "Sender", notes, codec)), None),
+        reply_to=_addresses(msg, "Reply-To", notes, codec),
+        to=_addresses(msg, "To", notes, codec),
+        cc=_addresses(msg, "Cc", notes, codec),
+        subject=subject(msg, notes, codec),
         date=_date(msg, notes),
         in_reply_to=_message_ids(msg, "In-Reply-To"),
         references=_message_ids(msg, "References"),
@@ -96,7 +159,28 @@ def header_fields(msg: Message, raw: bytes, notes: list[str]) -> ParsedMail:
 def raw_values(msg: Message, name: str) -> list[str]:
     """Every value of header ``name`` as it came, unfolded; never runs the header parser."""
     wanted = name.lower()
-    return [_FOLD.sub("", str(v)) for k, v in msg.raw_items() if k.lower() == wanted]
+    return [_unfolded(str(v)) for k, v in msg.raw_items() if k.lower() == wanted]
+
+
+def _unfolded(value: str) -> str:
+    if "=?" in value:
+        value = _FOLD_IN_WORD.sub(r"\1", value)
+    return _FOLD.sub("", value)
+
+
+def mail_header_codec(msg: Message) -> str | None:
+    """The charset of the raw 8-bit bytes in ``msg``'s header (None: there are none, or they
+    are UTF-8): see ``charsets.header_codec``. Never raises."""
+    runs = [run for _, v in msg.raw_items() for run in raw_8bit(str(v))]
+    if not runs:
+        return None
+    declared = [
+        label
+        for part in msg.walk()
+        if (label := parameter(first_raw(part, "Content-Type"), "charset"))
+    ]
+    declared += [c for _, v in msg.raw_items() for c in encoded_word_charsets(str(v))]
+    return header_codec(runs, declared)
 
 
 def first_raw(msg: Message, name: str) -> str:
@@ -104,14 +188,23 @@ def first_raw(msg: Message, name: str) -> str:
 
 
 def _parsed_headers(msg: Message, name: str, notes: list[str]) -> list[object] | None:
-    """Every ``name`` header parsed by the policy, its defects noted; None when that fails."""
+    """Every ``name`` header parsed by the policy, its defects noted; None when that fails.
+
+    Address headers are parsed with trailing dots of domains removed and adjacent encoded
+    words joined; the defects noted are those of the header as it came.
+    """
+    headers: list[object] = []
     try:
-        headers: list[object] = msg.get_all(name) or []
+        for value in raw_values(msg, name):
+            header = policies.default.header_factory(name, value)
+            notes.extend(describe(d, f"header {name}") for d in getattr(header, "defects", ()))
+            normal = _normal(name, value)
+            headers.append(
+                header if normal == value else policies.default.header_factory(name, normal)
+            )
     except Exception as exc:  # the stdlib header parser has bugs; see the module docstring
         notes.append(f"header {name}: unparseable ({type(exc).__name__}); read leniently")
         return None
-    for header in headers:
-        notes.extend(describe(d, f"header {name}") for d in getattr(header, "defects", ()))
     return headers
 
 
@@ -131,7 +224,43 @@ def _message_ids(msg: Message, name: str) -> list[str]:
     return dedupe([m for value in raw_values(msg, name) for m in message_ids(value)])
 
 
-def _addresses(msg: Message, name: str, notes: list[str]) -> list[Address]:
+def _normal(name: str, value: str) -> str:
+    if name.lower() not in _ADDRESS_HEADERS:
+        return value
+    # The stdlib keeps the space between two encoded words of a name, which RFC 2047 §6.2
+    # drops ("=?cp1252?Q?Hans_B=C4KO?= =?iso-8859-15?Q?Sch=F6nland?=").
+    return _BETWEEN_WORDS.sub("?=", _TRAILING_DOT.sub(r"\1", value))
+
+
+_BETWEEN_WORDS = re.compile(r"\?=\s+(?==\?[^?\s]+\?[QqBb]\?)")
+_ADDRESS_HEADERS = frozenset({"from", "sender", "reply-to", "to", "cc"})
+
+
+def _requester(msg: Message, notes: list[str], codec: str | None) -> Address | None:
+    """Who sent the mail: the first From address that is one (spam and broken gateways put
+    ``From: [??????]`` before the real From). When no From holds an address, Reply-To or
+    Sender does, as other help desks read it."""
+    senders = _addresses(msg, "From", notes, codec)
+    valid = _first_valid(senders)
+    if valid is not None:
+        if valid is not senders[0]:
+            notes.append(f"header From: the first address is not one; {valid.email} is used")
+        return valid
+    for name in ("Reply-To", "Sender"):
+        instead = _first_valid(_addresses(msg, name, [], codec))
+        if instead is not None:
+            notes.append(f"header From: holds no address; the sender is read from {name}")
+            return instead
+    return next(iter(senders), None)
+
+
+def _first_valid(found: list[Address]) -> Address | None:
+    return next((a for a in found if _MAILBOX.fullmatch(a.email)), None)
+
+
+def _addresses(
+    msg: Message, name: str, notes: list[str], codec: str | None = None
+) -> list[Address]:
     headers = _parsed_headers(msg, name, notes)
     try:
         pairs = [(a.display_name, a.addr_spec) for h in headers or () for a in h.addresses]  # type: ignore[attr-defined]
@@ -139,33 +268,41 @@ def _addresses(msg: Message, name: str, notes: list[str]) -> list[Address]:
         notes.append(f"header {name}: unparseable ({type(exc).__name__}); read leniently")
         headers = None
     if headers is None:
-        pairs = getaddresses(raw_values(msg, name))
-    _note_8bit(msg, name, notes)
+        pairs = getaddresses([_normal(name, v) for v in raw_values(msg, name)])
+    _note_8bit(msg, name, notes, codec)
     return [
-        Address(name=one_line(_display_name(n, name, notes)), email=one_line(text_of(e)))
+        Address(
+            name=one_line(_display_name(n, name, notes, codec)), email=one_line(text_of(e, codec))
+        )
         for n, e in pairs
         if e.strip()
     ]
 
 
-def _display_name(name: str, header: str, notes: list[str]) -> str:
+def _display_name(name: str, header: str, notes: list[str], codec: str | None) -> str:
     # The policy decodes well-formed encoded words; broken ones (no "?=", an unknown
     # charset) are still there, and are decoded leniently.
-    return decode_words(name, notes, f"header {header}") if "=?" in name else text_of(name)
+    if "=?" in name:
+        return decode_words(name, notes, f"header {header}", codec)
+    return text_of(name, codec)
 
 
-def subject(msg: Message, notes: list[str] | None = None) -> str:
-    """The decoded Subject; problems go to ``notes`` when given."""
+def subject(msg: Message, notes: list[str] | None = None, codec: str | None = None) -> str:
+    """The decoded Subject; problems go to ``notes`` when given. Raw 8-bit bytes are read
+    in ``codec``, by default the one ``mail_header_codec`` finds."""
     # From the raw value: the policy turns raw 8-bit bytes that are not UTF-8 into U+FFFD.
+    codec = codec or mail_header_codec(msg)
     if notes is not None:
-        _note_8bit(msg, "Subject", notes)
-    return one_line(decode_words(first_raw(msg, "Subject"), notes, "header Subject"))
+        _note_8bit(msg, "Subject", notes, codec)
+    return one_line(decode_words(first_raw(msg, "Subject"), notes, "header Subject", codec))
 
 
-def _note_8bit(msg: Message, name: str, notes: list[str]) -> None:
+def _note_8bit(msg: Message, name: str, notes: list[str], codec: str | None) -> None:
     # Raw UTF-8 is allowed (RFC 6532); other raw 8-bit bytes are a guess.
-    if any(has_raw_8bit(v) for v in raw_values(msg, name)):
-        notes.append(f"header {name}: raw 8-bit bytes that are not UTF-8; read as cp1252")
+    if any(raw_8bit(v) for v in raw_values(msg, name)):
+        notes.append(
+            f"header {name}: raw 8-bit bytes that are not UTF-8; read as {codec or 'cp1252'}"
+        )
 
 
 def _date(msg: Message, notes: list[str]) -> datetime | None:

@@ -1,6 +1,9 @@
-"""A readable plain-text rendering of an HTML mail body (stdlib ``html.parser`` only).
+"""A readable plain-text rendering of an HTML mail body.
 
 Used when a mail has no text/plain part, so that requests always show readable text.
+inscriptis renders it as a browser lays it out: table columns aligned, nested lists
+indented and numbered, preformatted text kept. HTML nested deeper than it can follow
+(only hostile mail is) is rendered by a plain reader on the stdlib's ``html.parser``.
 """
 
 from __future__ import annotations
@@ -8,6 +11,17 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+import lxml.etree
+import lxml.html
+from inscriptis import Inscriptis
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
+
+# "strict" keeps to what CSS says of each element: no indentation a browser would not show.
+_CONFIG = ParserConfig(css=CSS_PROFILES["strict"])
+# huge_tree: no cap on text node size or nesting (the default drops text past 256 levels).
+_PARSER = lxml.html.HTMLParser(huge_tree=True, remove_comments=True, remove_pis=True)
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*>")
 # Content of these elements is never shown to a reader.
 _HIDDEN = frozenset({"script", "style", "title", "template"})
 # Elements a browser starts on a line of their own; a paragraph also leaves a blank line.
@@ -24,19 +38,32 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
 def html_to_text(html: str) -> str:
-    """Render ``html`` as plain text: one line per block, list items as ``- item``.
+    """Render ``html`` as plain text, laid out as a browser shows it.
 
     Script and style content is dropped, link text kept, entities unescaped, runs of blank
-    lines collapsed to one. Never raises on malformed HTML.
+    lines collapsed to one, trailing spaces removed. Never raises on malformed HTML.
     """
+    html = _XML_DECLARATION.sub("", html.replace("\x00", ""), count=1)
+    if not html.strip():
+        return ""
+    try:
+        text = Inscriptis(lxml.html.document_fromstring(html, parser=_PARSER), _CONFIG).get_text()
+    except (RecursionError, ValueError, lxml.etree.LxmlError):
+        # Nested deeper than the renderer recurses, or nothing lxml can read.
+        text = _plain_rendering(html)
+    return _tidy(text)
+
+
+def _plain_rendering(html: str) -> str:
+    """One line per block, list items as ``- item``; no layout, but no depth limit."""
     renderer = _Renderer()
     renderer.feed(html)
     renderer.close()
-    return _tidy("".join(renderer.chunks))
+    return "\n".join(line.strip(" \t") for line in "".join(renderer.chunks).split("\n"))
 
 
 def _tidy(text: str) -> str:
-    lines = [line.strip(" \t") for line in text.split("\n")]
+    lines = [line.rstrip(" \t") for line in text.split("\n")]
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip("\n")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 
-from services.parser.headers import is_header_line
+from services.parser.headers import LOST_LINES, header_goes_on, is_header_line
 from services.runtime.errors import MailError
 
 _MB = 1024 * 1024
@@ -57,9 +57,9 @@ def header_end(raw: bytes, limits: ParserLimits) -> int:
     most = int(limits.max_header_kb * 1024)
     line = _LINE.match(raw, 0)
     while line is not None and line.end() > line.start():
-        following = _LINE.match(raw, line.end())
-        if _ends_header(line.group(), following.group() if following else b"", line.start()):
+        if _ends_header(line.group(), raw, line):
             break
+        following = _LINE.match(raw, line.end())
         if line.end() > most:
             raise MailError(
                 f"header block is larger than {limits.max_header_kb:g} KB (MAILROOM_MAX_HEADER_KB)"
@@ -68,10 +68,23 @@ def header_end(raw: bytes, limits: ParserLimits) -> int:
     return line.start() if line is not None else len(raw)
 
 
-def _ends_header(line: bytes, following: bytes, start: int) -> bool:
+def _ends_header(line: bytes, raw: bytes, match: re.Match[bytes]) -> bool:
     if line.strip(b"\r\n") == b"":
         return True
-    return start > 0 and not is_header_line(line) and not is_header_line(following)
+    if match.start() == 0 or is_header_line(line):
+        return False
+    return not header_goes_on(_lines(raw, match.end(), LOST_LINES))
+
+
+def _lines(raw: bytes, offset: int, count: int) -> list[bytes]:
+    found: list[bytes] = []
+    while len(found) < count and offset < len(raw):
+        line = _LINE.match(raw, offset)
+        if line is None or line.end() == offset:
+            break
+        found.append(line.group())
+        offset = line.end()
+    return found
 
 
 def prescan(raw: bytes, limits: ParserLimits) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email import policy
 from email.message import Message
 from email.parser import BytesFeedParser
 
@@ -19,7 +18,7 @@ from services.parser import parts as roles
 from services.parser import tnef
 from services.parser.charsets import decode_text
 from services.parser.delivery_reports import delivery_report
-from services.parser.headers import first_raw, header_fields, repair_header_block
+from services.parser.headers import LENIENT, first_raw, header_fields, repair_header_block
 from services.parser.html_text import html_to_text
 from services.parser.limits import DecodeBudget, ParserLimits, check_tree, header_end, prescan
 from services.parser.payloads import UUENCODED, message_bytes, payload, release
@@ -92,8 +91,9 @@ def _parse(raw: bytes, limits: ParserLimits) -> MimeMail:
     budget = DecodeBudget(limits)
     found: list[MimeAttachment] = []
     plain = [_text(part, budget, notes, found) for part in layout.plain]
-    html = _text(layout.html, budget, notes) if layout.html is not None else None
-    text = _readable_text("\n".join(plain) if plain else None, html)
+    pieces = [_text(part, budget, notes) for part in layout.html]
+    html = "\n".join(pieces) or None
+    text = _readable_text("\n".join(plain) if plain else None, pieces)
     notes += _signature_notes(layout.signatures) + _smime_notes(layout.attachments)
     text = text or _encrypted_text(layout.attachments)
     attachments = _attachments(layout, found, roles.referenced_ids(html), budget, notes)
@@ -115,7 +115,7 @@ def _read(raw: bytes, limits: ParserLimits) -> tuple[Message, list[str]]:
 
 def _tree(head: bytes, raw: bytes, start: int) -> Message:
     # Fed in chunks, so the parser never holds a text copy of the whole mail at once.
-    parser = BytesFeedParser(policy=policy.default)
+    parser = BytesFeedParser(policy=LENIENT)
     parser.feed(head)
     for offset in range(start, len(raw), _CHUNK):
         parser.feed(raw[offset : offset + _CHUNK])
@@ -144,12 +144,13 @@ def _named(name: str, data: bytes, number: int) -> MimeAttachment:
     return MimeAttachment(name or roles.invented_filename(guessed, number), guessed, data)
 
 
-def _readable_text(plain: str | None, html: str | None) -> str | None:
+def _readable_text(plain: str | None, html: list[str]) -> str | None:
+    """The plain text body, else the HTML pieces rendered as text (each a document of its
+    own: Apple Mail sends a piece before and after each picture)."""
     if plain and plain.strip():
         return plain
-    if html and html.strip():
-        return html_to_text(html) or None
-    return plain or None
+    rendered = [text for text in map(html_to_text, html) if text]
+    return "\n".join(rendered) or plain or None
 
 
 def _attachments(

@@ -32,18 +32,34 @@ class Layout:
     """The roles of a mail's leaf parts, in the order they appear."""
 
     plain: list[Message]  # the text body, then inline text after it (a list footer)
-    html: Message | None
+    html: list[Message]  # the HTML body, then inline HTML after it (Apple Mail's pieces)
     attachments: list[Message]
     signatures: list[Message]  # detached signatures of multipart/signed: not attachments
 
 
 def require_usable_structure(msg: Message) -> None:
-    """Raises ``MailError`` when a multipart part has no usable boundary."""
+    """Raises ``MailError`` when a multipart part has no usable boundary.
+
+    A mail that declares multipart and has nothing at all after its header is no broken
+    structure but an empty mail (spam filters that keep only the header write these): it is
+    read without a body.
+    """
+    if _empty_multipart(msg):
+        return
     for part in all_parts(msg):
         for defect in part.defects:
             reason = _structure_problem(part, defect)
             if reason:
                 raise MailError(f"MIME structure is broken: {reason} ({type(defect).__name__})")
+
+
+def _empty_multipart(part: Message) -> bool:
+    return part.get_content_maintype() == "multipart" and _is_empty(part)
+
+
+def _is_empty(part: Message) -> bool:
+    content = part.get_payload()
+    return isinstance(content, str) and not content.strip()
 
 
 def _structure_problem(part: Message, defect: errors.MessageDefect) -> str | None:
@@ -78,20 +94,36 @@ def is_leaf(part: Message) -> bool:
 
 def layout(msg: Message) -> Layout:
     """Pick the body parts the way mail programs show them; the rest are attachments."""
-    leaves = [part for part in all_parts(msg) if is_leaf(part)]
+    leaves = [part for part in all_parts(msg) if is_leaf(part) and not _empty_multipart(part)]
     plain_part, html_part = _body_part(msg, leaves, "plain"), _body_part(msg, leaves, "html")
     rest = [p for p in leaves if p is not plain_part and p is not html_part]
     # More inline text after the body (a list footer, text after a pasted picture) is part
     # of what the sender wrote, as mail programs show it.
     extra = [p for p in rest if _is_inline(p, "plain")]
+    # Inline HTML that is no alternative of the body: Apple Mail writes text, a picture
+    # and more text as HTML pieces one after the other.
+    alternatives = _alternatives(msg)
+    more_html = [p for p in rest if _is_inline(p, "html") and not _among(p, alternatives)]
     signatures = _signatures(msg)
     attached = [p for p in rest if is_attachment(p) and not _among(p, signatures)]
     plain = [plain_part, *extra] if plain_part is not None else []
-    return Layout(plain, html_part, attached, signatures)
+    html = [html_part, *more_html] if html_part is not None else []
+    return Layout(plain, html, attached, signatures)
+
+
+def _alternatives(msg: Message) -> list[Message]:
+    """The parts that are direct children of a multipart/alternative."""
+    found = [p for p in all_parts(msg) if p.get_content_type() == "multipart/alternative"]
+    return [c for part in found for c in part.get_payload() if isinstance(c, Message)]
 
 
 def _body_part(msg: Message, leaves: list[Message], subtype: str) -> Message | None:
     found = msg.get_body(preferencelist=(subtype,)) if isinstance(msg, EmailMessage) else None
+    if found is not None and found is not msg and is_attachment(found):
+        # get_body skips only "Content-Disposition: attachment"; a named text part without
+        # a disposition is a file too (a readme.txt beside an HTML body), as mail programs
+        # show it. A mail that is one single part is its own body.
+        found = None
     if found is None:
         # get_body takes the first part of a multipart/related as its root, as RFC 2387
         # says; some MHTML mail puts the HTML later. Any inline part of the type will do.

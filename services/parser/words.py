@@ -11,16 +11,30 @@ import binascii
 import re
 from urllib.parse import unquote_to_bytes
 
-from services.parser.charsets import lookup
+from services.parser.charsets import decode_text, lookup
 
 # An encoded word, also a broken one: no closing "?=" (it then ends at white space or at
 # the end of the value), and a charset with an RFC 2231 language ("utf-8*en").
+# A "?" inside the text that does not close the word is taken as text (unencoded "?" in
+# Q words is common).
 _ENCODED_WORD = re.compile(
     r"=\?(?P<charset>[^?\s*]+)(?:\*[^?\s]*)?\?(?P<encoding>[QqBb])\?"
-    r"(?P<text>[^?\s]*)(?:\?=|\?(?=\s|$)|(?=\s|$))"
+    r"(?P<text>[^?\s]*(?:\?(?![=\s]|$)[^?\s]*)*)(?:\?=|\?(?=\s|$)|(?=\s|$))"
 )
+# A closed word with white space in its text (not allowed, but written): in Q the space is
+# text, in B it is nothing.
+_SPACED_WORD = re.compile(
+    r"(=\?[^?\s*]+(?:\*[^?\s]*)?\?(?P<encoding>[QqBb])\?)(?P<text>[^?]*?\s[^?]*?)\?="
+)
+_SPACE = re.compile(r"\s+")
+# A word's end mark with no word open: what is left of a word broken by a fold or a space.
+_STRAY_END = re.compile(r"\?=\s*$")
 _ONLY_SPACE = re.compile(r"[ \t\r\n]*")
 _SURROGATES = re.compile("[\ud800-\udfff]+")
+# Surrogates that stand for no byte (surrogateescape makes U+DC80..U+DCFF only).
+_NOT_BYTES = re.compile("[\ud800-\udc7f\udd00-\udfff]+")
+# Characters already decoded: neither ASCII nor a raw byte. Kept as a span of their own.
+_DECODED = re.compile("([^\x00-\x7f\udc80-\udcff]+)")
 _QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
 # ``name="value"``, ``name=value``, ``name*=charset'lang'pct`` and ``name*0*=...`` sections.
@@ -32,13 +46,19 @@ _PARAM = re.compile(
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 
-def decode_words(value: str, notes: list[str] | None = None, where: str = "header") -> str:
+def decode_words(
+    value: str, notes: list[str] | None = None, where: str = "header", codec: str | None = None
+) -> str:
     """``value`` with its RFC 2047 encoded words decoded, raw 8-bit bytes read as text.
 
     Adjacent encoded words in one charset are decoded as one byte string, so a character
     split across two words (as some mailers write them) comes out whole. A word in an unknown
-    charset is read as UTF-8 or cp1252, and noted in ``notes`` under ``where``.
+    charset is read as UTF-8 or as detected, and noted in ``notes`` under ``where``. Raw 8-bit
+    bytes that are not UTF-8 are read in ``codec`` (see ``text_of``). An end mark ``?=``
+    left over at the end, from a word a mail program broke, is dropped.
     """
+    if "=?" in value:
+        value = _without_stray_end(_SPACED_WORD.sub(_unspaced, value))
     out: list[str] = []
     run: list[re.Match[str]] = []
     position = 0
@@ -49,13 +69,25 @@ def decode_words(value: str, notes: list[str] | None = None, where: str = "heade
             out.append(_decode_run(run, notes, where))
             run = []
         if not adjacent:  # RFC 2047 §6.2: white space between two encoded words is dropped
-            out.append(text_of(between))
+            out.append(text_of(between, codec))
         run.append(word)
         position = word.end()
     if run:
         out.append(_decode_run(run, notes, where))
-    out.append(text_of(value[position:]))
+    out.append(text_of(value[position:], codec))
     return "".join(out)
+
+
+def _unspaced(word: re.Match[str]) -> str:
+    space = "_" if word["encoding"] in "Qq" else ""
+    return f"{word[1]}{_SPACE.sub(space, word['text'])}?="
+
+
+def _without_stray_end(value: str) -> str:
+    stray = _STRAY_END.search(value)
+    if stray is None or any(w.end() == stray.start() + 2 for w in _ENCODED_WORD.finditer(value)):
+        return value  # no "?=" at the end, or it closes a word
+    return value[: stray.start()].rstrip()
 
 
 def _kind(word: re.Match[str]) -> tuple[str, str]:
@@ -95,16 +127,12 @@ def _b64(data: bytes) -> bytes:
 
 
 def decode_bytes(data: bytes, charset: str, notes: list[str] | None, where: str) -> str:
-    """``data`` in the declared ``charset``; an unknown or wrong one is read leniently."""
-    codec = lookup(charset)
-    if codec is not None:
-        try:
-            return data.decode(codec)
-        except (LookupError, ValueError):  # not valid in it, or not a text codec at all
-            pass
-    if notes is not None:
+    """``data`` in the declared ``charset``; an unknown or wrong one is read leniently
+    (its superset, UTF-8, or the charset detected: see ``charsets.decode_text``)."""
+    decoded = decode_text(data, charset, where)
+    if (decoded.repair or lookup(charset) is None) and notes is not None:
         notes.append(f"{where}: text in unknown or wrong charset {charset!r}; read leniently")
-    return bytes_as_text(data)
+    return decoded.text
 
 
 def bytes_as_text(data: bytes) -> str:
@@ -115,30 +143,56 @@ def bytes_as_text(data: bytes) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def text_of(value: str) -> str:
-    """``value`` without lone surrogates: raw 8-bit header bytes decoded as UTF-8 or cp1252."""
-    return _SURROGATES.sub(_decode_8bit, value).replace("\x00", "")
+def text_of(value: str, codec: str | None = None) -> str:
+    """``value`` without lone surrogates: raw 8-bit header bytes decoded as UTF-8 when they
+    are, else in ``codec`` (the mail's header charset), else cp1252.
+
+    The bytes are decoded together with the ASCII around them: the second byte of a
+    GBK, Big5 or Shift_JIS character can be an ASCII letter.
+    """
+    if not _SURROGATES.search(value):
+        return value.replace("\x00", "")
+    value = _NOT_BYTES.sub("\ufffd", value)
+    return "".join(_decoded_span(s, codec) for s in _raw_spans(value)).replace("\x00", "")
 
 
-def has_raw_8bit(value: str) -> bool:
-    """Whether ``value`` holds raw 8-bit header bytes that are not valid UTF-8."""
-    return any(_not_utf8(m.group()) for m in _SURROGATES.finditer(value))
+def raw_8bit(value: str) -> list[bytes]:
+    """The spans of raw header bytes in ``value`` that hold 8-bit bytes and are not UTF-8."""
+    if not _SURROGATES.search(value):
+        return []
+    spans = (_as_bytes(s) for s in _raw_spans(_NOT_BYTES.sub("\ufffd", value)))
+    return [span for span in spans if span is not None and _strict_utf8(span) is None]
 
 
-def _not_utf8(run: str) -> bool:
+def encoded_word_charsets(value: str) -> list[str]:
+    """The charsets of the encoded words in ``value``."""
+    return [word["charset"] for word in _ENCODED_WORD.finditer(value)] if "=?" in value else []
+
+
+def _raw_spans(value: str) -> list[str]:
+    # Split at characters already decoded; the spans between are ASCII and raw bytes.
+    return _DECODED.split(value)
+
+
+def _as_bytes(span: str) -> bytes | None:
+    return span.encode("ascii", "surrogateescape") if _SURROGATES.search(span) else None
+
+
+def _decoded_span(span: str, codec: str | None) -> str:
+    data = _as_bytes(span)
+    if data is None:
+        return span
+    text = _strict_utf8(data)
+    if text is None and codec is not None:
+        text = data.decode(codec, errors="replace")
+    return text if text is not None else data.decode("cp1252", errors="replace")
+
+
+def _strict_utf8(data: bytes) -> str | None:
     try:
-        run.encode("utf-8", "surrogateescape").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return True
-    return False
-
-
-def _decode_8bit(match: re.Match[str]) -> str:
-    try:
-        data = match.group().encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # surrogates that never were bytes
-        return "\ufffd"
-    return bytes_as_text(data)
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def parameter(value: str, name: str, notes: list[str] | None = None) -> str | None:

@@ -374,7 +374,31 @@ def test_an_html_only_mail_reads_as_text_with_list_items_and_links() -> None:
     out, blobs = parse_raw(raw)
 
     text = body_text(out, blobs)
-    assert text == "Hello team & friends,\n\n- first!\n- second\n\nRead the guide.\nThanks"
+    assert text == "Hello team & friends,\n\n  * first!\n  * second\n\nRead the guide.\nThanks"
+
+
+def test_html_rendering_keeps_table_columns_and_nested_numbered_lists() -> None:
+    html = (
+        "<p>Order failed:</p><table><tr><th>Item</th><th>Qty</th></tr>"
+        "<tr><td>Toner black</td><td>2</td></tr><tr><td>Paper</td><td>10</td></tr></table>"
+        "<ul><li>check<ol><li>first</li><li>second</li></ol></li></ul>"
+    )
+
+    assert html_to_text(html) == (
+        "Order failed:\n\n"
+        "Item         Qty\n"
+        "Toner black  2\n"
+        "Paper        10\n\n"
+        "  * check\n"
+        "     1. first\n"
+        "     2. second"
+    )
+
+
+def test_html_nested_deeper_than_the_renderer_follows_still_gives_its_text() -> None:
+    deep = "<div>" * 5000 + "deep text" + "</div>" * 5000 + "<p>after</p>"
+
+    assert html_to_text(deep) == "deep text\n\nafter"
 
 
 def test_html_rendering_collapses_blank_lines_and_keeps_preformatted_text() -> None:

@@ -7,8 +7,11 @@ look like what the named mail program sends; each docstring says which.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
+
+import pytest
 
 from contracts.mail import Address, Attachment, MailFetched, MailParsed, SourceRef
 from services.parser.handler import parse
@@ -376,3 +379,235 @@ def test_every_sample_parses_the_same_way_twice() -> None:
         second, _ = parsed(path)
         assert first.mail == second.mail, path.name
         assert hashlib.sha256(path.read_bytes()).hexdigest() == first.raw_blob
+
+
+# 12. Raw 8-bit headers in legacy charsets
+
+
+def test_raw_gbk_headers_are_read_in_the_charset_the_body_declares() -> None:
+    """Sample: a Chinese webmail that writes From and Subject as raw GBK bytes and declares
+    gb2312 only on the body."""
+    out, blobs = parsed(SAMPLES / "header-gbk-raw.eml")
+
+    assert out.mail.subject == "打印机无法连接网络"
+    assert out.mail.from_ == Address(name="王芳", email="wangfang@example.cn")
+    assert text(out, blobs) == "您好，三楼的打印机从昨天开始无法连接网络。\n"
+    assert "header Subject: raw 8-bit bytes that are not UTF-8; read as gb18030" in (
+        out.mail.defects
+    )
+
+
+def test_a_raw_big5_subject_without_any_declared_charset_is_detected() -> None:
+    """Sample: a Taiwanese mail with a raw Big5 Subject and no charset anywhere; some of its
+    second bytes are ASCII letters."""
+    out, _ = parsed(SAMPLES / "header-big5-raw-undeclared.eml")
+
+    assert out.mail.subject == "印表機壞了，請幫忙"
+
+
+def test_a_raw_shift_jis_header_is_not_read_in_the_bodys_7bit_charset() -> None:
+    """Sample: a Japanese mail program that writes raw Shift_JIS headers over an ISO-2022-JP
+    body (which cannot hold 8-bit bytes, so the headers are detected)."""
+    out, blobs = parsed(SAMPLES / "header-sjis-raw-body-iso2022jp.eml")
+
+    assert out.mail.subject == "請求書について"
+    assert out.mail.from_ == Address(name="山田太郎", email="yamada@example.jp")
+    assert text(out, blobs) == "お世話になっております。請求書が届いていません。\n"
+
+
+# 13. Mislabelled and unknown charsets
+
+
+def test_an_iso_2022_jp_body_declared_as_utf8_is_read_as_iso_2022_jp() -> None:
+    """Sample: a gateway that relabelled a 7-bit ISO-2022-JP body as UTF-8 (its escape
+    sequences are valid ASCII)."""
+    out, blobs = parsed(SAMPLES / "body-iso2022jp-declared-utf8.eml")
+
+    assert out.mail.subject == "パスワードの再設定"
+    assert text(out, blobs) == "パスワードを再設定できません。\nよろしくお願いします。\n"
+    assert "charset: text/plain declared 'utf-8' but decoded as 'iso2022_jp_2'" in (
+        out.mail.defects
+    )
+
+
+@pytest.mark.parametrize(
+    ("label", "codec", "words"),
+    [
+        ("iso-gb2312", "gbk", "发票还没有收到"),
+        ("x-gbk", "gbk", "发票还没有收到"),
+        ("ks_c_5601-1987", "cp949", "송장을 받지 못했습니다"),
+        ("windows-874", "cp874", "ใบแจ้งหนี้ยังไม่มา"),
+        ("unicode-1-1-utf-7", "utf-7", "Rechnung für März"),
+        ("utf8", "utf-8", "Rechnung für März"),
+        ("x-sjis", "cp932", "請求書が届きません"),
+        ("cp-1251", "cp1251", "Счёт не пришёл"),
+    ],
+)
+def test_charset_aliases_mail_programs_write_are_known(label: str, codec: str, words: str) -> None:
+    """Inline: the labels Outlook, Lotus Notes and old webmails write for common charsets,
+    on the Subject (an encoded word) and on the body."""
+    encoded = base64.b64encode(words.encode(codec)).decode()
+    raw = (
+        f"From: a@example.com\r\nSubject: =?{label}?B?{encoded}?=\r\n"
+        f"Content-Type: text/plain; charset={label}\r\n\r\n"
+    ).encode() + words.encode(codec)
+
+    out, blobs = parsed_bytes(raw)
+
+    assert out.mail.subject == words
+    assert text(out, blobs) == words
+    assert not any("charset" in d for d in out.mail.defects)
+
+
+# 14. Broken header blocks and addresses
+
+
+def test_unindented_continuation_lines_do_not_end_the_header_block() -> None:
+    """Sample: a relay that rewrapped a long Thread-Topic without indenting the continuation
+    lines; From, Subject and the rest follow them."""
+    out, blobs = parsed(SAMPLES / "header-lost-indentation.eml")
+
+    assert out.mail.from_ == Address(name="Anna Berg", email="anna.berg@example.de")
+    assert out.mail.subject == "Drucker im dritten Stock"
+    assert text(out, blobs) == "Der Drucker druckt nur leere Seiten.\n"
+
+
+def test_a_line_pasted_above_the_header_block_does_not_hide_it() -> None:
+    """Sample: a contact form relay that put "---- Original message ----" above the header,
+    whose Received and X-Spam-Status continuations also lost their indentation."""
+    out, blobs = parsed(SAMPLES / "header-after-pasted-line.eml")
+
+    assert out.mail.from_ == Address(name="", email="form@example.cz")
+    assert out.mail.subject == "Contact form: broken gate"
+    assert text(out, blobs) == "The gate at the car park does not open.\n"
+    assert "header block: 1 line(s) before the first field dropped" in out.mail.defects
+
+
+def test_a_garbage_first_from_is_passed_over_for_the_one_with_an_address() -> None:
+    """Sample: a spam relay that put ``From: [......]`` before the real From."""
+    out, _ = parsed(SAMPLES / "from-garbage-first.eml")
+
+    assert out.mail.from_ == Address(name="Li Wei", email="li.wei@example.cn")
+    assert "header From: the first address is not one; li.wei@example.cn is used" in (
+        out.mail.defects
+    )
+
+
+def test_a_domain_ending_in_a_dot_is_read_without_it() -> None:
+    """Sample: addresses written with the DNS root dot (``<a@yahoo.com.>``)."""
+    out, _ = parsed(SAMPLES / "from-trailing-dot-domain.eml")
+
+    assert out.mail.from_ == Address(name="Clara.Wu", email="Clara.Wu@yahoo.com")
+    assert out.mail.to == [Address(name="", email="support@example.com")]
+    assert out.mail.subject == "Passwort zurücksetzen"
+
+
+def test_without_an_address_in_from_the_sender_is_read_from_reply_to() -> None:
+    """Inline: a bulk mailer that writes ``From: "name" <>`` and a Reply-To."""
+    raw = b'From: "=?utf-8?Q?Shop?=" <>\r\nReply-To: <orders@example.com>\r\nSubject: x\r\n\r\nhi'
+
+    out, _ = parsed_bytes(raw)
+
+    assert out.mail.from_ == Address(name="", email="orders@example.com")
+    assert "header From: holds no address; the sender is read from Reply-To" in out.mail.defects
+
+
+# 15. Broken encoded words
+
+
+def test_an_encoded_word_folded_in_its_middle_is_joined_and_its_end_mark_dropped() -> None:
+    """Sample: a mailer that folded the Subject inside an encoded word; the display name has
+    an encoded word inside a quoted string."""
+    out, _ = parsed(SAMPLES / "subject-broken-words.eml")
+
+    assert out.mail.subject == "Personaländerung zum 1. April"
+    assert out.mail.from_ == Address(name="Müller, Jens", email="jens.mueller@example.de")
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("=?UTF-8?Q? Personal=C3=A4nderung?=", "Personaländerung"),
+        ("Re: =?utf-8?Q?Gr=C3=BC=C3=9Fe aus Wien?=", "Re: Grüße aus Wien"),
+        ("=?iso-8859-1?Q?Frage?_Antwort?=", "Frage? Antwort"),
+        ("=?utf-8?Q?Rechnung_M=C3=A4rz?= bezahlt?=", "Rechnung März bezahlt"),
+        ("=?utf-8?B?UmVjaG51bmcg?==?utf-8?B?TcOkcno=?=", "Rechnung März"),
+    ],
+)
+def test_broken_encoded_words_are_decoded(subject: str, expected: str) -> None:
+    """Inline: literal spaces and "?" inside Q words, a stray end mark, words without the
+    space between them."""
+    out, _ = parsed_bytes(f"From: a@example.com\r\nSubject: {subject}\r\n\r\nhi".encode())
+
+    assert out.mail.subject == expected
+
+
+# 16. Which part is the body
+
+
+def test_html_pieces_after_a_picture_all_stay_in_the_body() -> None:
+    """Sample: Apple Mail's HTML-only mail with a picture between two pieces of HTML."""
+    out, blobs = parsed(SAMPLES / "html-pieces-after-picture.eml")
+
+    assert text(out, blobs) == "The app shows this error:\nIt started after the update."
+    assert [a.filename for a in out.mail.attachments] == ["error.png"]
+
+
+def test_a_named_text_part_beside_an_html_body_is_an_attachment_not_the_body() -> None:
+    """Sample: a crash.log sent as ``text/plain; name=...`` without a disposition."""
+    out, blobs = parsed(SAMPLES / "readme-beside-html-body.eml")
+
+    assert text(out, blobs) == "The crash log is attached."
+    [log] = out.mail.attachments
+    assert log.filename == "crash.log"
+    assert blobs.get(log.sha256) == b"Traceback: NullPointerException at line 42"
+
+
+@pytest.mark.parametrize("charset", ["utf-16", "utf-32-be", "iso-2022-jp", "idna"])
+def test_a_file_name_in_a_charset_the_stdlib_cannot_read_does_not_break_the_mail(
+    charset: str,
+) -> None:
+    """Inline: RFC 2231 file names whose charset makes the stdlib's header parser raise on
+    every later look at the part (its content type, whether it is the body)."""
+    raw = (
+        "From: a@example.com\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        "--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
+        f"--b\r\nContent-Type: application/pdf; name*={charset}''%1B%41\r\n"
+        f"Content-Disposition: attachment; filename*={charset}''%1B%41\r\n\r\nPDF\r\n--b--\r\n"
+    ).encode()
+
+    out, blobs = parsed_bytes(raw)
+
+    assert text(out, blobs) == "body"
+    [pdf] = out.mail.attachments
+    assert (pdf.content_type, blobs.get(pdf.sha256)) == ("application/pdf", b"PDF")
+
+
+def test_a_multipart_mail_with_nothing_after_its_header_is_read_without_a_body() -> None:
+    """Inline: a spam filter's copy that kept only the header of a multipart mail."""
+    raw = (
+        b"From: Ann <ann@example.com>\r\nSubject: only a header\r\n"
+        b'Content-Type: multipart/mixed; boundary="gone"\r\n'
+    )
+
+    out, _ = parsed_bytes(raw)
+
+    assert (out.mail.from_, out.mail.subject) == (
+        Address(name="Ann", email="ann@example.com"),
+        "only a header",
+    )
+    assert out.mail.body_text_blob is None
+    assert out.mail.attachments == []
+
+
+def test_the_space_between_two_encoded_words_of_a_name_is_dropped() -> None:
+    """Inline: a name in two encoded words of different charsets (RFC 2047 §6.2)."""
+    raw = (
+        b"From: =?windows-1252?Q?Hans_B=C4KO?= =?iso-8859-15?q?Sch=F6nland?= <me@example.de>\r\n"
+        b"Subject: x\r\n\r\nhi"
+    )
+
+    out, _ = parsed_bytes(raw)
+
+    assert out.mail.from_ == Address(name="Hans BÄKOSchönland", email="me@example.de")
+    assert not any("encoded-word" in d for d in out.mail.defects)
