@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from contracts.base import Contract, Envelope
 
@@ -97,7 +97,7 @@ class ParsedMail(Contract):
     attachments: list[Attachment] = []
     defects: list[str] = []
 
-    model_config = Contract.model_config | {"populate_by_name": True}
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 class MailFetched(Envelope):

@@ -345,8 +345,9 @@ def is_auto_reply(msg: Message) -> bool:
     if any("".join(v.split()) == "<>" for v in raw_values(msg, "Return-Path")):
         return True
     report_type = msg.get_param("report-type", "", header="content-type")
-    is_report = msg.get_content_type() == "multipart/report" and isinstance(report_type, str)
-    return is_report and report_type.strip().lower() == "delivery-status"
+    if msg.get_content_type() != "multipart/report" or not isinstance(report_type, str):
+        return False
+    return report_type.strip().lower() == "delivery-status"
 
 
 def _token(value: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from email.message import Message
 
 from services.parser.headers import LOST_LINES, header_goes_on, is_header_line
+from services.parser.payloads import subparts
 from services.runtime.errors import MailError
 
 _MB = 1024 * 1024
@@ -141,8 +142,7 @@ def _walk(msg: Message) -> Iterator[tuple[int, Message]]:
     while stack:
         depth, part = stack.pop()
         yield depth, part
-        children = part.get_payload() if part.is_multipart() else []
-        stack.extend((depth + 1, c) for c in reversed(children) if isinstance(c, Message))
+        stack.extend((depth + 1, c) for c in reversed(subparts(part)))
 
 
 class DecodeBudget:

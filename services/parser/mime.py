@@ -21,7 +21,7 @@ from services.parser.delivery_reports import delivery_report
 from services.parser.headers import LENIENT, first_raw, header_fields, repair_header_block
 from services.parser.html_text import html_to_text
 from services.parser.limits import DecodeBudget, ParserLimits, check_tree, header_end, prescan
-from services.parser.payloads import UUENCODED, message_bytes, payload, release
+from services.parser.payloads import UUENCODED, message_bytes, payload, release, subparts
 from services.parser.payloads import transfer_encoding as cte
 from services.parser.uuencode import decode_part, find_files, without_files
 from services.parser.words import parameter
@@ -184,7 +184,8 @@ def _decoded(
 
 
 def _attached_mail(part: Message, budget: DecodeBudget) -> MimeAttachment:
-    inner = part.get_payload(0)  # the parser reads a message/rfc822 body as a mail
+    # The parser reads a message/rfc822 body as a mail, an empty one included.
+    inner = next(iter(subparts(part)), None) or Message()
     data = message_bytes(inner)
     budget.spend(len(data))
     return MimeAttachment(roles.attached_mail_name(part, inner), part.get_content_type(), data)

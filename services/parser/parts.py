@@ -13,6 +13,7 @@ from email.message import EmailMessage, Message
 from urllib.parse import unquote
 
 from services.parser.headers import describe, first_raw, one_line, subject
+from services.parser.payloads import subparts
 from services.parser.words import parameter, text_of
 from services.runtime.errors import MailError
 
@@ -84,7 +85,7 @@ def all_parts(msg: Message) -> list[Message]:
     """Every part of the mail, depth first, without descending into attached messages."""
     if is_leaf(msg):
         return [msg]
-    return [msg, *(part for sub in msg.get_payload() for part in all_parts(sub))]
+    return [msg, *(part for sub in subparts(msg) for part in all_parts(sub))]
 
 
 def is_leaf(part: Message) -> bool:
@@ -118,7 +119,9 @@ def _alternatives(msg: Message) -> list[Message]:
 
 
 def _body_part(msg: Message, leaves: list[Message], subtype: str) -> Message | None:
-    found = msg.get_body(preferencelist=(subtype,)) if isinstance(msg, EmailMessage) else None
+    found: Message | None = (
+        msg.get_body(preferencelist=(subtype,)) if isinstance(msg, EmailMessage) else None
+    )
     if found is not None and found is not msg and is_attachment(found):
         # get_body skips only "Content-Disposition: attachment"; a named text part without
         # a disposition is a file too (a readme.txt beside an HTML body), as mail programs
@@ -143,7 +146,7 @@ def is_attachment(part: Message) -> bool:
 
 def _signatures(msg: Message) -> list[Message]:
     signed = [p for p in all_parts(msg) if p.get_content_type() == "multipart/signed"]
-    children = [c for p in signed for c in p.get_payload()[1:]]
+    children = [c for p in signed for c in subparts(p)[1:]]
     return [c for c in children if c.get_content_type() in _SIGNATURES]
 
 

@@ -8,6 +8,14 @@ from email.message import Message
 
 from services.parser.headers import first_raw
 
+
+def subparts(part: Message) -> list[Message]:
+    """The parts inside a multipart or an attached message; a leaf has none."""
+    if not part.is_multipart():
+        return []
+    return [p for p in part.get_payload() if isinstance(p, Message)]
+
+
 # Writes an attached mail back out with its headers as they came, never refolded: refolding
 # runs the header parser again, which is where the stdlib's bugs live.
 _VERBATIM = policy.default.clone(refold_source="none", linesep="\r\n")
@@ -28,7 +36,7 @@ def payload(part: Message) -> bytes:
     """
     if part.is_multipart():
         # e.g. message/delivery-status: a list of header blocks, kept as text.
-        return b"".join(message_bytes(sub) for sub in part.get_payload())
+        return b"".join(message_bytes(sub) for sub in subparts(part))
     encoding = transfer_encoding(part)
     if encoding == "base64":
         fast = _base64(part.get_payload())

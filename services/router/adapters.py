@@ -70,7 +70,8 @@ class SqlRequestBook:
 
     def open_request(self, helpdesk: str, subject: str, requester: Address, at: datetime) -> int:
         result = self._conn.execute(
-            tables.requests.insert().values(
+            tables.requests.insert()
+            .values(
                 helpdesk_id=helpdesk,
                 subject=subject,
                 status="open",
@@ -79,8 +80,9 @@ class SqlRequestBook:
                 created_at=at,
                 updated_at=at,
             )
+            .returning(tables.requests.c.id)
         )
-        return int(result.inserted_primary_key[0])
+        return int(result.scalar_one())
 
     def add_mail(
         self, request_id: int, msg: MailValidated, data: dict[str, Any], at: datetime

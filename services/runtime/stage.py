@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from kombu import Connection
@@ -29,9 +29,9 @@ class Stage:
     name: str
     handlers: dict[str, Handle]
     tick: Callable[[], object] | None = None
-    on_start: list[Callable[[], object]] = field(default_factory=list)
+    on_start: Sequence[Callable[[], object]] = field(default_factory=list)
     #: Run when the process stops, after the last message: let background work end.
-    on_stop: list[Callable[[], object]] = field(default_factory=list)
+    on_stop: Sequence[Callable[[], object]] = field(default_factory=list)
     #: The poller's "poll every mailbox now" (``run --once``); None for other stages.
     poll_all: Callable[[], list[str]] | None = None
     #: The notifier's "send the retries that are due now"; None for other stages.

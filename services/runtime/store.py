@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,7 +178,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.close()
 
 
-def insert_ignoring_conflict(conn: Connection, table: sa.Table, values: dict[str, object]) -> bool:
+def insert_ignoring_conflict(
+    conn: Connection, table: sa.Table, values: Mapping[str, object]
+) -> bool:
     """Insert a row unless one with the same key exists; True when this call inserted it.
 
     Concurrent workers may race to insert the same idempotent row; the loser simply finds
