@@ -31,10 +31,12 @@ lock:
 system-deps:
 	@scripts/install-system-deps.sh
 
-## run: the pipeline once over the demo Maildir on the embedded broker and SQLite
+## run: the pipeline once over the demo Maildir on the embedded broker and SQLite, with the
+## data folder in this checkout's var/ (unless MAILROOM_VAR_DIR says otherwise)
+run: export MAILROOM_VAR_DIR ?= $(CURDIR)/var
 run: $(STAMP)
 	@scripts/install-system-deps.sh libmagic1
-	@mkdir -p $(dir $(DEMO)) && [ -d $(DEMO) ] || cp -r demo/Maildir $(DEMO)
+	@mkdir -p -m 700 var && mkdir -p $(dir $(DEMO)) && [ -d $(DEMO) ] || cp -r demo/Maildir $(DEMO)
 	@$(BIN)/mailroom config apply demo/settings.yaml
 	@$(BIN)/mailroom run --once
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -26,7 +33,9 @@ class Settings(BaseSettings):
 
     broker_url: str = "memory://"
     database_url: str | None = None
-    var_dir: Path = Path("var")
+    #: The data folder (SQLite database, key file): one place, whichever folder a command
+    #: runs in.
+    var_dir: Path = Field(default_factory=lambda: _default_var_dir())
     secret_key: str | None = None
     secret_key_file: Path | None = None
     max_attempts: int = Field(default=3, ge=1)
@@ -43,6 +52,11 @@ class Settings(BaseSettings):
     #: Sum of the decoded sizes of all parts of one mail.
     max_decoded_mb: float = Field(default=100, gt=0)
 
+    @field_validator("var_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'mailroom.db'}"
@@ -50,6 +64,13 @@ class Settings(BaseSettings):
     @property
     def effective_key_file(self) -> Path:
         return self.secret_key_file or self.var_dir / "secret.key"
+
+
+def _default_var_dir() -> Path:
+    """``$XDG_STATE_HOME/mailroom``, else ``~/.local/state/mailroom``."""
+    state = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"
+    return base / "mailroom"
 
 
 class _Strict(BaseModel):

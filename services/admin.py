@@ -13,7 +13,6 @@ import io
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -72,17 +71,21 @@ class Admin:
             rows = conn.execute(sa.select(d.c.mailbox, sa.func.count()).group_by(d.c.mailbox))
             return {mailbox: n for mailbox, n in rows}
 
-    def download(self, out: Path, mailbox: str | None = None) -> Downloaded:
-        """Write a zip of every entry's decrypted log (``.txt``) and raw mail (``.eml``).
+    def download(self, mailbox: str | None = None) -> Downloaded:
+        """A zip of every entry's decrypted log (``.txt``) and raw mail (``.eml``).
 
-        Decrypts everything before writing. When no log decrypts, the key is wrong: raises
-        ``ConfigError`` and writes nothing. When only some fail, those logs are damaged: their
-        ``.txt`` says so (with what the entry itself records) and the rest are written.
+        When no log decrypts, the key is wrong: raises ``ConfigError``. When only some fail,
+        those logs are damaged: their ``.txt`` says so (with what the entry itself records)
+        and the rest are in the zip. A ``mailbox`` that is neither configured nor named by an
+        entry is a ``ConfigError`` too.
         """
         files: list[tuple[str, bytes]] = []
         damaged: list[int] = []
         sealed_logs = 0
-        for entry in self._dead_letters(mailbox):
+        entries = self._dead_letters(mailbox)
+        if mailbox is not None and not entries:
+            self.config.mailbox(mailbox)  # a mistyped name is an error, not an empty zip
+        for entry in entries:
             stem = (
                 f"{entry.id:05d}-{entry.mailbox or 'unknown'}-{_safe(entry.ref or entry.mail_id)}"
             )
@@ -102,9 +105,10 @@ class Admin:
                 "key that is not in MAILROOM_SECRET_KEY (or the key file); add the old key after "
                 "the new one"
             )
-        out.write_bytes(_zip(files))
         return Downloaded(
-            logs=sum(1 for name, _ in files if name.endswith(".txt")), damaged=damaged
+            logs=sum(1 for name, _ in files if name.endswith(".txt")),
+            damaged=damaged,
+            archive=_zip(files),
         )
 
     def _log_text(self, entry: Any) -> tuple[str, bool]:
@@ -376,6 +380,7 @@ def _entry_head(entry: Any) -> str:
 class Downloaded:
     logs: int  # entries written
     damaged: list[int]  # ids of entries whose log could not be decrypted
+    archive: bytes  # the zip
 
 
 @dataclass(frozen=True)

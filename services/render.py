@@ -1,4 +1,8 @@
-"""Tables for people (rich); ``--json`` output bypasses this module."""
+"""Tables for people (rich); ``--json`` output bypasses this module.
+
+Every cell is plain text (no rich markup, no emoji codes) with control and bidi characters
+shown as escapes: subjects, names and file names are chosen by whoever sent the mail.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,22 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from services.reports import RunSummary
 from services.runtime.config_store import MailboxState
+from services.safe_text import shown
 
 SECRET_FIELDS = ("password", "client_secret")
 
 
 def _console() -> Console:
     return Console(soft_wrap=False)
+
+
+def _cell(value: object) -> Text:
+    """A table cell: the value as plain text, unsafe characters escaped."""
+    return Text(shown("" if value is None else str(value)))
 
 
 def summary(s: RunSummary) -> None:
@@ -30,7 +41,7 @@ def summary(s: RunSummary) -> None:
     counts.add_column("count", justify="right")
     for key, value in s.counts().items():
         if key != "in_flight" or value:
-            counts.add_row(key.replace("_", " "), str(value))
+            counts.add_row(_cell(key.replace("_", " ")), _cell(value))
     console.print(counts)
     console.print(caption)
     if s.stripped:
@@ -39,7 +50,10 @@ def summary(s: RunSummary) -> None:
             table.add_column(col)
         for item in s.stripped:
             table.add_row(
-                f"#{item['request_id']}", item["filename"], item["reason"], item["message"]
+                *map(
+                    _cell,
+                    (f"#{item['request_id']}", item["filename"], item["reason"], item["message"]),
+                )
             )
         console.print(table)
     if s.mailbox_errors:
@@ -47,7 +61,7 @@ def summary(s: RunSummary) -> None:
         table.add_column("mailbox")
         table.add_column("what to fix")
         for e in s.mailbox_errors:
-            table.add_row(e["mailbox"], e["error"])
+            table.add_row(_cell(e["mailbox"]), _cell(e["error"]))
         console.print(table)
     if s.dead:
         table = Table(title="dead-lettered (see `mailroom dlq list`)")
@@ -55,7 +69,8 @@ def summary(s: RunSummary) -> None:
             table.add_column(col)
         for d in s.dead:
             moved = "moved" if d["moved_to_error_folder_at"] else (d["move_error"] or "not moved")
-            table.add_row(d["source"]["mailbox"], d["source"]["ref"], d["stage"], d["error"], moved)
+            row = (d["source"]["mailbox"], d["source"]["ref"], d["stage"], d["error"], moved)
+            table.add_row(*map(_cell, row))
         console.print(table)
 
 
@@ -96,7 +111,7 @@ def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(_cell, row))
     _console().print(table)
 
 
@@ -125,16 +140,17 @@ def detail(data: dict[str, Any]) -> None:
     table.add_column("field", style="bold")
     table.add_column("value")
     for key, value in data.items():
-        table.add_row(key, _text(value))
+        table.add_row(_cell(key), Text(_text(value)))
     _console().print(table)
 
 
 def _text(value: Any) -> str:
+    """A value as text, its parts escaped; a mapping takes one line per key."""
     if isinstance(value, dict):
-        return "\n".join(f"{k}: {_text(v)}" for k, v in value.items())
+        return "\n".join(f"{shown(str(k))}: {_text(v)}" for k, v in value.items())
     if isinstance(value, list):
         return ", ".join(_text(v) for v in value)
-    return "" if value is None else str(value)
+    return "" if value is None else shown(str(value))
 
 
 def requests(rows: list[dict[str, Any]]) -> None:

@@ -14,6 +14,17 @@ from smtp_servers import Collector, SmtpServer
 from services.runtime.store import Store
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_data_in_the_home_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A test that names no data folder gets a throwaway one, never ``~/.local/state``: the
+    default data folder is under ``XDG_STATE_HOME``, which points into the session's tmp."""
+    state = tmp_path_factory.mktemp("xdg-state")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_STATE_HOME", str(state))
+        patch.delenv("MAILROOM_VAR_DIR", raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def leaves_no_process_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     """A test that started processes in its folder (workers, servers) must stop them all:

@@ -3,13 +3,58 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
+from services.safe_text import json_text, shown
 
-@click.group()
+_WANTS_JSON = "mailroom.wants_json"
+
+
+class MailroomGroup(click.Group):
+    """The root group. An error of a ``--json`` command is also a JSON object on stdout,
+    ``{"error": ..., "hint": ...}``, so a script reading stdout always reads JSON; the line
+    on stderr and the exit status stay as they are."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = args[: args.index("--")] if "--" in args else args
+        ctx.meta[_WANTS_JSON] = "--json" in given
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            if ctx.meta.get(_WANTS_JSON):
+                click.echo(json_text(error_object(exc)))
+            raise
+
+
+def error_object(exc: click.ClickException) -> dict[str, str | None]:
+    """What went wrong, and what to do about it when the message says so apart."""
+    message = shown(exc.format_message(), keep_lines=True)
+    if isinstance(exc, click.UsageError):
+        command = exc.ctx.command_path if exc.ctx else "mailroom"
+        return {"error": message, "hint": f"`{command} --help` shows the usage"}
+    error, sep, hint = message.partition("; ")
+    if "\n" in message or not sep:  # several problems, each naming its own fix
+        return {"error": message, "hint": None}
+    return {"error": error, "hint": hint}
+
+
+class _ShownFormatter(logging.Formatter):
+    """Log lines quote mail and servers: their control and bidi characters are escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return shown(super().format(record), keep_lines=True)
+
+
+@click.group(cls=MailroomGroup)
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """Mailroom: turns mail in help-desk mailboxes into requests; never loses a mail."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_ShownFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,12 +13,17 @@ import click
 
 from contracts.settings import Settings, SettingsError, load_settings_file
 from services.admin import Admin
+from services.runtime import data_folder
 from services.runtime.config_store import ApplyResult, ConfigStore
 from services.runtime.errors import ConfigError, InfraError
 from services.runtime.health import Health, HealthServer
 from services.runtime.outages import OutageTooLong, Stopping
 from services.runtime.stage import secret_box
 from services.runtime.store import Store
+from services.safe_text import json_text, shown
+from services.settings_paths import anchored
+
+Migrate = Callable[[Store], None]
 
 
 class Fail(click.ClickException):
@@ -27,7 +32,23 @@ class Fail(click.ClickException):
     exit_code = 2
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"mailroom: {self.message}", err=True)
+        click.echo(f"mailroom: {shown(self.message, keep_lines=True)}", err=True)
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """A line for people; what came from mail or a server in it is shown escaped."""
+    click.echo(shown(text), err=err)
+
+
+def confirm_or_refuse(question: str, *, yes: bool, action: str) -> None:
+    """Go on when ``--yes`` was given or a person at a terminal says yes. Without a
+    terminal nobody can answer: refuse at once instead of reading a "no" from nowhere."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise Fail(f"no terminal to ask {question!r}; use --yes to {action} without a prompt")
+    if not click.confirm(question):
+        raise Fail(f"nothing done: answered no to {question!r}")
 
 
 @contextmanager
@@ -82,19 +103,25 @@ def load_settings() -> Settings:
     return Settings()
 
 
-def open_store(settings: Settings) -> Store:
-    store = Store(settings.effective_database_url)
-    store.migrate()
-    return store
+def open_store(settings: Settings, *, migrate: Migrate = Store.migrate) -> Store:
+    """The store where the settings point; a missing one is an error that says where it
+    looked (see ``data_folder``)."""
+    return data_folder.open_store(settings, migrate=migrate)
 
 
-def apply_file(settings: Settings, store: Store, path: Path) -> ApplyResult:
-    parsed = load_settings_file(path)
-    return ConfigStore(store, secret_box(settings)).apply(parsed)
+def apply_file(
+    settings: Settings, path: Path, *, migrate: Migrate = Store.migrate
+) -> tuple[Store, ApplyResult]:
+    """Check a settings file, then load it into the store, which is made (with its key) if
+    there is none yet. Relative paths in the file are relative to the file's folder."""
+    parsed = anchored(load_settings_file(path), path.parent.absolute())
+    store = data_folder.open_store(settings, create=True, migrate=migrate)
+    return store, ConfigStore(store, secret_box(settings)).apply(parsed)
 
 
 def emit(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    """``--json`` output: control and bidi characters as ``\\uXXXX`` escapes."""
+    click.echo(json_text(data))
 
 
 def admin_for(settings: Settings) -> tuple[Admin, Store]:

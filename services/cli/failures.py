@@ -16,14 +16,17 @@ from services.cli.app import main
 from services.cli.common import (
     Fail,
     admin_for,
+    confirm_or_refuse,
     emit,
     explained,
     load_settings,
     open_store,
+    say,
 )
 from services.pipeline import Pipeline
 from services.runtime.bus import Publisher, connect, is_embedded
 from services.runtime.clock import SystemClock
+from services.runtime.private_files import write_file
 
 
 @main.group()
@@ -82,9 +85,9 @@ def dlq_replay(entry_id: int | None, replay_all: bool, reason: str | None) -> No
             done()
     embedded = is_embedded(settings.broker_url)
     later = " at the next `mailroom run` (notifications right away)" if embedded else ""
-    click.echo(f"replayed {count} dead-letter entries; they are processed again{later}")
+    say(f"replayed {count} dead-letter entries; they are processed again{later}")
     for reason in skipped:
-        click.echo(f"not replayed: {reason}", err=True)
+        say(f"not replayed: {reason}", err=True)
 
 
 def _require_reason(reason: str, classes: list[str]) -> None:
@@ -127,11 +130,10 @@ def _deliver_in_process(settings: Settings, messages: list[Envelope]) -> None:
 
 
 @dlq.command("purge")
-@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.option("--yes", is_flag=True, help="Do not ask (needed without a terminal).")
 def dlq_purge(yes: bool) -> None:
     """Forget every entry; mail in error folders stays there."""
-    if not yes and not click.confirm("forget every dead-letter entry?"):
-        raise Fail("nothing purged")
+    confirm_or_refuse("forget every dead-letter entry?", yes=yes, action="purge")
     with explained():
         count = admin_for(load_settings())[0].purge()
     click.echo(f"purged {count} dead-letter entries; mail in error folders was left in place")
@@ -152,15 +154,24 @@ def errors_list(as_json: bool) -> None:
 
 
 @errors.command("download")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="The zip to write.")
+@click.option("--out", required=True, help="The zip to write (mode 0600).")
 @click.option("--mailbox", help="Only this mailbox's entries.")
-def errors_download(out: Path, mailbox: str | None) -> None:
-    """A zip of the decrypted error logs (one .txt per mail) and the raw mails (.eml)."""
+@click.option("--force", is_flag=True, help="Replace the file if it exists.")
+def errors_download(out: str, mailbox: str | None, force: bool) -> None:
+    """A zip of the decrypted error logs (one .txt per mail) and the raw mails (.eml).
+
+    It holds customer mail: it is written readable by its owner only, and an existing file
+    (or a link) is replaced only with --force.
+    """
+    if not out.strip():
+        raise Fail("--out is empty: name the zip to write, e.g. --out errors.zip")
+    path = Path(out).expanduser()
     with explained():
-        result = admin_for(load_settings())[0].download(out, mailbox)
-    click.echo(f"wrote {result.logs} error logs to {out}")
+        result = admin_for(load_settings())[0].download(mailbox)
+        write_file(path, result.archive, replace=force)
+    say(f"wrote {result.logs} error logs to {path}")
     for entry_id in result.damaged:
-        click.echo(
+        say(
             f"entry {entry_id}: its error log cannot be decrypted (damaged, or encrypted with a "
             "key no longer configured); its .txt holds what the entry records",
             err=True,
@@ -178,11 +189,9 @@ def errors_move_to_inbox(mailbox_name: str) -> None:
             result = admin_for(settings)[0].move_to_inbox(mailbox_name, publish)
         finally:
             done()
-    click.echo(
-        f"mailbox {mailbox_name}: moved {result.moved} mails back to the inbox; fetching resumed"
-    )
+    say(f"mailbox {mailbox_name}: moved {result.moved} mails back to the inbox; fetching resumed")
     if result.missing:
-        click.echo(
+        say(
             f"{result.missing} mails were no longer in the error folder (deleted by hand?): "
             "they are processed again from the copy kept in the store"
         )

@@ -10,6 +10,7 @@ from services.cli.common import (
     config_store_for,
     emit,
     explained,
+    say,
 )
 from services.poller.adapters import SqlSourceState
 from services.poller.sample import describe_sample
@@ -63,7 +64,7 @@ def mailbox_test(name: str, as_json: bool) -> None:
         finally:
             source.close()
     if raw is None:
-        click.echo(f"mailbox {name}: connected; no unread mail to show")
+        emit(None) if as_json else say(f"mailbox {name}: connected; no unread mail to show")
         return
     sample = describe_sample(raw)
     emit(sample) if as_json else render.detail(sample)
@@ -78,7 +79,7 @@ def _toggle(name: str, enabled: bool) -> None:
             health.resume(name)
         else:
             health.pause(name, f"disabled by hand; `mailroom mailbox enable {name}` resumes it")
-    click.echo(f"mailbox {name}: fetching {'resumed' if enabled else 'paused'}")
+    say(f"mailbox {name}: fetching {'resumed' if enabled else 'paused'}")
 
 
 @mailbox.command("enable")

@@ -49,9 +49,7 @@ def run(config_file: Path | None, once: bool, as_json: bool, health_port: int | 
     settings = load_settings()
     outages = Outages(settings.outage_limit_seconds)
     with explained(), serving_health(settings, outages.health, health_port), outliving():
-        store = open_store(settings)
-        if config_file:
-            apply_file(settings, store, config_file)
+        store = apply_file(settings, config_file)[0] if config_file else open_store(settings)
         _require_mailboxes(settings, store)
         connection = connect(settings.broker_url)
         pipeline = Pipeline(
@@ -105,10 +103,14 @@ def worker(stage: str, config_file: Path | None, health_port: int | None) -> Non
     outages = Outages(settings.outage_limit_seconds)
     stop_on_signals(outages.stop.set)  # a stop ends even a wait for the store at start-up
     with explained(), serving_health(settings, outages.health, health_port), outliving():
-        store = Store(settings.effective_database_url)
-        outages.ride_out(store.migrate, kinds=(StoreOutage,))
+
+        def migrate(store: Store) -> None:
+            outages.ride_out(store.migrate, kinds=(StoreOutage,))
+
         if config_file:
-            apply_file(settings, store, config_file)
+            store = apply_file(settings, config_file, migrate=migrate)[0]
+        else:
+            store = open_store(settings, migrate=migrate)
         run_worker(stage, settings, store=store, clock=SystemClock(), outages=outages)
 
 
@@ -123,7 +125,7 @@ def config_apply(file: Path) -> None:
     """Check a settings file and load it into the store."""
     settings = load_settings()
     with explained():
-        result = apply_file(settings, open_store(settings), file)
+        result = apply_file(settings, file)[1]
     boxes = ", ".join(result.mailboxes) or "none"
     click.echo(f"applied {file}: help desks {', '.join(result.helpdesks)}; mailboxes {boxes}")
     if result.removed_mailboxes:

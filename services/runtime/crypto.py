@@ -29,12 +29,20 @@ class SecretBox:
 
     @classmethod
     def from_key_or_file(cls, key: str | None, key_file: Path) -> SecretBox:
-        """Use ``key`` when given, else the key file, which is created (mode 0600) if absent."""
+        """Use ``key`` when given, else the key file. A missing key file is an error: a new
+        key would not read what the old one encrypted (``create_key_file`` makes the first)."""
         if key:
             return cls(key.encode())
-        if not key_file.exists():
-            _create_key_file(key_file)
-        return cls(key_file.read_bytes().strip())
+        try:
+            return cls(key_file.read_bytes().strip())
+        except FileNotFoundError:
+            raise ConfigError(
+                f"the key file {key_file} is missing: restore it from a backup, or set "
+                "MAILROOM_SECRET_KEY to the key; a new store gets its key from "
+                "`mailroom config apply SETTINGS`"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read the key file {key_file}: {exc.strerror}") from None
 
     def encrypt(self, data: bytes) -> bytes:
         return self._fernet.encrypt(data)
@@ -59,9 +67,9 @@ class SecretBox:
         return self.decrypt(value[len(ENCRYPTED_PREFIX) :].encode()).decode()
 
 
-def _create_key_file(path: Path) -> None:
-    """Write a new key where no reader can see it half-written; the first process wins."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def create_key_file(path: Path) -> None:
+    """Write a new key (mode 0600) where no reader can see it half-written; the first process
+    wins. Its folder must exist."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
     try:
         os.fchmod(fd, 0o600)

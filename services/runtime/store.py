@@ -30,6 +30,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from contracts.ids import content_hash
 from services.runtime import tables
 from services.runtime.errors import InfraError, StoreOutage
+from services.runtime.private_files import private_file, private_folder
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,10 @@ def _create_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # Customer mail lives here: owner only. SQLite gives its -wal and -shm files the
+            # database file's mode.
+            private_folder(Path(parsed.database).parent)
+            private_file(Path(parsed.database))
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine

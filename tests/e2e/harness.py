@@ -20,10 +20,10 @@ DEMO = Path(__file__).resolve().parents[2] / "demo"
 def settings_yaml(maildir: Path, *, max_size_mb: float = 1, mailbox: str = "demo") -> str:
     """The demo settings with the Maildir path pointed at ``maildir``, polled every 3 s."""
     text = (DEMO / "settings.yaml").read_text()
-    text = text.replace("path: var/demo/Maildir", f"path: {maildir}")
+    text = text.replace("path: ../var/demo/Maildir", f"path: {maildir}")
     text = text.replace("fetch_every_minutes: 1", "fetch_every_minutes: 0.05")
     text = text.replace("max_size_mb: 1,", f"max_size_mb: {max_size_mb},")
-    assert str(maildir) in text, "demo/settings.yaml no longer names var/demo/Maildir"
+    assert str(maildir) in text, "demo/settings.yaml no longer names ../var/demo/Maildir"
     return text.replace("name: demo", f"name: {mailbox}")
 
 

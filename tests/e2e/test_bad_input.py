@@ -85,5 +85,9 @@ def test_an_unreachable_database_is_one_line_with_the_url_and_no_password(room: 
 
 def test_running_before_any_settings_says_to_apply_them(room: Mailroom) -> None:
     err = refused(room, "run", "--once")
+    room.apply_settings("helpdesks:\n  - id: default\n")
+    no_mailbox = refused(room, "run", "--once")
 
-    assert "no mailbox is configured: run `mailroom config apply FILE` first" in err
+    assert f"no Mailroom data at {room.workdir / 'var' / 'mailroom.db'}" in err
+    assert "run `mailroom config apply SETTINGS` first or set MAILROOM_VAR_DIR" in err
+    assert "no mailbox is configured: run `mailroom config apply FILE` first" in no_mailbox

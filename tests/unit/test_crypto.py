@@ -7,7 +7,7 @@ import stat
 import pytest
 from cryptography.fernet import Fernet
 
-from services.runtime.crypto import SecretBox
+from services.runtime.crypto import SecretBox, create_key_file
 from services.runtime.errors import ConfigError
 
 
@@ -37,26 +37,37 @@ def test_a_value_that_was_never_sealed_unseals_as_itself():
     assert box.unseal("plain value") == "plain value"
 
 
-def test_a_missing_key_file_is_created_readable_only_by_its_owner(tmp_path):
+def test_a_new_key_file_is_readable_only_by_its_owner(tmp_path):
     # Given no key and no key file yet
-    key_file = tmp_path / "var" / "secret.key"
+    key_file = tmp_path / "secret.key"
 
-    # When a box is made
+    # When a key file is made and a box opened with it
+    create_key_file(key_file)
     box = SecretBox.from_key_or_file(None, key_file)
 
     # Then a key file exists with mode 0600 and the box works
-    assert key_file.is_file()
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert box.decrypt(box.encrypt(b"log")) == b"log"
+
+
+def test_a_missing_key_file_is_an_error_and_is_not_replaced(tmp_path):
+    key_file = tmp_path / "secret.key"
+
+    with pytest.raises(ConfigError, match="secret.key is missing: restore it from a backup"):
+        SecretBox.from_key_or_file(None, key_file)
+
+    assert not key_file.exists()
 
 
 def test_an_existing_key_file_is_reused(tmp_path):
     # Given a secret encrypted by a first process
     key_file = tmp_path / "secret.key"
+    create_key_file(key_file)
     token = SecretBox.from_key_or_file(None, key_file).encrypt(b"refresh token")
     key = key_file.read_bytes()
 
     # When a second process starts with the same key file
+    create_key_file(key_file)
     again = SecretBox.from_key_or_file(None, key_file)
 
     # Then the key is unchanged and the secret decrypts

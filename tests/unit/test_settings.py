@@ -32,7 +32,7 @@ def test_the_demo_settings_file_is_valid():
     [box] = desk.mailboxes
     assert desk.id == "default"
     assert box.protocol == "maildir"
-    assert box.path == "var/demo/Maildir"
+    assert box.path == "../var/demo/Maildir"
     assert box.error_folder.name == "Errors"
 
 
