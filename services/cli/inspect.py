@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import click
 import sqlalchemy as sa
 
 from contracts.settings import Settings
+from services import safe_text
 from services.cli.app import main
 from services.cli.common import Fail, emit, explained, load_settings, open_store
 from services.inspection import Desk, as_json, inspect_mail
@@ -24,8 +24,6 @@ from services.validator.adapters import LibmagicSniffer
 _MB = 1024 * 1024
 #: Shown of a body in the human output; ``--json`` has all of it.
 _BODY_CHARS = 2000
-# Control characters (but tab and newline) and bidi overrides, shown escaped to a terminal.
-_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 class NotAMail(Fail):
@@ -127,9 +125,8 @@ def _read(path: Path, desk: Desk) -> bytes:
 
 
 def shown(value: Any) -> str:
-    """``value`` as text safe for a terminal: control and bidi characters escaped."""
-    text = "" if value is None else str(value)
-    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """``value`` as one line safe for a terminal: control and bidi characters escaped."""
+    return safe_text.shown("" if value is None else str(value))
 
 
 def render_inspection(r: dict[str, Any]) -> str:
@@ -200,5 +197,5 @@ def _body(text: str | None) -> list[str]:
     if text is None:
         return ["(no text body)"]
     more = len(text) - _BODY_CHARS
-    cut = shown(text[:_BODY_CHARS])
+    cut = safe_text.shown(text[:_BODY_CHARS], keep_lines=True)
     return [cut, f"... ({more} more characters; --json shows all)"] if more > 0 else [cut]
