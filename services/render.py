@@ -8,10 +8,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from contracts.settings import SECRET_FIELDS
 from services.reports import RunSummary
 from services.runtime.config_store import MailboxState
-
-SECRET_FIELDS = ("password", "client_secret")
 
 
 def _console() -> Console:

@@ -12,14 +12,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from contracts.settings import HelpdeskSettings, MailboxSettings, SettingsFile
+from contracts.settings import SECRET_FIELDS, HelpdeskSettings, MailboxSettings, SettingsFile
 from services.runtime import tables
 from services.runtime.crypto import SecretBox
 from services.runtime.errors import ConfigError
 from services.runtime.mailbox_health import MailboxHealth
 from services.runtime.store import Store, as_utc, utcnow
 
-SECRET_FIELDS = ("password", "client_secret")
 PAUSED_BY_EDIT = (
     "settings changed; check them, then `mailroom mailbox enable {name}` resumes fetching"
 )
