@@ -436,7 +436,12 @@ def _field_path(loc: tuple[Any, ...]) -> str:
             path += f"[{part}]"
         elif not str(part).startswith("function-"):
             path += f".{part}" if path else str(part)
-    return path or "(top level)"
+    return path
+
+
+def problems_of(exc: ValidationError) -> list[str]:
+    """One line per problem, each naming the field's path and the fix, never a secret."""
+    return [line for err in exc.errors() for line in _describe(err).split("\n")]
 
 
 def _describe(err: ErrorDetails) -> str:
@@ -444,9 +449,9 @@ def _describe(err: ErrorDetails) -> str:
     kind = err["type"]
     msg = err["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        return f"{path}: unknown field; remove it or check its spelling"
+        return f"{path or '(top level)'}: unknown field; remove it or check its spelling"
     if kind == "missing":
-        return f"{path}: required field is missing; add it"
+        return f"{path or '(top level)'}: required field is missing; add it"
     return "\n".join(_placed(path, line) for line in msg.split("\n"))
 
 
@@ -454,8 +459,8 @@ def _placed(path: str, line: str) -> str:
     if line.startswith("helpdesks["):  # the check named the exact field itself
         return line
     if line.startswith("."):  # a field inside the one validated: `.error_folder.name: ...`
-        return path + line
-    return f"{path}: {line}"
+        return path + line if path else line[1:]
+    return f"{path or '(top level)'}: {line}"
 
 
 def parse_settings(text: str, *, env: dict[str, str] | None = None) -> SettingsFile:
@@ -474,8 +479,7 @@ def parse_settings(text: str, *, env: dict[str, str] | None = None) -> SettingsF
     try:
         return SettingsFile.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe(e) for e in exc.errors()]
-        raise SettingsError("\n".join(lines)) from None
+        raise SettingsError("\n".join(problems_of(exc))) from None
 
 
 def load_settings_file(path: Path, *, env: dict[str, str] | None = None) -> SettingsFile:
