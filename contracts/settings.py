@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +22,14 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.extensions import extension_setting
+from contracts.folders import (
+    imap_folder_problem,
+    maildir_folder_problem,
+    same_imap_folder,
+)
+from contracts.settings_yaml import SettingsError, load_yaml, read_settings_text
 
 Protocol = Literal["pop", "pops", "imap", "imaps", "ews", "graph", "maildir"]
 DEFAULT_PORTS = {"pop": 110, "pops": 995, "imap": 143, "imaps": 993}
@@ -77,10 +86,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _sendable(value: str | None) -> str | None:
+    # The message never shows the value: it may be a password.
+    if value and any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise ValueError(
+            "holds a control character (a line break, tab or similar) or text that is not "
+            "valid Unicode, which cannot be sent to a mail server: remove it"
+        )
+    return value
+
+
+#: A user name or other credential sent to a server as it is.
+Credential = Annotated[str | None, AfterValidator(_sendable)]
+#: A credential that is sealed in the store and masked when shown (see ``SECRET_FIELDS``).
+Secret = Annotated[str | None, Field(json_schema_extra={"secret": True}), AfterValidator(_sendable)]
+#: A file name extension, normalised (``*.EXE`` -> ``exe``); see ``contracts.extensions``.
+Extension = Annotated[str, AfterValidator(extension_setting)]
+
+
 class AttachmentSettings(_Strict):
     max_size_mb: float = Field(default=10, gt=0)
-    restricted_extensions: list[str] = ["exe", "bat", "cmd", "com", "js", "vbs", "scr", "msi"]
-    allowed_extensions: list[str] = []
+    restricted_extensions: list[Extension] = ["exe", "bat", "cmd", "com", "js", "vbs", "scr", "msi"]
+    allowed_extensions: list[Extension] = []
 
 
 class ConnectivitySettings(_Strict):
@@ -138,8 +165,8 @@ class OutgoingSettings(_Strict):
     host: str
     port: int = Field(default=25, ge=1, le=65535)
     security: Literal["none", "starttls", "ssl"] = "none"
-    username: str | None = None
-    password: str | None = None
+    username: Credential = None
+    password: Secret = None
     from_address: str | None = None
     #: Certificate checks for ``starttls`` and ``ssl``.
     tls: TlsSettings = TlsSettings()
@@ -175,8 +202,8 @@ class MailboxSettings(_Strict):
     auth: Literal["basic", "oauth"] = "basic"
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    username: str | None = None
-    password: str | None = None
+    username: Credential = None
+    password: Secret = None
     addresses: list[str] = []
     fetch_every_minutes: float = Field(default=1, gt=0)
     #: On the first connection, which mail already in the mailbox becomes requests.
@@ -197,7 +224,7 @@ class MailboxSettings(_Strict):
     connect_url: str | None = None
     graph_endpoint: str | None = None
     client_id: str | None = None
-    client_secret: str | None = None
+    client_secret: Secret = None
     authorization_url: str | None = None
     token_url: str | None = None
     scope: str | None = None
@@ -205,8 +232,8 @@ class MailboxSettings(_Strict):
 
     @model_validator(mode="after")
     def _fits_protocol(self) -> MailboxSettings:
-        for problem in _protocol_problems(self):
-            raise ValueError(problem)
+        if problems := _protocol_problems(self) + _folder_problems(self):
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -236,6 +263,31 @@ def _protocol_problems(box: MailboxSettings) -> list[str]:
     return problems
 
 
+def _folder_problems(box: MailboxSettings) -> list[str]:
+    """Folder names checked for the protocol; a problem starting with ``.`` names a field."""
+    error_folder = box.error_folder
+    found: list[tuple[str, str | None]] = []
+    if box.protocol == "maildir" and error_folder.enabled:
+        found.append(("error_folder.name", maildir_folder_problem(error_folder.name)))
+    elif box.protocol in ("imap", "imaps"):
+        found.append(("folder", imap_folder_problem(box.folder)))
+        if error_folder.enabled:
+            problem = imap_folder_problem(error_folder.name)
+            if problem is None and same_imap_folder(error_folder.name, box.folder):
+                problem = (
+                    f"{error_folder.name!r} is the folder mail is fetched from (`folder`): "
+                    "failed mail would stay where it is; choose another name, e.g. `Errors`"
+                )
+            found.append(("error_folder.name", problem))
+    elif box.protocol in ("pop", "pops"):
+        no_folders = "POP has no folders: failed mail is kept in the dead-letter queue only"
+        if error_folder.name != ErrorFolderSettings().name:
+            found.append(("error_folder.name", f"{no_folders}; remove it"))
+        if box.folder != "INBOX":
+            found.append(("folder", f"{no_folders} and mail is read from the inbox; remove it"))
+    return [f".{field}: {problem}" for field, problem in found if problem]
+
+
 class HelpdeskSettings(_Strict):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     attachments: AttachmentSettings = AttachmentSettings()
@@ -260,6 +312,7 @@ class SettingsFile(_Strict):
             for j, m in enumerate(h.mailboxes)
         ]
         _refuse_repeats("mailbox name", boxes)
+        _refuse_shared_mailboxes(self)
         return self
 
 
@@ -274,28 +327,121 @@ def _refuse_repeats(what: str, named: list[tuple[str, str]]) -> None:
         seen[name] = path
 
 
-class SettingsError(Exception):
-    """A settings file that cannot be used; the message names each field and the fix."""
+def _refuse_shared_mailboxes(settings: SettingsFile) -> None:
+    """Two mailboxes reading one mailbox would make two requests of every mail; a mailbox
+    reading another's error folder would fetch again the mail that failed there."""
+    sources: dict[tuple[str, ...], tuple[str, str]] = {}
+    error_folders: dict[tuple[str, ...], tuple[str, str]] = {}
+    for i, desk in enumerate(settings.helpdesks):
+        for j, box in enumerate(desk.mailboxes):
+            where = (
+                f"helpdesks[{i}].mailboxes[{j}]",
+                f"help desk {desk.id!r} mailbox {box.name!r}",
+            )
+            source = _source_place(box)
+            if source is None:
+                continue
+            if source in sources:
+                raise ValueError(
+                    f"{where[0]}: {where[1]} reads the same mailbox as {sources[source][1]} "
+                    f"({_shown(source)}), so every mail would become two requests: remove one "
+                    "of them, or point it at another mailbox"
+                )
+            sources[source] = where
+            if box.error_folder.enabled and box.protocol not in ("pop", "pops"):
+                if (error_folder := _source_place(box, box.error_folder.name)) is not None:
+                    error_folders[error_folder] = where
+    for place, (path, who) in sources.items():
+        if place in error_folders:
+            raise ValueError(
+                f"{path}: {who} reads the error folder of {error_folders[place][1]} "
+                f"({_shown(place)}): mail that failed there would be fetched again; point it "
+                "at another mailbox, or rename that error folder"
+            )
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+def _source_place(box: MailboxSettings, folder: str | None = None) -> tuple[str, ...] | None:
+    """Where a mailbox reads its mail (or ``folder`` of the same account), comparable
+    between mailboxes: a resolved Maildir path, or server, port, user name and folder."""
+    if box.protocol == "maildir" and box.path:
+        path = Path(box.path) / f".{folder}" if folder is not None else Path(box.path)
+        return ("maildir", str(path.resolve()))
+    if box.protocol in DEFAULT_PORTS and box.host:
+        port = str(box.port or DEFAULT_PORTS[box.protocol])
+        name = folder if folder is not None else box.folder
+        name = "INBOX" if box.protocol in ("pop", "pops") or name.upper() == "INBOX" else name
+        host = box.host.strip().rstrip(".").lower()
+        return ("server", host, port, (box.username or "").casefold(), name)
+    return None
 
 
-def _expand(value: Any, env: dict[str, str], missing: list[str]) -> Any:
-    if isinstance(value, str):
+def _shown(place: tuple[str, ...]) -> str:
+    if place[0] == "maildir":
+        return f"Maildir {place[1]}"
+    _, host, port, user, folder = place
+    return f"{user or '(no username)'} on {host}:{port}, folder {folder}"
 
-        def sub(m: re.Match[str]) -> str:
-            if m.group(1) not in env:
-                missing.append(m.group(1))
-                return ""
-            return env[m.group(1)]
 
-        return _VAR.sub(sub, value)
-    if isinstance(value, list):
-        return [_expand(v, env, missing) for v in value]
-    if isinstance(value, dict):
-        return {k: _expand(v, env, missing) for k, v in value.items()}
-    return value
+# `$$` is a literal `$`; `${NAME}` takes NAME from the environment; any other `$` followed
+# by a name or `{` is a mistake, most often `$NAME` meant as a variable.
+_DOLLAR = re.compile(
+    r"\$(?:(?P<dollar>\$)|\{(?P<var>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bad>\{|[A-Za-z_]\w*))"
+)
+
+
+class _Variables:
+    """Replaces ``${NAME}`` in the settings with values from ``env``; collects mistakes."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self._env = env
+        self.missing: set[str] = set()
+        self.empty: set[str] = set()
+        self.problems: list[str] = []
+
+    def expand(self, value: Any, path: str = "", key: str = "") -> Any:
+        if isinstance(value, str):
+            return _DOLLAR.sub(lambda m: self._replace(m, path, key), value)
+        if isinstance(value, list):
+            return [self.expand(v, f"{path}[{i}]", key) for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {
+                k: self.expand(v, f"{path}.{k}" if path else str(k), str(k))
+                for k, v in value.items()
+            }
+        return value
+
+    def _replace(self, match: re.Match[str], path: str, key: str) -> str:
+        if match["dollar"]:
+            return "$"
+        if name := match["var"]:
+            value = self._env.get(name)
+            if value is None:
+                self.missing.add(name)
+            elif not value:
+                self.empty.add(name)
+            return value or ""
+        bad = match["bad"]
+        if key in SECRET_FIELDS:  # never show any part of a secret
+            written, name = "holds `$` followed by a name or `{`, which is kept as written", "NAME"
+        elif bad == "{":
+            written, name = "holds `${` without a variable name and `}`", "NAME"
+        else:
+            written, name = f"holds `${bad}`, which is kept as written", bad
+        self.problems.append(
+            f"{path}: {written}: write `${{{name}}}` to take the environment variable {name}, "
+            "or `$$` for a literal `$`"
+        )
+        return match[0]
+
+    def refusal(self) -> str | None:
+        lines = list(dict.fromkeys(self.problems))
+        if self.missing:
+            names = ", ".join(sorted(self.missing))
+            lines.append(f"environment variable(s) not set: {names}; export them or edit the file")
+        if self.empty:
+            names = ", ".join(sorted(self.empty))
+            lines.append(f"environment variable(s) empty: {names}; set them or edit the file")
+        return "\n".join(lines) or None
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -305,22 +451,31 @@ def _field_path(loc: tuple[Any, ...]) -> str:
             path += f"[{part}]"
         elif not str(part).startswith("function-"):
             path += f".{part}" if path else str(part)
-    return path or "(top level)"
+    return path
+
+
+def problems_of(exc: ValidationError) -> list[str]:
+    """One line per problem, each naming the field's path and the fix, never a secret."""
+    return [line for err in exc.errors() for line in _describe(err).split("\n")]
 
 
 def _describe(err: ErrorDetails) -> str:
     path = _field_path(err["loc"])
     kind = err["type"]
     msg = err["msg"].removeprefix("Value error, ")
-    if msg.startswith("helpdesks["):  # the check named the exact field itself
-        return msg
     if kind == "extra_forbidden":
-        return f"{path}: unknown field; remove it or check its spelling"
+        return f"{path or '(top level)'}: unknown field; remove it or check its spelling"
     if kind == "missing":
-        return f"{path}: required field is missing; add it"
-    if kind == "literal_error":
-        return f"{path}: {msg}"
-    return f"{path}: {msg}"
+        return f"{path or '(top level)'}: required field is missing; add it"
+    return "\n".join(_placed(path, line) for line in msg.split("\n"))
+
+
+def _placed(path: str, line: str) -> str:
+    if line.startswith("helpdesks["):  # the check named the exact field itself
+        return line
+    if line.startswith("."):  # a field inside the one validated: `.error_folder.name: ...`
+        return path + line if path else line[1:]
+    return f"{path or '(top level)'}: {line}"
 
 
 def parse_settings(text: str, *, env: dict[str, str] | None = None) -> SettingsFile:
@@ -329,30 +484,44 @@ def parse_settings(text: str, *, env: dict[str, str] | None = None) -> SettingsF
     Raises:
         SettingsError: with one line per problem, each naming the field's path and the fix.
     """
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"not valid YAML: {exc}") from exc
+    data = load_yaml(text)
     if not isinstance(data, dict):
         raise SettingsError("the settings file must be a mapping with a `helpdesks:` list")
-    missing: list[str] = []
-    data = _expand(data, dict(os.environ) if env is None else env, missing)
-    if missing:
-        names = ", ".join(sorted(set(missing)))
-        raise SettingsError(
-            f"environment variable(s) not set: {names}; export them or edit the file"
-        )
+    variables = _Variables(dict(os.environ) if env is None else env)
+    data = variables.expand(data)
+    if refusal := variables.refusal():
+        raise SettingsError(refusal)
     try:
         return SettingsFile.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe(e) for e in exc.errors()]
-        raise SettingsError("\n".join(lines)) from None
+        raise SettingsError("\n".join(problems_of(exc))) from None
 
 
 def load_settings_file(path: Path, *, env: dict[str, str] | None = None) -> SettingsFile:
-    """Read and validate a settings file; see ``parse_settings``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SettingsError(f"cannot read settings file {path}: {exc.strerror}") from exc
-    return parse_settings(text, env=env)
+    """Read and validate a settings file (UTF-8, at most 1 MiB); see ``parse_settings``."""
+    return parse_settings(read_settings_text(path), env=env)
+
+
+def _settings_models(model: type[BaseModel] = SettingsFile) -> set[type[BaseModel]]:
+    found = {model}
+    for field in model.model_fields.values():
+        for inner in _models_in(field.annotation):
+            if inner not in found:
+                found |= _settings_models(inner)
+    return found
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]
+
+
+#: Names of the fields declared ``Secret`` in the settings file: sealed in the store and
+#: masked when shown, both from this one list.
+SECRET_FIELDS: frozenset[str] = frozenset(
+    name
+    for model in _settings_models()
+    for name, field in model.model_fields.items()
+    if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("secret")
+)

@@ -13,11 +13,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from contracts.settings import SECRET_FIELDS
 from services.reports import RunSummary
 from services.runtime.config_store import MailboxState
 from services.safe_text import shown
-
-SECRET_FIELDS = ("password", "client_secret")
 
 
 def _console() -> Console:

@@ -7,6 +7,7 @@ refusal of the mail (SMTP 5xx) a ``MailError``.
 
 from __future__ import annotations
 
+import base64
 import logging
 import smtplib
 import ssl
@@ -33,12 +34,28 @@ class SmtpSender:
         try:
             with self._connect() as smtp:
                 if self._cfg.username:
-                    smtp.login(self._cfg.username, self._cfg.password or "")
+                    self._log_in(smtp, self._cfg.username, self._cfg.password or "")
                 refused = smtp.send_message(message)
         except (smtplib.SMTPException, OSError) as exc:
             raise self._explain(exc) from exc
         if refused:
             log.warning("%s refused %s of %s recipients", self._where, len(refused), len(mail.to))
+
+    def _log_in(self, smtp: smtplib.SMTP, username: str, password: str) -> None:
+        if username.isascii() and password.isascii():
+            smtp.login(username, password)
+            return
+        # smtplib sends credentials as ASCII only; SASL PLAIN carries UTF-8 (RFC 4616).
+        smtp.ehlo_or_helo_if_needed()
+        if "PLAIN" not in smtp.esmtp_features.get("auth", "").upper().split():
+            raise ConfigError(
+                f"{self._where} does not offer AUTH PLAIN, which a username or password with "
+                "non-ASCII characters needs: use an ASCII password, or enable PLAIN"
+            )
+        token = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+        code, reply = smtp.docmd("AUTH", f"PLAIN {token}")
+        if code not in (235, 503):  # 503: already authenticated
+            raise smtplib.SMTPAuthenticationError(code, reply)
 
     def _connect(self) -> smtplib.SMTP:
         cfg = self._cfg

@@ -8,18 +8,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from pydantic import BaseModel, ValidationError
 
-from contracts.settings import HelpdeskSettings, MailboxSettings, SettingsFile
+from contracts.settings import (
+    SECRET_FIELDS,
+    HelpdeskSettings,
+    MailboxSettings,
+    SettingsFile,
+    problems_of,
+)
 from services.runtime import tables
 from services.runtime.crypto import SecretBox
 from services.runtime.errors import ConfigError
 from services.runtime.mailbox_health import MailboxHealth
 from services.runtime.store import Store, as_utc, utcnow
 
-SECRET_FIELDS = ("password", "client_secret")
+M = TypeVar("M", bound=BaseModel)
+
 PAUSED_BY_EDIT = (
     "settings changed; check them, then `mailroom mailbox enable {name}` resumes fetching"
 )
@@ -62,7 +70,7 @@ class ConfigStore:
         that is gone from the file stops being polled.
         """
         now = utcnow()
-        before = {s.settings.name: s.settings for s in self.mailboxes()}
+        before = self._settings_before()
         with self._store.transaction() as conn:
             conn.execute(tables.helpdesks.delete())
             for desk in settings.helpdesks:
@@ -93,6 +101,18 @@ class ConfigStore:
         for name in changed:
             MailboxHealth(self._store).pause(name, PAUSED_BY_EDIT.format(name=name))
         return ApplyResult([d.id for d in settings.helpdesks], names, list(gone), changed)
+
+    def _settings_before(self) -> dict[str, MailboxSettings | None]:
+        """Stored mailbox settings by name; None for those no longer accepted (changed)."""
+        with self._store.transaction() as conn:
+            rows = conn.execute(sa.select(tables.mailboxes)).all()
+        before: dict[str, MailboxSettings | None] = {}
+        for row in rows:
+            try:
+                before[row.name] = self._state(row).settings
+            except ConfigError:
+                before[row.name] = None
+        return before
 
     def _upsert_mailbox(
         self, conn: sa.Connection, desk: str, box: MailboxSettings, now: datetime
@@ -133,7 +153,7 @@ class ConfigStore:
         data = dict(row.settings)
         if data.get("outgoing"):
             data["outgoing"] = self._open_dict(data["outgoing"])
-        return HelpdeskSettings.model_validate(data)
+        return _stored(HelpdeskSettings, data, f"help desk {helpdesk_id!r}")
 
     def mailboxes(self) -> list[MailboxState]:
         with self._store.transaction() as conn:
@@ -150,7 +170,9 @@ class ConfigStore:
 
     def _state(self, row: sa.Row[Any]) -> MailboxState:
         return MailboxState(
-            settings=MailboxSettings.model_validate(self._open_dict(dict(row.settings))),
+            settings=_stored(
+                MailboxSettings, self._open_dict(dict(row.settings)), f"mailbox {row.name!r}"
+            ),
             helpdesk=row.helpdesk_id,
             enabled=row.enabled,
             last_polled_at=as_utc(row.last_polled_at),
@@ -160,3 +182,16 @@ class ConfigStore:
             paused_reason=row.paused_reason,
             alerted_at=as_utc(row.alerted_at),
         )
+
+
+def _stored(model: type[M], data: dict[str, Any], what: str) -> M:
+    """Stored settings as ``model``; raises ``ConfigError`` when a newer Mailroom no longer
+    accepts what an older one stored (the message never holds a secret)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(problems_of(exc))
+        raise ConfigError(
+            f"the stored settings of {what} are no longer accepted ({problems}): correct the "
+            "settings file and run `mailroom config apply FILE`"
+        ) from None

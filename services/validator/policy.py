@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from contracts.extensions import normalise_extension
 from contracts.settings import AttachmentSettings, NotificationSettings
 from services.runtime.addresses import NO_ADDRESSES, AddressSet
 
+__all__ = ["AttachmentPolicy", "StripNotices", "normalise_extension"]
+
 _BYTES_PER_MB = 1024 * 1024
-
-
-def normalise_extension(extension: str) -> str:
-    """``".PDF "`` -> ``"pdf"``: how extensions are compared everywhere in the validator."""
-    return extension.strip().lstrip(".").lower()
 
 
 def _extensions(items: Iterable[str]) -> frozenset[str]:

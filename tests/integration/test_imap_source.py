@@ -6,12 +6,14 @@ UIDs as it does for mail that arrives while Mailroom polls.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import socket
 import subprocess
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -626,3 +628,61 @@ def test_a_trace_redacts_sasl_responses_until_the_exchange_ends(caplog) -> None:
         "mailbox=support < +OK Logged in.",
         "mailbox=support > STAT",
     ]
+
+
+# -- non-ASCII credentials ---------------------------------------------------------------------
+
+UMLAUT_PASSWORD = "Grüße-Ü1"
+
+
+@pytest.mark.parametrize("protocol", ["imaps", "imap"])
+def test_a_non_ascii_password_logs_in_as_utf8(dovecot, store, caplog, protocol) -> None:
+    user = f"u{uuid.uuid4().hex[:10]}@example.test"
+    dovecot.add_user(user, UMLAUT_PASSWORD)
+    port = {"imaps": dovecot.imaps_port, "imap": dovecot.imap_port}[protocol]
+    box = settings(dovecot, user, UMLAUT_PASSWORD, protocol=protocol, port=port, debug=True)
+    source = ImapSource(box, SqlSourceState(store, box.name, SystemClock()))
+    caplog.set_level(logging.INFO, logger=MAILDEBUG)
+    try:
+        assert source.list_new(10) == []
+    finally:
+        source.close()
+
+    trace = trace_text(caplog)
+    sasl = base64.b64encode(f"\0{user}\0{UMLAUT_PASSWORD}".encode()).decode()
+    assert "AUTHENTICATE PLAIN" in trace
+    assert UMLAUT_PASSWORD not in trace and sasl not in trace
+
+
+def test_a_refused_non_ascii_password_shows_no_part_of_it(dovecot, account) -> None:
+    open_, _user, _password = account
+    source = open_(password=UMLAUT_PASSWORD)
+
+    with pytest.raises(ConfigError) as caught:
+        source.list_new(10)
+
+    message = str(caught.value)
+    assert "refused" in message and "check `username` and `password`" in message
+    for leak in ("Ü", "ü", "ß", "\\xdc", "position", "codec"):
+        assert leak not in message
+
+
+def test_a_library_error_during_login_never_quotes_the_password(account, monkeypatch) -> None:
+    open_, _user, password = account
+
+    def echoing_login(self, username: str, password: str) -> None:
+        raise ValueError(f"cannot send {password!r}")
+
+    monkeypatch.setattr("imapclient.IMAPClient.login", echoing_login)
+
+    with pytest.raises(InfraError) as caught:
+        open_().list_new(10)
+
+    logged = "".join(traceback.format_exception_only(caught.value))
+    # and what a log with exc_info shows of the exceptions it came from
+    shown = caught.value
+    while shown is not None:
+        logged += f"{shown!r}"
+        shown = shown.__cause__ or (None if shown.__suppress_context__ else shown.__context__)
+    assert password not in logged
+    assert "check `username` and `password`" in str(caught.value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -430,3 +431,43 @@ def test_mail_handed_off_before_a_crash_is_deleted_in_the_next_round(
     # Then that mail is deleted on the server and the rest is new
     assert listed == refs[1:]
     assert server_refs(dovecot, user) == refs[1:]
+
+
+@pytest.mark.parametrize("protocol", ["pops", "pop"])
+def test_a_non_ascii_password_logs_in_as_utf8(dovecot, store, protocol) -> None:
+    user, password = f"p{uuid.uuid4().hex[:10]}", "Grüße-Ü1"
+    dovecot.add_user(user, password)
+    port = {"pops": dovecot.pop3s_port, "pop": dovecot.pop3_port}[protocol]
+    mailbox = settings(dovecot, user, password=password, protocol=protocol, port=port)
+    source = open_source(mailbox, SqlSourceState(store, mailbox.name, SystemClock()))
+    try:
+        assert source.list_new(10) == []
+    finally:
+        source.close()
+
+
+def test_a_refused_non_ascii_password_shows_no_part_of_it(box) -> None:
+    message = failure(box(password="Grüße-Ü1"))
+
+    assert "refused" in message and "check `username` and `password`" in message
+    for leak in ("Ü", "ü", "ß", "position", "codec"):
+        assert leak not in message
+
+
+def test_a_library_error_during_login_never_quotes_the_password(box, monkeypatch) -> None:
+    def echoing_pass(self, password: str) -> bytes:
+        raise ValueError(f"cannot send {password!r}")
+
+    monkeypatch.setattr(PopClient, "pass_", echoing_pass)
+
+    with pytest.raises(InfraError) as caught:
+        box(password="Secret-Value-42").list_new(10)
+
+    logged = "".join(traceback.format_exception_only(caught.value))
+    # and what a log with exc_info shows of the exceptions it came from
+    shown = caught.value
+    while shown is not None:
+        logged += f"{shown!r}"
+        shown = shown.__cause__ or (None if shown.__suppress_context__ else shown.__context__)
+    assert "Secret-Value-42" not in logged
+    assert "check `username` and `password`" in str(caught.value)

@@ -176,6 +176,24 @@ def test_a_login_on_a_plain_connection_is_accepted(servers):
     assert len(server.collector.mails()) == 1
 
 
+def test_a_non_ascii_password_logs_in_as_utf8(servers):
+    server = start(servers, login=("helpdesk", "Grüße-Ü1"), login_without_tls=True)
+
+    sender_for(server.port, username="helpdesk", password="Grüße-Ü1").send(outgoing())
+
+    assert len(server.collector.mails()) == 1
+
+
+def test_a_refused_non_ascii_password_shows_no_part_of_it(servers):
+    server = start(servers, login=("helpdesk", "s3cret"), login_without_tls=True)
+    sender = sender_for(server.port, username="helpdesk", password="Grüße-Ü1")
+
+    with pytest.raises(ConfigError, match="check outgoing.username and outgoing.password") as e:
+        sender.send(outgoing())
+    for leak in ("Ü", "ü", "ß", "position", "codec"):
+        assert leak not in str(e.value)
+
+
 def test_a_wrong_password_says_which_settings_to_check(servers):
     server = start(servers, login=("helpdesk", "s3cret"), login_without_tls=True)
     sender = sender_for(server.port, username="helpdesk", password="wrong")

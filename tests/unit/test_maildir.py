@@ -124,6 +124,18 @@ def test_the_error_folder_takes_its_configured_name(tmp_path):
     assert not (root / ".Errors").exists()
 
 
+@pytest.mark.parametrize("name", ["/../../../escape/x", "../escape", "Errors/Failed", "", "."])
+def test_an_error_folder_outside_the_maildir_is_refused_before_anything_is_made(tmp_path, name):
+    root = maildir(tmp_path / "box" / "Maildir")
+    put(root, "new", "a.host")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+
+    with pytest.raises(ConfigError, match="error_folder.name"):
+        MaildirSource(root, mailbox="local", error_folder=name).move_to_error_folder(["a.host"])
+
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
 def test_a_mail_moved_back_lands_in_new_unread(tmp_path):
     root = maildir(tmp_path / "Maildir")
     put(root, "cur", "a.host:2,S")

@@ -276,3 +276,302 @@ def test_an_unknown_rate_limit_field_is_refused():
     message = refusal(desk_with("notifications: {rate_limit: {per_adress: 5}}\n"))
 
     assert "helpdesks[0].notifications.rate_limit.per_adress: unknown field" in message
+
+
+# --- folder names -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "fix"),
+    [
+        ("/../../../escape/x", "`/`"),
+        ("../x", "`/`"),
+        ("Errors/Failed", "Errors.Failed"),
+        ("", "empty"),
+        (".Errors", "dot"),
+        ("Errors.", "dot"),
+        ("Errors..Failed", "dot"),
+        ("Err\\tors", "control"),
+        ("x" * 201, "200"),
+    ],
+)
+def test_a_maildir_error_folder_that_is_not_a_maildir_plus_plus_name_is_refused(name, fix):
+    message = refusal(
+        settings_with(f'{{name: a, protocol: maildir, path: /m, error_folder: {{name: "{name}"}}}}')
+    )
+
+    assert f"{BOX}.error_folder.name" in message
+    assert fix in message
+
+
+@pytest.mark.parametrize("name", ["Errors", "Errors.Failed", "Fehler-Ablage", "Ärger 2024"])
+def test_a_maildir_error_folder_may_be_any_maildir_plus_plus_name(name):
+    text = settings_with(
+        f"{{name: a, protocol: maildir, path: /m, error_folder: {{name: {name}}}}}"
+    )
+
+    [box] = parse_settings(text, env={}).helpdesks[0].mailboxes
+
+    assert box.error_folder.name == name
+
+
+@pytest.mark.parametrize(
+    ("name", "fix"),
+    [
+        ("", "empty"),
+        ("Err\\rors", "control"),
+        ("Errors*", "`*`"),
+        ("Err%", "`%`"),
+        (" Errors", "space"),
+        ("x" * 201, "200"),
+        ("inbox", "`folder`"),
+    ],
+)
+def test_an_imap_error_folder_name_that_cannot_work_is_refused(name, fix):
+    message = refusal(
+        settings_with(f'{{name: a, protocol: imaps, host: h, error_folder: {{name: "{name}"}}}}')
+    )
+
+    assert f"{BOX}.error_folder.name" in message
+    assert fix in message
+
+
+@pytest.mark.parametrize("name", ["Errors/Failed", "INBOX.Errors", "Fehler/Ärger"])
+def test_an_imap_error_folder_may_use_the_hierarchy_separator(name):
+    text = settings_with(f"{{name: a, protocol: imaps, host: h, error_folder: {{name: {name}}}}}")
+
+    [box] = parse_settings(text, env={}).helpdesks[0].mailboxes
+
+    assert box.error_folder.name == name
+
+
+def test_an_imap_folder_with_a_wildcard_is_refused():
+    message = refusal(settings_with("{name: a, protocol: imaps, host: h, folder: 'Support*'}"))
+
+    assert f"{BOX}.folder" in message
+    assert "`*`" in message
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [("error_folder: {name: Failed}", "error_folder.name"), ("folder: Archive", "folder")],
+)
+def test_a_folder_on_a_pop_mailbox_is_refused_saying_pop_has_none(fields, field):
+    message = refusal(settings_with(f"{{name: a, protocol: pop, host: h, {fields}}}"))
+
+    assert f"{BOX}.{field}" in message
+    assert "POP has no folders" in message
+
+
+def test_a_pop_mailbox_may_switch_its_error_folder_off():
+    text = settings_with("{name: a, protocol: pop, host: h, error_folder: {enabled: false}}")
+
+    [box] = parse_settings(text, env={}).helpdesks[0].mailboxes
+
+    assert box.error_folder.enabled is False
+
+
+# --- attachment extensions --------------------------------------------------------------------
+
+
+def test_extensions_written_as_file_names_or_patterns_are_normalised():
+    text = desk_with(
+        """\
+        attachments:
+          restricted_extensions: [".EXE", "EXE", "*.exe", " Vbs ", "*.JS"]
+          allowed_extensions: ["*.txt", ".PDF"]
+        """
+    )
+
+    attachments = parse_settings(text, env={}).helpdesks[0].attachments
+
+    assert attachments.restricted_extensions == ["exe", "exe", "exe", "vbs", "js"]
+    assert attachments.allowed_extensions == ["txt", "pdf"]
+
+
+@pytest.mark.parametrize(
+    ("extension", "fix"),
+    [
+        ("P S1", "space"),
+        ("*.t*t", "wildcard"),
+        ("*", "wildcard"),
+        ("a/b", "`/`"),
+        ("", "empty"),
+        ("*.", "empty"),
+        ("tar.gz", "gz"),
+    ],
+)
+def test_an_extension_that_cannot_match_a_file_name_is_refused_with_the_fix(extension, fix):
+    text = desk_with(f'attachments: {{restricted_extensions: [exe, "{extension}"]}}\n')
+
+    message = refusal(text)
+
+    assert "helpdesks[0].attachments.restricted_extensions[1]" in message
+    assert fix in message
+
+
+def test_allowed_extensions_are_checked_the_same_way():
+    message = refusal(desk_with('attachments: {allowed_extensions: ["*.do c"]}\n'))
+
+    assert "helpdesks[0].attachments.allowed_extensions[0]" in message
+
+
+# --- mailboxes read twice -----------------------------------------------------------------------
+
+
+def two_desks(first: str, second: str) -> str:
+    return textwrap.dedent(
+        f"""
+        helpdesks:
+          - id: sales
+            mailboxes: [{first}]
+          - id: support
+            mailboxes: [{second}]
+        """
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (
+            "{name: a, protocol: maildir, path: /srv/mail}",
+            "{name: b, protocol: maildir, path: /srv/mail/}",
+        ),
+        (
+            "{name: a, protocol: maildir, path: /srv/mail}",
+            "{name: b, protocol: maildir, path: '/srv/x/../mail'}",
+        ),
+        (
+            "{name: a, protocol: imaps, host: Mail.Example.com, username: help}",
+            "{name: b, protocol: imaps, host: mail.example.com, port: 993, username: help, "
+            "folder: INBOX}",
+        ),
+        (
+            "{name: a, protocol: imap, host: h, username: help, folder: Support}",
+            "{name: b, protocol: imap, host: h, port: 143, username: help, folder: Support}",
+        ),
+        (
+            "{name: a, protocol: pop, host: h, username: help}",
+            "{name: b, protocol: pop, host: h, username: help}",
+        ),
+    ],
+)
+def test_two_help_desks_reading_one_mailbox_are_refused_naming_both(first, second):
+    message = refusal(two_desks(first, second))
+
+    assert "help desk 'sales' mailbox 'a'" in message
+    assert "help desk 'support' mailbox 'b'" in message
+    assert "two requests" in message
+
+
+def test_a_relative_maildir_path_is_compared_after_resolving(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+
+    message = refusal(
+        two_desks(
+            "{name: a, protocol: maildir, path: real}",
+            f"{{name: b, protocol: maildir, path: '{tmp_path / 'link'}'}}",
+        )
+    )
+
+    assert "mailbox 'a'" in message
+    assert "mailbox 'b'" in message
+
+
+def test_a_mailbox_that_reads_another_ones_error_folder_is_refused():
+    message = refusal(
+        two_desks(
+            "{name: a, protocol: maildir, path: /srv/mail}",
+            "{name: b, protocol: maildir, path: /srv/mail/.Errors}",
+        )
+    )
+
+    assert "error folder" in message
+    assert "mailbox 'b'" in message
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        "{name: b, protocol: imaps, host: h, username: other}",
+        "{name: b, protocol: imaps, host: h, username: help, folder: Sales}",
+        "{name: b, protocol: imaps, host: h, port: 1993, username: help}",
+        "{name: b, protocol: imaps, host: other.example.com, username: help}",
+    ],
+)
+def test_different_accounts_folders_or_servers_are_different_mailboxes(second):
+    text = two_desks("{name: a, protocol: imaps, host: h, username: help}", second)
+
+    assert len(parse_settings(text, env={}).helpdesks) == 2
+
+
+# --- credentials and variables ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["username", "password"])
+def test_a_line_break_in_a_credential_is_refused_without_showing_it(field):
+    text = settings_with(f'{{name: a, protocol: imaps, host: h, {field}: "top\\r\\nsecret"}}')
+
+    message = refusal(text)
+
+    assert f"{BOX}.{field}" in message
+    assert "control character" in message
+    assert "secret" not in message.replace(f"{BOX}", "")
+
+
+def test_a_variable_written_without_braces_is_refused_with_the_fix():
+    text = settings_with("{name: a, protocol: imaps, host: $MAIL_HOST}")
+
+    message = refusal(text, env={"MAIL_HOST": "mail.example.com"})
+
+    assert f"{BOX}.host" in message
+    assert "${MAIL_HOST}" in message
+
+
+def test_a_dollar_in_a_password_is_refused_without_echoing_the_password():
+    text = settings_with("{name: a, protocol: imaps, host: h, password: 'Pa$sw0rd'}")
+
+    message = refusal(text)
+
+    assert f"{BOX}.password" in message
+    assert "${NAME}" in message and "$$" in message
+    assert "sw0rd" not in message
+
+
+def test_a_doubled_dollar_is_a_literal_dollar():
+    text = settings_with("{name: a, protocol: imaps, host: h, password: 'Pa$$sw0rd$'}")
+
+    [box] = parse_settings(text, env={}).helpdesks[0].mailboxes
+
+    assert box.password == "Pa$sw0rd$"
+
+
+def test_a_value_from_the_environment_is_taken_as_it_is():
+    text = settings_with("{name: a, protocol: imaps, host: h, password: '${PW}'}")
+
+    [box] = parse_settings(text, env={"PW": "a$b${C}"}).helpdesks[0].mailboxes
+
+    assert box.password == "a$b${C}"
+
+
+def test_an_empty_variable_is_refused_naming_it_but_not_its_value():
+    text = settings_with("{name: a, protocol: imaps, host: '${HOST}', password: '${PW}'}")
+
+    message = refusal(text, env={"HOST": "mail.example.com", "PW": ""})
+
+    assert "PW" in message
+    assert "empty" in message
+    assert "mail.example.com" not in message
+
+
+@pytest.mark.parametrize("written", ["${PW", "${}", "${1PW}", "${P W}"])
+def test_a_malformed_variable_is_refused(written):
+    message = refusal(
+        settings_with(f"{{name: a, protocol: imaps, host: h, password: '{written}'}}")
+    )
+
+    assert f"{BOX}.password" in message
+    assert "${NAME}" in message

@@ -9,7 +9,7 @@ import pytest
 
 from contracts.mail import Address, Attachment, MailParsed, MailValidated, ParsedMail, SourceRef
 from contracts.notify import Notify
-from contracts.settings import AttachmentSettings, NotificationSettings
+from contracts.settings import AttachmentSettings, NotificationSettings, parse_settings
 from services.runtime.addresses import AddressSet
 from services.runtime.testing import InMemoryBlobStore
 from services.validator import checks
@@ -241,6 +241,20 @@ def test_allowlist_message_lists_the_accepted_types(blobs):
 def test_empty_allowlist_accepts_any_unrestricted_extension(blobs):
     assert reason(blobs, "notes.md", TEXT) is None
     assert reason(blobs, "photo.heic", PNG) is None
+
+
+def test_extensions_written_as_patterns_in_the_settings_file_take_effect(blobs):
+    text = (
+        "helpdesks:\n  - id: d\n    attachments:\n"
+        "      restricted_extensions: ['*.vbs', '.EXE']\n      allowed_extensions: ['*.txt']\n"
+    )
+    desk = parse_settings(text, env={}).helpdesks[0]
+    policy = AttachmentPolicy.from_settings(desk.attachments)
+
+    assert reason(blobs, "d.vbs", TEXT, "text/plain", policy) == "restricted_extension"
+    assert reason(blobs, "e.exe", TEXT, "text/plain", policy) == "restricted_extension"
+    assert reason(blobs, "notes.txt", TEXT, "text/plain", policy) is None
+    assert reason(blobs, "scan.pdf", PDF, "application/pdf", policy) == "extension_not_allowed"
 
 
 # --- 2b. a name without extension is judged by its content ----------------------------------

@@ -181,8 +181,14 @@ class ImapSession:
             self._capabilities = set(client.capabilities())
         except MailroomError:
             raise
-        except Exception as exc:
+        except (imaplib.IMAP4.error, ProtocolError, OSError, EOFError) as exc:
             raise self._failure(exc, "login") from exc
+        except Exception as exc:
+            # Any other error may quote what was being sent: the password. Say only its kind.
+            raise InfraError(
+                f"mailbox {self.box.name!r}: {self.endpoint.where}: login failed "
+                f"({type(exc).__name__}); check `username` and `password`"
+            ) from None
 
     def _connect(self) -> IMAPClient:
         tls = self._tls_context() if self.box.protocol == "imaps" else None
@@ -232,10 +238,24 @@ class ImapSession:
                 f"mailbox {self.box.name!r}: {self.endpoint.where} does not allow logging in "
                 "without TLS: set `starttls: true`, or use `protocol: imaps`"
             )
+        username, password = self.box.username or "", self.box.password or ""
         try:
-            client.login(self.box.username or "", self.box.password or "")
+            if username.isascii() and password.isascii():
+                client.login(username, password)
+            else:
+                self._log_in_utf8(client, username, password)
         except LoginError as exc:
-            raise self._refused(exc, f"username {self.box.username!r} and its password") from exc
+            raise self._refused(exc, f"username {username!r} and its password") from exc
+
+    def _log_in_utf8(self, client: IMAPClient, username: str, password: str) -> None:
+        """IMAP LOGIN takes ASCII only; SASL PLAIN carries UTF-8 (RFC 4616)."""
+        if not client.has_capability("AUTH=PLAIN"):
+            raise ConfigError(
+                f"mailbox {self.box.name!r}: the username or password holds non-ASCII "
+                f"characters, which need AUTHENTICATE PLAIN, and {self.endpoint.where} does "
+                "not offer it: use an ASCII password, or enable PLAIN on the server"
+            )
+        client.plain_login(username, password)
 
     def _log_in_oauth(self, client: IMAPClient) -> None:
         if self._tokens is None:

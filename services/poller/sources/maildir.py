@@ -31,6 +31,17 @@ class MaildirSource:
         self.mailbox = mailbox
         self.error_path = self.path / f".{error_folder}"
         self._require_maildir()
+        self._require_inside(error_folder)
+
+    def _require_inside(self, error_folder: str) -> None:
+        """The error folder must be a sub-folder of this Maildir, never a path out of it."""
+        resolved = Path(os.path.normpath(self.error_path))
+        if resolved.parent != Path(os.path.normpath(self.path)):
+            raise ConfigError(
+                f"mailbox {self.mailbox!r}: error folder {error_folder!r} would be {resolved}, "
+                "not a sub-folder of the Maildir: fix `error_folder.name` (a Maildir++ name "
+                "such as Errors or Errors.Failed)"
+            )
 
     def _require_maildir(self) -> None:
         missing = [d for d in ("cur", "new", "tmp") if not (self.path / d).is_dir()]

@@ -316,6 +316,12 @@ class PopSource:
             self._forget_session()
             if isinstance(exc, MailroomError):
                 raise
+            if command in ("USER", "PASS") and not isinstance(exc, poplib.error_proto | OSError):
+                # Any other error may quote what was being sent: say only its kind.
+                raise InfraError(
+                    f"mailbox {self.mailbox!r}: {self.endpoint.where}: login failed "
+                    f"({type(exc).__name__}); check `username` and `password`"
+                ) from None
             raise self._explain(exc, command) from exc
 
     def _explain(self, exc: Exception, command: str) -> MailroomError:
