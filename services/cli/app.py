@@ -26,7 +26,9 @@ class MailroomGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.ClickException as exc:
-            if ctx.meta.get(_WANTS_JSON):
+            # A command whose JSON already says what went wrong (``inspect``) prints no second
+            # document.
+            if ctx.meta.get(_WANTS_JSON) and not getattr(exc, "json_written", False):
                 click.echo(json_text(error_object(exc)))
             raise
 

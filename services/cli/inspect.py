@@ -31,6 +31,10 @@ class NotAMail(Fail):
 
     exit_code = 1
 
+    def __init__(self, message: str, *, json_written: bool) -> None:
+        super().__init__(message)
+        self.json_written = json_written
+
 
 @main.command("inspect")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -61,7 +65,8 @@ def inspect_command(
     if refused:
         raise NotAMail(
             f"the parser refuses {', '.join(map(shown, refused))}: the pipeline would put it "
-            "into the dead-letter queue (the reason is shown above)"
+            "into the dead-letter queue (the reason is shown above)",
+            json_written=as_json_output,
         )
 
 
