@@ -29,7 +29,8 @@ from contracts.folders import (
     maildir_folder_problem,
     same_imap_folder,
 )
-from contracts.settings_yaml import SettingsError, load_yaml, read_settings_text
+from contracts.settings_yaml import SettingsError as SettingsError
+from contracts.settings_yaml import load_yaml, read_settings_text
 
 Protocol = Literal["pop", "pops", "imap", "imaps", "ews", "graph", "maildir"]
 DEFAULT_PORTS = {"pop": 110, "pops": 995, "imap": 143, "imaps": 993}

@@ -233,7 +233,7 @@ def notifications(rows: list[dict[str, Any]]) -> None:
 def _delivery(n: dict[str, Any]) -> str:
     """Sent, waiting for a retry, given up, suppressed, or kept in the outbox."""
     if n["sent_at"]:
-        return n["sent_at"]
+        return str(n["sent_at"])
     if n.get("suppressed_reason"):
         return f"not sent: {n['suppressed_reason']}"
     if n["error"] and n.get("next_attempt_at"):

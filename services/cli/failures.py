@@ -109,7 +109,12 @@ def _replay_publisher(settings: Settings) -> tuple[Publish, Callable[[], None]]:
         return hold, lambda: _deliver_in_process(settings, held)
     connection = connect(settings.broker_url)
     publisher = Publisher(connection)
-    return publisher.publish, lambda: (publisher.close(), connection.release())
+
+    def close() -> None:
+        publisher.close()
+        connection.release()
+
+    return publisher.publish, close
 
 
 def _deliver_in_process(settings: Settings, messages: list[Envelope]) -> None:
