@@ -80,10 +80,11 @@ def run_worker(
 
 @dataclass(frozen=True)
 class RunOnce:
-    """What ``run --once`` handled: the mails carried over from an interrupted run, then
-    those fetched now; when it started; the mailboxes left alone, with why."""
+    """What ``run --once`` handled: the mails fetched now, those an interrupted run left
+    without an outcome, when it started, and the mailboxes left alone, with why."""
 
     mail_ids: list[str]
+    recovered: list[str]
     started_at: datetime
     not_polled: dict[str, str]
     #: Stopped by SIGINT or SIGTERM before every mail had its outcome.
@@ -152,7 +153,7 @@ class Pipeline:
             for stage in self.stages:
                 if stage.catch_up:
                     stage.catch_up()
-        return RunOnce(carried + polled.mail_ids, started, polled.not_polled, stop.is_set())
+        return RunOnce(polled.mail_ids, carried, started, polled.not_polled, stop.is_set())
 
     def _stop_soon(self) -> None:
         self._outages.stop.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,9 +33,12 @@ def _iso(value: datetime | None) -> str | None:
 
 @dataclass
 class RunSummary:
-    """What one ``mailroom run --once`` did. Every fetched mail is exactly one outcome."""
+    """What one ``mailroom run --once`` did. Every fetched or recovered mail is exactly one
+    outcome (or still in flight)."""
 
     fetched: int = 0
+    #: Mails an interrupted run had fetched and left without an outcome, finished by this one.
+    recovered: int = 0
     requests_created: int = 0
     conversations_added: int = 0
     duplicates: int = 0
@@ -57,13 +61,18 @@ class RunSummary:
 
 
 def run_summary(
-    conn: sa.Connection, mail_ids: list[str], since: datetime | None = None
+    conn: sa.Connection,
+    mail_ids: list[str],
+    since: datetime | None = None,
+    recovered: Sequence[str] = (),
 ) -> RunSummary:
-    """What became of ``mail_ids``, the mails a run handled (fetched, or carried over from
-    an interrupted run). A mail whose outcome was made before ``since`` (a mail fetched
+    """What became of the mails a run handled: ``mail_ids`` fetched, and ``recovered`` ones
+    an interrupted run had fetched. A mail whose outcome was made before ``since`` (fetched
     again: marked unread, or copied back) made nothing new in this run: a duplicate."""
-    ids = list(dict.fromkeys(mail_ids))
-    summary = RunSummary(fetched=len(ids))
+    fetched = list(dict.fromkeys(mail_ids))
+    carried = [i for i in dict.fromkeys(recovered) if i not in set(fetched)]
+    ids = fetched + carried
+    summary = RunSummary(fetched=len(fetched), recovered=len(carried))
     outcomes = _outcomes(conn, ids)
     if since is not None:
         for outcome in outcomes.values():

@@ -65,7 +65,9 @@ def run(config_file: Path | None, once: bool, as_json: bool, health_port: int | 
         finally:
             pipeline.close()
         with store.transaction() as conn:
-            summary = reports.run_summary(conn, done.mail_ids, since=done.started_at)
+            summary = reports.run_summary(
+                conn, done.mail_ids, since=done.started_at, recovered=done.recovered
+            )
         summary.mailbox_errors = [
             {"mailbox": s.settings.name, "error": s.last_error}
             for s in ConfigStore(store, secret_box(settings)).mailboxes()

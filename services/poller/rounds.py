@@ -114,8 +114,9 @@ class MailboxRound:
         self.handed_off += [m.mail_id for m in [*batch.fetched, *batch.skipped]]
         refs = [m.source.ref for m in batch.fetched]
         self.state.mark_taken([(r, batch.message_ids.get(r)) for r in refs], "handed_off")
-        # Not downloaded, so never marked (POP would delete it): only remembered.
-        self.state.mark_taken([(d.source.ref, None) for d in batch.skipped if d.source], "skipped")
+        # Not downloaded, so never marked (POP would delete it): only remembered, under this
+        # reason even where the ref was taken before (a Maildir key copied back).
+        self._remember([(d.source.ref, None) for d in batch.skipped if d.source], "skipped")
         for dead in batch.skipped:
             log.warning(
                 "mailbox=%s mail %s not fetched (%s): %s; see `mailroom dlq list`",
@@ -142,5 +143,10 @@ class MailboxRound:
                 ref,
                 why,
             )
-        self.state.forget(list(failures))
-        self.state.mark_taken([(r, message_ids.get(r)) for r in failures], "unmarked")
+        self._remember([(r, message_ids.get(r)) for r in failures], "unmarked")
+
+    def _remember(self, items: list[tuple[str, str | None]], reason: str) -> None:
+        """Remember refs as taken for ``reason``, replacing an earlier reason."""
+        if items:
+            self.state.forget([ref for ref, _ in items])
+            self.state.mark_taken(items, reason)
