@@ -62,10 +62,13 @@ class FakeMailSource:
 
     def move_to_error_folder(self, refs: Sequence[str]) -> None:
         self._check()
+        missing = [r for r in refs if r not in self._inbox and r not in self._errors]
         for ref in refs:
             if ref in self._inbox:
                 self._inbox.remove(ref)
                 self._errors.add(ref)
+        if missing:
+            raise InfraError(f"mails {', '.join(missing)} are not in the fake mailbox")
 
     def move_to_inbox(self, refs: Sequence[str]) -> None:
         self._check()

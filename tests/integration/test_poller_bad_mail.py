@@ -13,13 +13,17 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from contracts import queues
+from contracts.dead import DeadLetter
 from contracts.ids import mail_id
+from contracts.mail import SourceRef
 from contracts.settings import Settings, parse_settings
 from services.poller.adapters import SqlLeases, SqlSourceState
 from services.poller.sources.base import NotMarked
 from services.poller.testing import FakeMailSource
 from services.poller.worker import Poller
-from services.runtime.bus import connect
+from services.reports import list_dead_letters
+from services.runtime.bus import Delivery, connect
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore, MailboxState
 from services.runtime.stage import secret_box
@@ -199,3 +203,49 @@ def test_a_lease_whose_holder_process_is_gone_is_taken_over_at_once(
     polled = poller.poll_all()
 
     assert len(polled.mail_ids) == 1 and polled.not_polled == {}
+
+
+class SkipsWhatIsGone(FakeMailSource):
+    """Moves skip mails no longer in the inbox, as IMAP must (a moved mail has a new UID)."""
+
+    def move_to_error_folder(self, refs) -> None:  # type: ignore[no-untyped-def]
+        super().move_to_error_folder([r for r in refs if r in self._inbox])
+
+
+def dead_letter_for(ref: str) -> Delivery:
+    dead = DeadLetter(
+        mail_id=mail_id("support", ref),
+        helpdesk="default",
+        source=SourceRef(mailbox="support", ref=ref),
+        stage="parser",
+        error_class="MailError",
+        error="cannot be parsed",
+        attempts=1,
+    )
+    return Delivery(queues.MAIL_DEAD, dead.model_dump_json().encode(), {})
+
+
+@pytest.mark.parametrize("deleted", [False, True])
+def test_a_move_to_the_error_folder_is_recorded_only_when_it_happened(
+    settings: Settings, store: Store, deleted: bool
+) -> None:
+    # Given a handed-off mail that failed later, and was deleted from the mailbox or not
+    source = SkipsWhatIsGone()
+    ref = source.deliver(MAIL % 9)
+    poller = make_poller(settings, store, source)
+    poller.poll(mailbox(settings, store))
+    if deleted:
+        source._inbox.remove(ref)
+
+    # When its dead letter comes back to the poller
+    assert poller.handle_dead(dead_letter_for(ref)) == "ack"
+
+    # Then the entry says it was moved only if the error folder holds it
+    with store.transaction() as conn:
+        [entry] = list_dead_letters(conn)
+    if deleted:
+        assert entry["moved_to_error_folder_at"] is None
+        assert "does not hold mail" in (entry["move_error"] or "")
+    else:
+        assert entry["moved_to_error_folder_at"] is not None and entry["move_error"] is None
+        assert source.error_folder_refs() == [ref]

@@ -23,6 +23,10 @@ class Fetched:
     error_class: str = "MailTooLarge"
 
 
+class Refused(InfraError):
+    """The server answered and refused one command: the connection itself is fine."""
+
+
 class NotMarked(InfraError):
     """Some mails could not be marked as handed off; every other one was.
 
@@ -64,8 +68,8 @@ class MailSource(Protocol):
 
     def move_to_error_folder(self, refs: Sequence[str]) -> None:
         """Move mails into the error folder, creating it when missing. A mail already there
-        counts as moved; one that is in neither folder (deleted meanwhile) raises
-        ``InfraError``, like any move that did not happen."""
+        counts as moved. A move that did not happen raises ``InfraError``; so does a mail in
+        neither folder, where the source can tell (a Maildir: refs stay the same)."""
         ...
 
     def move_to_inbox(self, refs: Sequence[str]) -> None:

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from contracts.settings import DEFAULT_PORTS, MailboxSettings
 from services.poller.sources import net
-from services.poller.sources.base import Cursor, Fetched, SourceState
+from services.poller.sources.base import Cursor, Fetched, NotMarked, SourceState
 from services.poller.sources.debug import ProtocolTrace, describe_mail
 from services.runtime.clock import SystemClock
 from services.runtime.errors import ConfigError, InfraError, MailroomError
@@ -190,7 +190,12 @@ class PopSource:
         handed_off = self._state.taken_refs(reason="handed_off")
         if leftover := [ref for ref in listed if ref in handed_off]:
             log.info("mailbox=%s deleting %s mails handed off earlier", self.mailbox, len(leftover))
-            self.mark_handed_off(leftover)
+            try:
+                self.mark_handed_off(leftover)
+            except NotMarked as exc:  # asked once more, refused again: left on the server
+                log.warning("mailbox=%s %s; left on the server", self.mailbox, exc)
+                self._state.forget(list(exc.failures))
+                self._state.mark_taken([(ref, None) for ref in exc.failures], "unmarked")
         return [ref for ref in listed if ref not in handed_off]
 
     def fetch_many(self, refs: Sequence[str]) -> Iterator[Fetched]:
@@ -216,14 +221,35 @@ class PopSource:
 
     def mark_handed_off(self, refs: Sequence[str]) -> None:
         """Delete the mails and QUIT, which commits the deletion; unknown refs are skipped.
-        Raises ``InfraError`` when the server fails before acknowledging ``QUIT``."""
+        Raises ``InfraError`` when the server fails before acknowledging ``QUIT``, and
+        ``NotMarked`` (after QUIT) naming the mails whose DELE the server refused."""
         if not refs:
             return
         numbers = self._listing()
-        doomed = [numbers[ref] for ref in refs if ref in numbers]
-        self._call("DELE", lambda c: [c.dele(number) for number in doomed])
+        refused: dict[str, str] = {}
+        for ref in refs:
+            if ref in numbers and (why := self._dele(numbers[ref])) is not None:
+                refused[ref] = f"the server refused to delete it: {why}"
         self._call("QUIT", lambda c: c.quit())
         self._forget_session()
+        if refused:
+            raise NotMarked(refused)
+
+    def _dele(self, number: int) -> str | None:
+        """DELE one mail; the server's refusal (``-ERR ...``), or None. A refusal is that
+        mail's, so the session goes on; anything else drops it, deleting nothing."""
+        client = self._session()
+
+        def dele() -> str | None:
+            try:
+                client.dele(number)
+            except poplib.error_proto as exc:
+                if _is_dropped(exc):
+                    raise
+                return _response(exc).decode("utf-8", "replace")
+            return None
+
+        return self._guarded("DELE", dele)
 
     def move_to_error_folder(self, refs: Sequence[str]) -> None:
         """Always raises ``ConfigError``: POP has no folders."""
