@@ -22,6 +22,7 @@ from contract.test_mail_source import (
     MailSourceContract,
     SourceWith,
 )
+from faults import FaultyRelay, garble_first
 from mailservers import Dovecot
 from servers import free_port
 
@@ -29,7 +30,7 @@ from contracts.settings import MailboxSettings
 from services.poller.adapters import SqlSourceState
 from services.poller.handler import message_id_of
 from services.poller.sources import open_source
-from services.poller.sources.base import MailSource
+from services.poller.sources.base import MailSource, NotMarked
 from services.poller.sources.debug import ProtocolTrace, redact_line
 from services.poller.sources.imap import ImapSource
 from services.poller.sources.tokens import StaticTokenProvider
@@ -626,3 +627,21 @@ def test_a_trace_redacts_sasl_responses_until_the_exchange_ends(caplog) -> None:
         "mailbox=support < +OK Logged in.",
         "mailbox=support > STAT",
     ]
+
+
+def test_a_flag_the_server_refuses_fails_those_mails_only(dovecot, account) -> None:
+    open_imap, user, _ = account
+    dovecot.deliver(user, mail("one"))
+    refusal = garble_first(b"OK Store completed", b"NO [SERVERBUG] Cannot store")
+    relay = FaultyRelay(dovecot.imap_port, refusal)
+    try:
+        source = open_imap(protocol="imap", host="127.0.0.1", port=relay.port)
+        refs = source.list_new(10)
+        with pytest.raises(NotMarked) as caught:
+            source.mark_handed_off(refs)
+        assert source.list_new(10) == [], "taken all the same: Mailroom reads the store"
+    finally:
+        relay.close()
+
+    assert list(caught.value.failures) == refs
+    assert "Cannot store" in caught.value.failures[refs[0]]
