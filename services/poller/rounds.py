@@ -119,7 +119,7 @@ class MailboxRound:
         self._remember([(d.source.ref, None) for d in batch.skipped if d.source], "skipped")
         for dead in batch.skipped:
             log.warning(
-                "mailbox=%s mail %s not fetched (%s): %s; see `mailroom dlq list`",
+                "mailbox=%s mail %s not downloaded (%s): %s; it is not fetched again",
                 self.mailbox,
                 dead.source.ref if dead.source else "?",
                 dead.error_class,

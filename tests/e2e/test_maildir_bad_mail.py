@@ -194,3 +194,31 @@ def test_sigint_stops_run_once_and_the_next_run_takes_up_the_rest(tmp_path: Path
     again = run_once(room)
     assert sum(mailbox_state(room)["outcomes"].values()) == 600
     assert again["in_flight"] == 0 and again["mailbox_errors"] == []
+
+
+def test_an_unreadable_mail_is_dead_lettered_and_fetched_again_after_a_replay(
+    room: Mailroom,
+) -> None:
+    # Given a "mail" in new/ that cannot be read (a folder where the file should be)
+    (room.maildir / "new" / "unreadable").mkdir()
+
+    first = run_once(room)
+    [entry] = [d for d in room.json("dlq", "list") if d["source"]["ref"] == "unreadable"]
+    second = run_once(room)
+
+    assert first["fetched"] == 13 and handled(first) == 13
+    assert entry["error_class"] == "MailUnreadable" and entry["stage"] == "poller"
+    assert second["fetched"] == 0, "reported once, not taken again"
+    assert mailbox_state(room)["consecutive_failures"] == 0
+
+    # When the admin puts the mail right in the error folder and replays the entry
+    moved = room.maildir / ".Errors" / "cur" / "unreadable:2,"
+    assert entry["moved_to_error_folder_at"] and moved.is_dir()
+    moved.rmdir()
+    fixed = (room.maildir / "cur" / f"{PLAIN}:2,S").read_bytes()
+    moved.write_bytes(fixed.replace(b"Message-ID: <", b"Message-ID: <fixed-"))
+    room.cli("dlq", "replay", str(entry["id"]))
+    third = run_once(room)
+
+    # Then it is fetched again and becomes a request
+    assert (third["fetched"], third["requests_created"]) == (1, 1)
