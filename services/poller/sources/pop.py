@@ -19,6 +19,7 @@ import re
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from contracts.settings import DEFAULT_PORTS, MailboxSettings
@@ -119,6 +120,13 @@ class PopClient(poplib.POP3):
         return resp, lines, octets
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    """The server's ``-ERR`` answer to a command about one mail."""
+
+    text: str
+
+
 ClientFactory = Callable[[net.Endpoint, ssl.SSLContext | None, ProtocolTrace | None], PopClient]
 
 
@@ -210,7 +218,16 @@ class PopSource:
             if too_big := self._over_limit(sizes.get(number, 0)):
                 yield Fetched(ref, None, skipped=too_big)
             else:
-                yield Fetched(ref, self._retr(number))
+                yield self._download(ref, number)
+
+    def _download(self, ref: str, number: int) -> Fetched:
+        """The mail, or why the server would not send it (that mail's fault only)."""
+        raw = self._refusable("RETR", lambda c: c.retr_bytes(number))
+        if isinstance(raw, _Refusal):
+            why = f"the server refused to send it: {raw.text}"
+            return Fetched(ref, None, skipped=why, error_class="MailUnreadable")
+        self._traced(raw)
+        return Fetched(ref, raw)
 
     def fetch_raw(self, ref: str) -> bytes:
         """One mail's bytes. Raises ``InfraError`` when it is no longer on the server."""
@@ -236,20 +253,24 @@ class PopSource:
             raise NotMarked(refused)
 
     def _dele(self, number: int) -> str | None:
-        """DELE one mail; the server's refusal (``-ERR ...``), or None. A refusal is that
-        mail's, so the session goes on; anything else drops it, deleting nothing."""
+        """DELE one mail; the server's refusal, or None."""
+        done = self._refusable("DELE", lambda c: c.dele(number))
+        return done.text if isinstance(done, _Refusal) else None
+
+    def _refusable(self, command: str, action: Callable[[PopClient], T]) -> T | _Refusal:
+        """``action`` on the session, or the server's ``-ERR`` answer to it. A refusal is
+        about one mail, so the session goes on; anything else drops it, deleting nothing."""
         client = self._session()
 
-        def dele() -> str | None:
+        def attempt() -> T | _Refusal:
             try:
-                client.dele(number)
+                return action(client)
             except poplib.error_proto as exc:
                 if _is_dropped(exc):
                     raise
-                return _response(exc).decode("utf-8", "replace")
-            return None
+                return _Refusal(_response(exc).decode("utf-8", "replace"))
 
-        return self._guarded("DELE", dele)
+        return self._guarded(command, attempt)
 
     def move_to_error_folder(self, refs: Sequence[str]) -> None:
         """Always raises ``ConfigError``: POP has no folders."""
@@ -309,10 +330,13 @@ class PopSource:
 
     def _retr(self, number: int) -> bytes:
         raw = self._call("RETR", lambda c: c.retr_bytes(number))
+        self._traced(raw)
+        return raw
+
+    def _traced(self, raw: bytes) -> None:
         if self._trace:
             self._trace.literal(len(raw))
             self._trace.note(describe_mail(raw))
-        return raw
 
     def _first_connection(self, listed: list[str]) -> set[str]:
         """Apply ``import_existing`` and remember the first connection; returns refs taken."""
