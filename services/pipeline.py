@@ -7,6 +7,8 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from types import FrameType
 from typing import TypeVar
 
@@ -23,7 +25,7 @@ from services.runtime.outages import Outages, Stopping
 from services.runtime.ports import Clock
 from services.runtime.stage import Stage
 from services.runtime.store import Store
-from services.runtime.unfinished import has_unfinished, republish_unfinished
+from services.runtime.unfinished import has_unfinished, republish_unfinished, unfinished_mails
 from services.runtime.worker_loop import WorkerLoop
 from services.validator import worker as validator
 
@@ -76,6 +78,19 @@ def run_worker(
         publisher.close()
 
 
+@dataclass(frozen=True)
+class RunOnce:
+    """What ``run --once`` handled: the mails fetched now, those an interrupted run left
+    without an outcome, when it started, and the mailboxes left alone, with why."""
+
+    mail_ids: list[str]
+    recovered: list[str]
+    started_at: datetime
+    not_polled: dict[str, str]
+    #: Stopped by SIGINT or SIGTERM before every mail had its outcome.
+    interrupted: bool = False
+
+
 class Pipeline:
     """Every stage on one connection, in one process (``mailroom run``).
 
@@ -94,6 +109,7 @@ class Pipeline:
     ) -> None:
         self._conn = connection
         self._store = store
+        self._clock = clock
         self._outages = outages or Outages(settings.outage_limit_seconds)
         self.stages = [
             b(settings, connection=connection, store=store, clock=clock) for b in BUILDERS.values()
@@ -116,20 +132,34 @@ class Pipeline:
     def _guarded(self, work: Callable[[], T]) -> T:
         return self._outages.ride_out(work, kinds=(StoreOutage,))
 
-    def run_once(self, *, deadline_s: float = 600) -> list[str]:
-        """Poll every mailbox once and handle messages until each fetched mail has an outcome."""
+    def run_once(self, *, deadline_s: float = 600) -> RunOnce:
+        """Poll every mailbox once and handle messages until each fetched mail has an outcome,
+        those left without one by an interrupted run included."""
         assert self._poller.poll_all is not None
-        mail_ids = self._poller.poll_all()
+        stop = self._outages.stop
+        # A stop ends the rounds after their batch in hand and the wait for outcomes; what
+        # is left is taken up by the next run.
+        stop_on_signals(self._stop_soon)
+        started = self._clock.now()
+        carried = [row.mail_id for row in unfinished_mails(self._store)]
+        polled = self._poller.poll_all()
         end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
+        while time.monotonic() < end and not stop.is_set():
             busy = drain(self._conn, timeout=0.2)
             if not busy and not self._pending():
                 break
-        self.settle()  # let notifications and moves settle
+        if not stop.is_set():
+            self.settle()  # let notifications and moves settle
+            for stage in self.stages:
+                if stage.catch_up:
+                    stage.catch_up()
+        return RunOnce(polled.mail_ids, carried, started, polled.not_polled, stop.is_set())
+
+    def _stop_soon(self) -> None:
+        self._outages.stop.set()
         for stage in self.stages:
-            if stage.catch_up:
-                stage.catch_up()
-        return mail_ids
+            for stop in stage.stop_soon:
+                stop()
 
     def settle(self) -> None:
         """Handle messages until every queue is quiet."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,9 +33,12 @@ def _iso(value: datetime | None) -> str | None:
 
 @dataclass
 class RunSummary:
-    """What one ``mailroom run --once`` did. Every fetched mail is exactly one outcome."""
+    """What one ``mailroom run --once`` did. Every fetched or recovered mail is exactly one
+    outcome (or still in flight)."""
 
     fetched: int = 0
+    #: Mails an interrupted run had fetched and left without an outcome, finished by this one.
+    recovered: int = 0
     requests_created: int = 0
     conversations_added: int = 0
     duplicates: int = 0
@@ -56,24 +60,59 @@ class RunSummary:
         return {k: v for k, v in data.items() if isinstance(v, int)}
 
 
-def run_summary(conn: sa.Connection, mail_ids: list[str]) -> RunSummary:
-    ids = list(dict.fromkeys(mail_ids))
-    summary = RunSummary(fetched=len(ids))
+def run_summary(
+    conn: sa.Connection,
+    mail_ids: list[str],
+    since: datetime | None = None,
+    recovered: Sequence[str] = (),
+) -> RunSummary:
+    """What became of the mails a run handled: ``mail_ids`` fetched, and ``recovered`` ones
+    an interrupted run had fetched. A mail whose outcome was made before ``since`` (fetched
+    again: marked unread, or copied back) made nothing new in this run: a duplicate."""
+    fetched = list(dict.fromkeys(mail_ids))
+    carried = [i for i in dict.fromkeys(recovered) if i not in set(fetched)]
+    ids = fetched + carried
+    summary = RunSummary(fetched=len(fetched), recovered=len(carried))
     outcomes = _outcomes(conn, ids)
+    if since is not None:
+        for outcome in outcomes.values():
+            _count_earlier_as_duplicate(outcome, since)
     for outcome in outcomes.values():
         key = OUTCOME_KEYS[outcome["outcome"]]
         setattr(summary, key, getattr(summary, key) + 1)
+    fresh = [i for i in ids if not outcomes.get(i, {}).get("earlier")]
     summary.in_flight = len(ids) - len(outcomes)
-    summary.mails = [{"mail_id": i, **outcomes.get(i, {"outcome": "in_flight"})} for i in ids]
-    summary.stripped = _stripped(conn, ids)
+    summary.mails = [
+        {"mail_id": i, **_public(outcomes.get(i, {"outcome": "in_flight"}))} for i in ids
+    ]
+    summary.stripped = _stripped(conn, fresh)
     summary.attachments_stripped = len(summary.stripped)
-    summary.dead = [d for d in list_dead_letters(conn) if d["mail_id"] in set(ids)]
+    summary.dead = [d for d in list_dead_letters(conn) if d["mail_id"] in set(fresh)]
     n = tables.notifications
+    made: sa.ColumnElement[bool] = n.c.mail_id.in_(fresh)
+    if since is not None:
+        made = sa.and_(made, n.c.created_at >= since)
     summary.notifications = conn.execute(
-        sa.select(sa.func.count()).select_from(n).where(n.c.mail_id.in_(ids))
+        sa.select(sa.func.count()).select_from(n).where(made)
     ).scalar_one()
     summary.totals = store_totals(conn)
     return summary
+
+
+def _count_earlier_as_duplicate(outcome: dict[str, Any], since: datetime) -> None:
+    at = as_utc(outcome["at"])
+    if at is not None and at < since:
+        was = outcome["outcome"].replace("_", " ")
+        request = f", request #{outcome['request_id']}" if outcome["request_id"] else ""
+        outcome.update(
+            outcome="duplicate",
+            earlier=True,
+            detail=f"handled before this run ({was}{request}); nothing new was made",
+        )
+
+
+def _public(outcome: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in outcome.items() if k not in ("at", "earlier")}
 
 
 def store_totals(conn: sa.Connection) -> dict[str, int]:
@@ -105,6 +144,7 @@ def _outcomes(conn: sa.Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
             "request_id": r.request_id,
             "detail": r.detail or "",
             "source": {"mailbox": r.mailbox, "ref": r.ref},
+            "at": r.at,
         }
         for r in rows
     }

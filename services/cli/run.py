@@ -59,20 +59,25 @@ def run(config_file: Path | None, once: bool, as_json: bool, health_port: int | 
             if not once:
                 pipeline.run_forever()
                 return
-            mail_ids = pipeline.run_once()
+            done = pipeline.run_once()
         finally:
             pipeline.close()
         with store.transaction() as conn:
-            summary = reports.run_summary(conn, mail_ids)
+            summary = reports.run_summary(
+                conn, done.mail_ids, since=done.started_at, recovered=done.recovered
+            )
         summary.mailbox_errors = [
             {"mailbox": s.settings.name, "error": s.last_error}
             for s in ConfigStore(store, secret_box(settings)).mailboxes()
             if s.enabled and s.last_error
-        ]
+        ] + [{"mailbox": name, "error": why} for name, why in done.not_polled.items()]
     if as_json:
         emit(summary.counts() | {k: getattr(summary, k) for k in reports.RunSummary.DETAILS})
     else:
         render.summary(summary)
+    if done.interrupted:
+        click.echo("mailroom: stopped before the end; the next run takes up the rest", err=True)
+        raise click.exceptions.Exit(130)
 
 
 def _require_mailboxes(settings: Settings, store: Store) -> None:

@@ -253,6 +253,18 @@ class SqlLeases:
             )
             return bool(taken.rowcount)
 
+    def held(self, mailbox: str) -> tuple[str, datetime | None] | None:
+        """Who holds the mailbox's lease (``host:pid``, without the nonce) and until when."""
+        t = tables.mailbox_leases
+        query = sa.select(t.c.holder, t.c.expires_at).where(t.c.mailbox == mailbox)
+        with self._store.transaction() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        host, _, rest = row.holder.partition(":")
+        pid = rest.partition(":")[0]
+        return (f"{host}:{pid}" if pid else str(host)), as_utc(row.expires_at)
+
     def release(self, mailbox: str) -> None:
         t = tables.mailbox_leases
         with self._store.transaction() as conn:

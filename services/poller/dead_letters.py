@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import sqlalchemy as sa
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from contracts.dead import DeadLetter
@@ -14,11 +15,17 @@ from services.poller.context import PollerContext
 from services.poller.dead import decode_dead
 from services.poller.handler import DeadLetterKept, ErrorNotices, record_dead_letter
 from services.poller.notices import error_folder_full
+from services.poller.sources.base import MailSource
+from services.runtime import tables
 from services.runtime.bus import Delivery, Publisher
 from services.runtime.dispatch import ErrorLog
 from services.runtime.errors import ConfigError, InfraError, Outage, retried_in_place
+from services.runtime.mail_text import message_id_of
 
 log = logging.getLogger(__name__)
+
+#: How much of a raw mail is read for its Message-ID: the header block, in practice.
+_HEAD_BYTES = 64 * 1024
 
 
 class DeadLetterHandler:
@@ -74,7 +81,7 @@ class DeadLetterHandler:
     def _move_to_error_folder(self, dead: DeadLetter) -> None:
         if dead.source is None or self._moved_already(dead.mail_id):
             return  # a delivery of this entry before this one moved the mail
-        error = self._try_move(dead.source)
+        error = self._try_move(dead.mail_id, dead.source)
         with self._ctx.store.transaction() as conn:
             moved_at = None if error else self._ctx.clock.now()
             SqlDeadLetterLog(conn).mark_moved(dead.mail_id, moved_at, error)
@@ -106,7 +113,7 @@ class DeadLetterHandler:
                 ),
             )
 
-    def _try_move(self, source: SourceRef) -> str | None:
+    def _try_move(self, mail_id: str, source: SourceRef) -> str | None:
         """Move one mail; returns why it was not moved, or None when it was."""
         try:
             state = self._ctx.config.mailbox(source.mailbox)
@@ -117,6 +124,11 @@ class DeadLetterHandler:
                 if not box.supports_error_folder:
                     return f"protocol {state.settings.protocol} has no folders"
                 box.move_to_error_folder([source.ref])
+                if not self._in_error_folder(box, mail_id, source.ref):
+                    return (
+                        f"the error folder does not hold mail {source.ref} after the move: "
+                        "it was no longer in the mailbox (deleted or moved meanwhile)"
+                    )
             finally:
                 box.close()
         except Outage:
@@ -130,6 +142,26 @@ class DeadLetterHandler:
             )
             return str(exc)
         return None
+
+    def _in_error_folder(self, box: MailSource, mail_id: str, ref: str) -> bool:
+        """Whether the folder holds the mail: by its ref, or by its Message-ID where the folder
+        gives it a ref of its own (IMAP). A mail with neither cannot be checked: taken as
+        moved, as the source said."""
+        held = box.error_folder_message_ids()
+        if ref in held:
+            return True
+        message_id = self._message_id(mail_id)
+        return message_id is None or message_id in held.values()
+
+    def _message_id(self, mail_id: str) -> str | None:
+        f = tables.fetched_mails
+        query = sa.select(f.c.raw_sha256).where(f.c.mail_id == mail_id)
+        with self._ctx.store.transaction() as conn:
+            sha = conn.execute(query).scalar()
+        try:
+            return message_id_of(self._ctx.blobs.get(sha)[:_HEAD_BYTES]) if sha else None
+        except KeyError:
+            return None
 
 
 def _store_retries() -> Retrying:

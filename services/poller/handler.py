@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -66,15 +67,19 @@ def fetch_new(
     now: datetime,
     limit: int,
     max_bytes: int = 64 * 1024 * 1024,
+    exclude: Collection[str] = (),
 ) -> FetchRound:
     """Store up to ``limit`` new mails as blobs and remember them; nothing is marked yet.
 
     The caller publishes what this returns with confirms and only then marks the mails
     handed off, so a crash in between leads to a re-fetch, never to a gap. A mail the source
-    would not download (over the size limit) becomes a DeadLetter of the poller stage.
+    would not download (over the size limit, unreadable, impossible to mark) becomes a
+    DeadLetter of the poller stage. Refs in ``exclude`` (taken already in this round) are
+    left out even when the source lists them again.
     """
     out = FetchRound()
-    for item in source.fetch_many(source.list_new(limit)):
+    refs = [ref for ref in source.list_new(limit) if ref not in exclude]
+    for item in source.fetch_many(refs) if refs else ():
         source_ref = SourceRef(mailbox=mailbox, ref=item.ref)
         if item.raw is None:
             out.skipped.append(_not_downloaded(item, source_ref, helpdesk))
@@ -102,7 +107,7 @@ def _not_downloaded(item: Fetched, source: SourceRef, helpdesk: str) -> DeadLett
         helpdesk=helpdesk,
         source=source,
         stage="poller",
-        error_class="MailTooLarge",
+        error_class=item.error_class,
         error=item.skipped or "the mail was not downloaded",
         attempts=1,
     )

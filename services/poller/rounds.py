@@ -7,6 +7,7 @@ every later stage ignores by ``mail_id``; never to a gap.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,10 +16,12 @@ from contracts.ids import content_hash
 from contracts.mail import MailFetched
 from services.poller.adapters import SqlFetchedLog
 from services.poller.handler import FetchRound, fetch_new
-from services.poller.sources.base import MailSource, SourceState
+from services.poller.sources.base import MailSource, NotMarked, SourceState
 from services.runtime.bus import Publisher
 from services.runtime.ports import Clock
 from services.runtime.store import Store, put_blob
+
+log = logging.getLogger(__name__)
 
 BATCH = 50
 
@@ -71,17 +74,26 @@ class MailboxRound:
     handed_off: list[str] = field(default_factory=list)
 
     def run(self) -> list[str]:
-        """Hand off every new mail, batch by batch; returns the mail ids handed off."""
+        """Hand off every new mail, batch by batch; returns the mail ids handed off.
+
+        Each mail is taken once per round: a mail the source lists again after its hand-off
+        (its marking did not take) is left for the next round, so every round ends.
+        """
+        taken: set[str] = set()
         while True:
-            batch = self._fetch()
+            batch = self._fetch(taken)
+            refs = [m.source.ref for m in batch.fetched] + [
+                d.source.ref for d in batch.skipped if d.source
+            ]
+            if not refs:
+                return self.handed_off
+            taken.update(refs)
             self._hand_off(batch)
-            # A mail too big to download still counts: it ends as a dead-letter entry.
-            self.handed_off += [m.mail_id for m in [*batch.fetched, *batch.skipped]]
             self.keep_alive()
-            if not batch.fetched and not batch.skipped or self.stopping():
+            if self.stopping():
                 return self.handed_off
 
-    def _fetch(self) -> FetchRound:
+    def _fetch(self, taken: set[str]) -> FetchRound:
         writes = BatchWrites()
         batch = fetch_new(
             self.source,
@@ -91,16 +103,50 @@ class MailboxRound:
             fetched=writes,
             now=self.clock.now(),
             limit=BATCH,
+            exclude=taken,
         )
         writes.flush(self.store)
         return batch
 
     def _hand_off(self, batch: FetchRound) -> None:
         self.publisher.publish_all([*batch.fetched, *batch.skipped])
+        # Counted once published: a mail not downloaded ends as a dead-letter entry.
+        self.handed_off += [m.mail_id for m in [*batch.fetched, *batch.skipped]]
         refs = [m.source.ref for m in batch.fetched]
         self.state.mark_taken([(r, batch.message_ids.get(r)) for r in refs], "handed_off")
-        # Not downloaded, so never marked (POP would delete it): only remembered.
-        self.state.mark_taken([(d.source.ref, None) for d in batch.skipped if d.source], "skipped")
-        self.source.mark_handed_off(refs)
+        # Not downloaded, so never marked (POP would delete it): only remembered, under this
+        # reason even where the ref was taken before (a Maildir key copied back).
+        self._remember([(d.source.ref, None) for d in batch.skipped if d.source], "skipped")
+        for dead in batch.skipped:
+            log.warning(
+                "mailbox=%s mail %s not downloaded (%s): %s; it is not fetched again",
+                self.mailbox,
+                dead.source.ref if dead.source else "?",
+                dead.error_class,
+                dead.error,
+            )
+        try:
+            self.source.mark_handed_off(refs)
+        except NotMarked as exc:
+            self._not_marked(exc.failures, batch.message_ids)
         if batch.fetched:
             self.fetched.mark_handed_off([m.mail_id for m in batch.fetched], self.clock.now())
+
+    def _not_marked(self, failures: dict[str, str], message_ids: dict[str, str | None]) -> None:
+        """A mail handed off but left unmarked is reported once and not fetched again: the
+        store remembers it under a reason of its own."""
+        for ref, why in failures.items():
+            log.warning(
+                "mailbox=%s mail %s was handed off but could not be marked: %s; "
+                "it is left where it is and not fetched again",
+                self.mailbox,
+                ref,
+                why,
+            )
+        self._remember([(r, message_ids.get(r)) for r in failures], "unmarked")
+
+    def _remember(self, items: list[tuple[str, str | None]], reason: str) -> None:
+        """Remember refs as taken for ``reason``, replacing an earlier reason."""
+        if items:
+            self.state.forget([ref for ref, _ in items])
+            self.state.mark_taken(items, reason)

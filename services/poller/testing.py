@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from services.poller.sources.base import Fetched
+from services.poller.sources.base import Cursor, Fetched
 from services.runtime.errors import InfraError
 from services.runtime.mail_text import message_id_of
 
@@ -62,10 +62,13 @@ class FakeMailSource:
 
     def move_to_error_folder(self, refs: Sequence[str]) -> None:
         self._check()
+        missing = [r for r in refs if r not in self._inbox and r not in self._errors]
         for ref in refs:
             if ref in self._inbox:
                 self._inbox.remove(ref)
                 self._errors.add(ref)
+        if missing:
+            raise InfraError(f"mails {', '.join(missing)} are not in the fake mailbox")
 
     def move_to_inbox(self, refs: Sequence[str]) -> None:
         self._check()
@@ -97,3 +100,34 @@ class FakeMailSource:
     def _check(self) -> None:
         if self.fail_with is not None:
             raise self.fail_with
+
+
+class InMemorySourceState:
+    """A ``SourceState`` in memory (``services/poller/sources/base.py``)."""
+
+    def __init__(self) -> None:
+        self._cursor: Cursor | None = None
+        self._taken: dict[str, tuple[str | None, str]] = {}
+
+    def cursor(self) -> Cursor | None:
+        return self._cursor
+
+    def save_cursor(self, cursor: Cursor) -> None:
+        self._cursor = cursor
+
+    def taken_refs(self, reason: str | None = None) -> set[str]:
+        return {r for r, (_, why) in self._taken.items() if reason in (None, why)}
+
+    def taken_among(self, refs: list[str]) -> set[str]:
+        return set(refs) & set(self._taken)
+
+    def taken_message_ids(self) -> set[str]:
+        return {mid for mid, _ in self._taken.values() if mid is not None}
+
+    def mark_taken(self, items: Sequence[tuple[str, str | None]], reason: str) -> None:
+        for ref, message_id in items:
+            self._taken.setdefault(ref, (message_id, reason))
+
+    def forget(self, refs: Sequence[str]) -> None:
+        for ref in refs:
+            self._taken.pop(ref, None)

@@ -33,7 +33,7 @@ from services.runtime.config_store import MailboxState
 from services.runtime.dispatch import dead_letter_for
 from services.runtime.errors import ConfigError, InfraError, Outage
 from services.runtime.ports import Clock
-from services.runtime.stage import Stage
+from services.runtime.stage import Polled, Stage
 from services.runtime.store import Store
 from services.runtime.unfinished import mail_fetched_of, unfinished_mails
 
@@ -69,6 +69,8 @@ class Poller:
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="poll")
         self._running: dict[str, Future[list[str]]] = {}
         self._stopping = threading.Event()
+        #: Mailboxes whose lease another poller held, and the sentence that says so.
+        self.held_elsewhere: dict[str, str] = {}
 
     # -- polling ---------------------------------------------------------------------------
 
@@ -81,12 +83,17 @@ class Poller:
             if state.enabled and name not in self._running and _is_due(state, now):
                 self._running[name] = self._pool.submit(self.poll, state)
 
-    def poll_all(self) -> list[str]:
-        """Poll every enabled mailbox now and wait (``run --once``); returns fetched mail ids."""
+    def poll_all(self) -> Polled:
+        """Poll every enabled mailbox now and wait (``run --once``): the mail ids handed
+        on, and the mailboxes another poller held."""
+        self.held_elsewhere = {}
         futures = [
             self._pool.submit(self.poll, s) for s in self._ctx.config.mailboxes() if s.enabled
         ]
-        return [mid for f in futures for mid in f.result()]
+        mail_ids = [mid for f in futures for mid in f.result()]
+        for name, note in self.held_elsewhere.items():  # asked for now, so worth a warning
+            log.warning("mailbox=%s %s", name, note)
+        return Polled(mail_ids, dict(self.held_elsewhere))
 
     def poll(self, state: MailboxState) -> list[str]:
         """One round on one mailbox. A failure skips the round and is counted, never raised;
@@ -94,7 +101,7 @@ class Poller:
         name = state.settings.name
         try:
             if not self._leases.acquire(name, self._ctx.clock.now(), _lease_ttl(state)):
-                log.info("mailbox=%s is being polled by another poller; skipped", name)
+                self._held_elsewhere(name)
                 return []
             try:
                 return self._round(state)
@@ -103,6 +110,15 @@ class Poller:
         except Outage as exc:
             _skipped_for_outage(name, exc)
             return []
+
+    def _held_elsewhere(self, name: str) -> None:
+        held = self._leases.held(name)
+        who, until = held if held else ("unknown", None)
+        when = f" until {until:%Y-%m-%d %H:%M:%S} UTC" if until else ""
+        note = f"held by another poller ({who}){when}; skipped"
+        # Routine when several pollers share the mailboxes: the schedule keeps it quiet.
+        log.info("mailbox=%s %s", name, note)
+        self.held_elsewhere[name] = note
 
     def _round(self, state: MailboxState) -> list[str]:
         """Returns what was handed off, also when the round failed half-way (it stays so)."""
@@ -172,9 +188,13 @@ class Poller:
             source.close()
             publisher.close()
 
+    def stop_soon(self) -> None:
+        """Rounds under way end after their batch in hand; returns at once."""
+        self._stopping.set()
+
     def close(self) -> None:
         """Let rounds under way end after their batch in hand, and wait for them."""
-        self._stopping.set()
+        self.stop_soon()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # -- recovery on the in-process broker --------------------------------------------------
@@ -238,5 +258,6 @@ def build(
         tick=poller.poll_due,
         on_start=on_start,
         on_stop=[poller.close],
+        stop_soon=[poller.stop_soon],
         poll_all=poller.poll_all,
     )

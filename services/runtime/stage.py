@@ -18,6 +18,15 @@ from services.runtime.store import SqlBlobStore, Store
 
 
 @dataclass
+class Polled:
+    """What polling every mailbox once did: the mails handed on, and why mailboxes were
+    left alone (held by another poller), by name."""
+
+    mail_ids: list[str] = field(default_factory=list)
+    not_polled: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Stage:
     """A runnable stage: consumers by queue name, plus optional timed work.
 
@@ -32,8 +41,11 @@ class Stage:
     on_start: Sequence[Callable[[], object]] = field(default_factory=list)
     #: Run when the process stops, after the last message: let background work end.
     on_stop: Sequence[Callable[[], object]] = field(default_factory=list)
+    #: Run from a signal handler (``run --once`` stopped): ask background work to end soon,
+    #: without waiting for it.
+    stop_soon: Sequence[Callable[[], object]] = field(default_factory=list)
     #: The poller's "poll every mailbox now" (``run --once``); None for other stages.
-    poll_all: Callable[[], list[str]] | None = None
+    poll_all: Callable[[], Polled] | None = None
     #: The notifier's "send the retries that are due now"; None for other stages.
     catch_up: Callable[[], object] | None = None
 

@@ -189,10 +189,9 @@ class ErrorFolderContract:
         source.move_to_inbox([r for r, mid in found.items() if mid == message_id_of(MAILS[2])])
         assert list(source.error_folder_message_ids().values()) == [message_id_of(MAILS[0])]
 
-    def test_moving_unknown_refs_does_nothing(self, source_with):
+    def test_moving_unknown_refs_back_does_nothing(self, source_with):
         source, refs = source_with(MAILS)
 
-        source.move_to_error_folder(["no-such-mail"])
         source.move_to_inbox(["no-such-mail", refs[0]])
 
         assert source.error_folder_refs() == []

@@ -24,6 +24,7 @@ from contract.test_mail_source import (
     MailSourceContract,
     SourceWith,
 )
+from faults import FaultyRelay, garble_first
 from mailservers import Dovecot
 from servers import free_port
 
@@ -31,7 +32,7 @@ from contracts.settings import MailboxSettings
 from services.poller.adapters import SqlSourceState
 from services.poller.handler import message_id_of
 from services.poller.sources import open_source
-from services.poller.sources.base import MailSource
+from services.poller.sources.base import MailSource, NotMarked
 from services.poller.sources.debug import ProtocolTrace, redact_line
 from services.poller.sources.imap import ImapSource
 from services.poller.sources.tokens import StaticTokenProvider
@@ -686,3 +687,21 @@ def test_a_library_error_during_login_never_quotes_the_password(account, monkeyp
         shown = shown.__cause__ or (None if shown.__suppress_context__ else shown.__context__)
     assert password not in logged
     assert "check `username` and `password`" in str(caught.value)
+
+
+def test_a_flag_the_server_refuses_fails_those_mails_only(dovecot, account) -> None:
+    open_imap, user, _ = account
+    dovecot.deliver(user, mail("one"))
+    refusal = garble_first(b"OK Store completed", b"NO [SERVERBUG] Cannot store")
+    relay = FaultyRelay(dovecot.imap_port, refusal)
+    try:
+        source = open_imap(protocol="imap", host="127.0.0.1", port=relay.port)
+        refs = source.list_new(10)
+        with pytest.raises(NotMarked) as caught:
+            source.mark_handed_off(refs)
+        assert source.list_new(10) == [], "taken all the same: Mailroom reads the store"
+    finally:
+        relay.close()
+
+    assert list(caught.value.failures) == refs
+    assert "Cannot store" in caught.value.failures[refs[0]]

@@ -22,7 +22,7 @@ from servers import free_port
 from contracts.settings import MailboxSettings
 from services.poller.adapters import SqlSourceState
 from services.poller.sources import open_source
-from services.poller.sources.base import MailSource
+from services.poller.sources.base import MailSource, NotMarked
 from services.poller.sources.net import Endpoint
 from services.poller.sources.pop import PopClient, PopSource, parse_pairs, unstuff
 from services.runtime.clock import SystemClock
@@ -471,3 +471,22 @@ def test_a_library_error_during_login_never_quotes_the_password(box, monkeypatch
         shown = shown.__cause__ or (None if shown.__suppress_context__ else shown.__context__)
     assert "Secret-Value-42" not in logged
     assert "check `username` and `password`" in str(caught.value)
+
+
+def test_a_deletion_the_server_refuses_fails_that_mail_only(dovecot, user, box) -> None:
+    dovecot.deliver_many(user, MAILS)
+    refusal = garble_first(b"+OK Marked to be deleted", b"-ERR [SYS/PERM] Cannot delete")
+    relay = FaultyRelay(dovecot.pop3_port, refusal)
+    try:
+        source = box(protocol="pop", host="127.0.0.1", port=relay.port)
+        refs = source.list_new(10)
+        with pytest.raises(NotMarked) as caught:
+            source.mark_handed_off(refs[:2])
+    finally:
+        relay.close()
+
+    assert list(caught.value.failures) == [refs[0]]
+    assert "Cannot delete" in caught.value.failures[refs[0]]
+    # The session went on: the next mail's deletion was asked for and committed by QUIT
+    left = server_refs(dovecot, user)
+    assert refs[1] not in left and left[-1] == refs[-1]

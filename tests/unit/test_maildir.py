@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from services.poller.sources.base import NotMarked
 from services.poller.sources.maildir import MaildirSource
-from services.runtime.errors import ConfigError
+from services.poller.testing import InMemorySourceState
+from services.runtime.errors import ConfigError, InfraError
 
 RAW = b"From: ann@example.org\nSubject: hello\n\nHi\n"
 
@@ -155,3 +157,152 @@ def test_mails_of_equal_age_are_listed_by_key(tmp_path):
         put(root, "new", key, age=0)
 
     assert MaildirSource(root, mailbox="local").list_new(10) == ["a.host", "b.host", "c.host"]
+
+
+# -- mail that cannot be marked, read or moved ---------------------------------------------
+
+
+def fetched(source: MaildirSource, refs: list[str]) -> dict[str, object]:
+    return {item.ref: item for item in source.fetch_many(refs)}
+
+
+def test_a_copy_in_new_of_a_mail_already_read_in_cur_is_fetched_as_unmarkable(tmp_path):
+    # Given a handed-off mail copied back into new/ under the same key
+    root = maildir(tmp_path / "Maildir")
+    put(root, "cur", "a.host:2,S")
+    put(root, "new", "a.host")
+    source = MaildirSource(root, mailbox="local")
+
+    # When the poller fetches it
+    [item] = source.fetch_many(source.list_new(10))
+
+    # Then it is not downloaded: marking it read would replace the mail already in cur/
+    assert item.raw is None
+    assert item.error_class == "MailUnmarkable"
+    assert "a.host" in item.skipped and "cur/" in item.skipped
+    assert names(root / "new") == ["a.host"] and names(root / "cur") == ["a.host:2,S"]
+
+
+def test_marking_never_replaces_a_mail_of_the_same_key(tmp_path):
+    root = maildir(tmp_path / "Maildir")
+    put(root, "cur", "a.host:2,S", raw=b"Subject: first\n\none\n")
+    put(root, "new", "a.host", raw=b"Subject: second\n\ntwo\n")
+    put(root, "new", "b.host")
+    source = MaildirSource(root, mailbox="local")
+
+    with pytest.raises(NotMarked) as caught:
+        source.mark_handed_off(["a.host", "b.host"])
+
+    # The other mail is marked; the one that could not be is named, with why
+    assert list(caught.value.failures) == ["a.host"]
+    assert "already" in caught.value.failures["a.host"]
+    assert names(root / "new") == ["a.host"]
+    assert names(root / "cur") == ["a.host:2,S", "b.host:2,S"]
+    assert (root / "cur" / "a.host:2,S").read_bytes() == b"Subject: first\n\none\n"
+
+
+def test_a_name_too_long_to_mark_read_is_fetched_as_unmarkable(tmp_path):
+    root = maildir(tmp_path / "Maildir")
+    long_key = "k" * 253  # cur/KEY:2,S would be 257 bytes, over NAME_MAX (255)
+    put(root, "new", long_key)
+    put(root, "new", "b.host", age=1)
+    source = MaildirSource(root, mailbox="local")
+
+    items = fetched(source, source.list_new(10))
+
+    assert items[long_key].raw is None
+    assert items[long_key].error_class == "MailUnmarkable"
+    assert "too long" in items[long_key].skipped
+    assert items["b.host"].raw == RAW
+
+
+def test_an_unreadable_mail_is_fetched_as_unreadable_and_the_others_are_read(tmp_path):
+    root = maildir(tmp_path / "Maildir")
+    (root / "new" / "a.host").mkdir()  # a folder where a mail file should be
+    put(root, "new", "b.host")
+    source = MaildirSource(root, mailbox="local")
+
+    items = fetched(source, ["a.host", "b.host"])
+
+    assert items["a.host"].raw is None
+    assert items["a.host"].error_class == "MailUnreadable"
+    assert items["b.host"].raw == RAW
+
+
+def test_a_mail_gone_before_it_is_read_is_left_out(tmp_path):
+    root = maildir(tmp_path / "Maildir")
+    put(root, "new", "b.host")
+    source = MaildirSource(root, mailbox="local")
+
+    assert list(fetched(source, ["a.host", "b.host"])) == ["b.host"]
+
+
+def test_a_mail_skipped_once_is_not_listed_again_until_moved_back(tmp_path):
+    root = maildir(tmp_path / "Maildir")
+    put(root, "new", "a.host")
+    put(root, "new", "b.host", age=1)
+    state = InMemorySourceState()
+    source = MaildirSource(root, mailbox="local", state=state)
+
+    state.mark_taken([("a.host", None)], "skipped")
+    state.mark_taken([("b.host", None)], "handed_off")  # marked unread again by a person
+
+    assert source.list_new(10) == ["b.host"]
+
+
+def test_moving_a_mail_no_longer_there_to_the_error_folder_fails(tmp_path):
+    root = maildir(tmp_path / "Maildir")
+    source = MaildirSource(root, mailbox="local")
+
+    with pytest.raises(InfraError, match="no longer"):
+        source.move_to_error_folder(["gone.host"])
+
+
+def test_moving_a_mail_already_in_the_error_folder_again_changes_nothing(tmp_path):
+    root = maildir(tmp_path / "Maildir")
+    put(root, "new", "a.host")
+    source = MaildirSource(root, mailbox="local")
+    source.move_to_error_folder(["a.host"])
+
+    source.move_to_error_folder(["a.host"])  # a redelivered dead letter
+
+    assert source.error_folder_refs() == ["a.host"]
+
+
+@pytest.mark.parametrize("name", ["Errors/Failed", "", "/../../escape/x", "."])
+def test_an_error_folder_name_that_is_no_sub_folder_moves_nothing_and_says_so(tmp_path, name):
+    # Given a mail in cur/ and an error folder name that does not name a sub-folder
+    root = maildir(tmp_path / "Maildir")
+    put(root, "cur", "a.host:2,S")
+    source = MaildirSource(root, mailbox="local", error_folder=name)
+
+    # When it is moved to the error folder, that fails with the fix
+    with pytest.raises(ConfigError, match="error_folder.name"):
+        source.move_to_error_folder(["a.host"])
+
+    # And the mail is where it was, and nothing was made outside the Maildir
+    assert names(root / "cur") == ["a.host:2,S"]
+    assert names(tmp_path) == ["Maildir"]
+    assert names(root) == ["cur", "new", "tmp"]
+
+
+def test_an_error_folder_that_cannot_be_made_is_an_error_not_an_oserror(tmp_path):
+    root = maildir(tmp_path / "Maildir")
+    put(root, "new", "a.host")
+    (root / ".Errors").write_text("a file where the folder should be")
+    source = MaildirSource(root, mailbox="local")
+
+    with pytest.raises(InfraError, match="error folder"):
+        source.move_to_error_folder(["a.host"])
+    assert names(root / "new") == ["a.host"]
+
+
+def test_a_mail_too_long_to_move_to_the_error_folder_fails_and_stays(tmp_path):
+    root = maildir(tmp_path / "Maildir")
+    long_key = "k" * 254  # .Errors/cur/KEY:2, would be 257 bytes
+    put(root, "new", long_key)
+    source = MaildirSource(root, mailbox="local")
+
+    with pytest.raises(InfraError, match="too long"):
+        source.move_to_error_folder([long_key])
+    assert names(root / "new") == [long_key]

@@ -14,9 +14,12 @@ from services.runtime.errors import ConfigError
 Factory = Callable[[MailboxSettings, SourceState], MailSource]
 
 
-def _maildir(box: MailboxSettings, _state: SourceState) -> MailSource:
-    # A Maildir keeps its own state in file names (the S flag); nothing to remember.
-    return MaildirSource(box.path or "", mailbox=box.name, error_folder=box.error_folder.name)
+def _maildir(box: MailboxSettings, state: SourceState) -> MailSource:
+    # A Maildir keeps its state in file names (the S flag); the store remembers only mail
+    # left unread because it could not be marked.
+    return MaildirSource(
+        box.path or "", mailbox=box.name, error_folder=box.error_folder.name, state=state
+    )
 
 
 SOURCES: dict[str, Factory] = {

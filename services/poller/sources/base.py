@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from services.runtime.errors import InfraError
+
 
 @dataclass(frozen=True)
 class Fetched:
@@ -14,8 +16,28 @@ class Fetched:
 
     ref: str
     raw: bytes | None
-    #: Set when the mail was not downloaded (over the size limit): a sentence for the DLQ.
+    #: Set when the mail was not downloaded (over the size limit, unreadable, impossible to
+    #: mark): a sentence for the DLQ.
     skipped: str | None = None
+    #: The dead-letter entry's error class when ``skipped`` is set.
+    error_class: str = "MailTooLarge"
+
+
+class Refused(InfraError):
+    """The server answered and refused one command: the connection itself is fine."""
+
+
+class NotMarked(InfraError):
+    """Some mails could not be marked as handed off; every other one was.
+
+    A fault of those mails only (a name the file system refuses, a message the server will
+    not flag), not of the mailbox: the poller reports each one and fetches it no more.
+    """
+
+    def __init__(self, failures: dict[str, str]) -> None:
+        self.failures = failures
+        detail = "; ".join(f"{ref}: {why}" for ref, why in failures.items())
+        super().__init__(f"{len(failures)} mails could not be marked ({detail})")
 
 
 class MailSource(Protocol):
@@ -38,11 +60,16 @@ class MailSource(Protocol):
         ...
 
     def mark_handed_off(self, refs: Sequence[str]) -> None:
-        """Mark mails as taken (seen; deleted on POP). Only after a durable hand-off."""
+        """Mark mails as taken (seen; deleted on POP). Only after a durable hand-off.
+
+        Raises ``NotMarked`` naming the mails that could not be marked, after marking the rest.
+        """
         ...
 
     def move_to_error_folder(self, refs: Sequence[str]) -> None:
-        """Move mails into the error folder, creating it when missing; unknown refs are skipped."""
+        """Move mails into the error folder, creating it when missing. A mail already there
+        counts as moved. A move that did not happen raises ``InfraError``; so does a mail in
+        neither folder, where the source can tell (a Maildir: refs stay the same)."""
         ...
 
     def move_to_inbox(self, refs: Sequence[str]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from imapclient import IMAPClient
 
 from contracts.settings import MailboxSettings
-from services.poller.sources.base import Cursor, Fetched, SourceState
+from services.poller.sources.base import Cursor, Fetched, NotMarked, Refused, SourceState
 from services.poller.sources.debug import describe_mail
 from services.poller.sources.imap_folders import ErrorFolder
 from services.poller.sources.imap_listing import NewMailListing, make_ref
@@ -140,18 +140,26 @@ class ImapSource:
 
     def mark_handed_off(self, refs: Sequence[str]) -> None:
         """Remember the mails as taken and set ``\\Seen`` on them (for people; Mailroom reads
-        the store). Refs not in the folder are skipped; repeating it changes nothing."""
+        the store). Refs not in the folder are skipped; repeating it changes nothing. Raises
+        ``NotMarked`` for mails whose flag the server refused."""
         validity = self._inbox()
         uids = [uid for ref in refs if (uid := uid_of(ref, validity)) is not None]
         # The poller records these with their Message-IDs first; doing it here as well keeps
         # the source correct on its own, and a repeat is ignored by the store.
         self._state.mark_taken([(make_ref(validity, uid), None) for uid in uids], "handed_off")
+        refused: dict[str, str] = {}
         for chunk in _chunks(uids, UIDS_PER_COMMAND):
-            self._session.run("STORE \\Seen", _add_seen(chunk))
+            try:
+                self._session.run("STORE \\Seen", _add_seen(chunk))
+            except Refused as exc:  # those mails' fault, not the mailbox's
+                refused |= {make_ref(validity, uid): str(exc) for uid in chunk}
+        if refused:
+            raise NotMarked(refused)
 
     def move_to_error_folder(self, refs: Sequence[str]) -> None:
-        """Move mails into the error folder, creating it when missing; refs not in the folder
-        are skipped."""
+        """Move mails into the error folder, creating it when missing. Refs no longer in the
+        folder are skipped: a mail moved by an earlier delivery has a new UID there, so it
+        cannot be told from one deleted; the dead-letter handler checks the folder."""
         validity = self._inbox()
         uids = self._existing([u for ref in refs if (u := uid_of(ref, validity)) is not None])
         if uids:

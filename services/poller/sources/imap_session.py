@@ -20,6 +20,7 @@ from imapclient.exceptions import LoginError, ProtocolError
 
 from contracts.settings import MailboxSettings
 from services.poller.sources import net
+from services.poller.sources.base import Refused
 from services.poller.sources.debug import ProtocolTrace
 from services.poller.sources.tokens import TokenProvider
 from services.runtime.errors import ConfigError, InfraError, MailroomError
@@ -292,7 +293,7 @@ class ImapSession:
                 "stays handed off, the rest is tried again next round"
             )
         if isinstance(exc, imaplib.IMAP4.error):
-            return InfraError(f"{where} refused {doing}: {exc}")
+            return Refused(f"{where} refused {doing}: {exc}")
         if isinstance(exc, OSError | EOFError):
             self._discard()
         return net.explain(exc, self.endpoint)

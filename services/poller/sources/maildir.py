@@ -2,19 +2,32 @@
 
 A mail in ``new/``, or in ``cur/`` without the ``S`` (seen) flag, is new. Handing it off moves
 it to ``cur/`` with ``S`` added, as a mail client marks a mail read.
+
+No move ever replaces a file: two files of one key (a handled mail copied back into
+``new/``) are two mails Mailroom cannot tell apart, so the unread one is not downloaded and
+goes to the dead-letter queue with the reason. What cannot be marked stays where it is, and
+the store remembers it (``SourceState``), so it is not fetched again until moved back.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from services.poller.sources.base import Fetched
+from services.poller.sources.base import Fetched, NotMarked, SourceState
 from services.runtime.errors import ConfigError, InfraError
 from services.runtime.mail_text import message_id_of
 
+log = logging.getLogger(__name__)
+
 INFO_SEP = ":2,"
+#: Why the store remembers a mail that stays unread in the inbox: dead-lettered without
+#: hand-off ("skipped"), or handed off but impossible to mark ("unmarked").
+LEFT_IN_PLACE = ("skipped", "unmarked")
+#: A file's copies by key: (flags, path) of each.
+Index = dict[str, list[tuple[str, Path]]]
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -26,22 +39,20 @@ def split_name(name: str) -> tuple[str, str]:
 class MaildirSource:
     supports_error_folder = True
 
-    def __init__(self, path: str | Path, *, mailbox: str, error_folder: str = "Errors") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        mailbox: str,
+        error_folder: str = "Errors",
+        state: SourceState | None = None,
+    ) -> None:
         self.path = Path(path)
         self.mailbox = mailbox
+        self.error_folder = error_folder
         self.error_path = self.path / f".{error_folder}"
+        self._state = state
         self._require_maildir()
-        self._require_inside(error_folder)
-
-    def _require_inside(self, error_folder: str) -> None:
-        """The error folder must be a sub-folder of this Maildir, never a path out of it."""
-        resolved = Path(os.path.normpath(self.error_path))
-        if resolved.parent != Path(os.path.normpath(self.path)):
-            raise ConfigError(
-                f"mailbox {self.mailbox!r}: error folder {error_folder!r} would be {resolved}, "
-                "not a sub-folder of the Maildir: fix `error_folder.name` (a Maildir++ name "
-                "such as Errors or Errors.Failed)"
-            )
 
     def _require_maildir(self) -> None:
         missing = [d for d in ("cur", "new", "tmp") if not (self.path / d).is_dir()]
@@ -71,59 +82,129 @@ class MaildirSource:
                     yield (*split_name(name), root / sub / name)
 
     def _unmarked(self) -> list[tuple[str, Path]]:
-        found = [(key, p) for key, flags, p in self._entries(self.path) if "S" not in flags]
+        left = self._left_in_place()
+        found = [
+            (key, p)
+            for key, flags, p in self._entries(self.path)
+            if "S" not in flags and key not in left
+        ]
         return sorted(found, key=lambda kp: (_mtime(kp[1]), kp[0]))
 
-    def _index(self, root: Path) -> dict[str, tuple[str, Path]]:
-        return {key: (flags, p) for key, flags, p in self._entries(root)}
+    def _left_in_place(self) -> set[str]:
+        if self._state is None:
+            return set()
+        return set().union(*(self._state.taken_refs(reason) for reason in LEFT_IN_PLACE))
 
-    def _find(self, root: Path, key: str) -> tuple[str, Path] | None:
-        direct = root / "new" / key
-        if direct.is_file():  # the common case: a new mail not yet renamed
-            return "", direct
-        return self._index(root).get(key)
+    def _index(self, root: Path) -> Index:
+        index: Index = {}
+        for key, flags, p in self._entries(root):
+            index.setdefault(key, []).append((flags, p))
+        return index
 
     def list_new(self, limit: int) -> list[str]:
         return [key for key, _ in self._unmarked()[:limit]]
 
     def fetch_raw(self, ref: str) -> bytes:
-        found = self._find(self.path, ref)
-        if found is None:
+        copy = _unread(self._index(self.path).get(ref, []))
+        if copy is None:
             raise InfraError(f"mail {ref} vanished from {self.path}")
         try:
-            return found[1].read_bytes()
+            return copy[1].read_bytes()
         except OSError as exc:
-            raise InfraError(f"cannot read {found[1]}: {exc.strerror}") from exc
+            raise InfraError(f"cannot read {copy[1]}: {exc.strerror}") from exc
 
     def fetch_many(self, refs: Sequence[str]) -> Iterator[Fetched]:
+        """Each unread mail's bytes. One that cannot be read or marked comes back with
+        ``raw=None`` and why; one gone meanwhile is left out."""
+        index = self._index(self.path)
         for ref in refs:
-            yield Fetched(ref, self.fetch_raw(ref))
+            copies = index.get(ref, [])
+            copy = _unread(copies)
+            item = None if copy is None else self._read(ref, copy, copies)
+            if item is None:
+                log.info("mailbox=%s mail %s left the Maildir; skipped", self.mailbox, ref)
+            else:
+                yield item
+
+    def _read(
+        self, ref: str, copy: tuple[str, Path], copies: list[tuple[str, Path]]
+    ) -> Fetched | None:
+        flags, path = copy
+        if (why := self._unmarkable(ref, flags, copies)) is not None:
+            return Fetched(ref, None, skipped=why, error_class="MailUnmarkable")
+        try:
+            return Fetched(ref, path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            why = f"the file {path} cannot be read: {exc.strerror}"
+            return Fetched(ref, None, skipped=why, error_class="MailUnreadable")
+
+    def _unmarkable(self, ref: str, flags: str, copies: list[tuple[str, Path]]) -> str | None:
+        """Why this mail could not be marked as read, checked before it is handed off."""
+        if len(copies) > 1:
+            where = ", ".join(str(p.relative_to(self.path)) for _, p in copies)
+            return (
+                f"the key {ref} names {len(copies)} files ({where}): a mail copied back after "
+                "it was handled, so it cannot be marked as read without replacing the other; "
+                "delete the copy, or give it a new name to have it fetched as a new mail"
+            )
+        marked = f"{ref}{INFO_SEP}{_with_flag(flags, 'S')}"
+        limit = _name_max(self.path / "cur")
+        if len(os.fsencode(marked)) > limit:
+            return (
+                f"its file name is too long to mark it as read: {len(os.fsencode(marked))} "
+                f"bytes as cur/{ref[:40]}...{INFO_SEP}S, over the file system's limit of "
+                f"{limit}; give the file a shorter name to have it fetched"
+            )
+        return None
 
     def mark_handed_off(self, refs: Sequence[str]) -> None:
-        self._move(
-            refs, self.path, lambda ref, flags: f"cur/{ref}{INFO_SEP}{_with_flag(flags, 'S')}"
-        )
+        """Move each unread mail to ``cur/`` with the ``S`` flag. Raises ``NotMarked`` for
+        those that cannot be (after marking the rest); mails no longer unread are skipped."""
+        index = self._index(self.path)
+        failures: dict[str, str] = {}
+        for ref in refs:
+            if (copy := _unread(index.get(ref, []))) is None:
+                continue
+            flags, src = copy
+            target = self.path / "cur" / f"{ref}{INFO_SEP}{_with_flag(flags, 'S')}"
+            if (why := _move_file(src, target)) is not None:
+                failures[ref] = why
+        if failures:
+            raise NotMarked(failures)
 
     def move_to_error_folder(self, refs: Sequence[str]) -> None:
         self._make_error_folder()
-        self._move(
-            refs, self.path, lambda ref, flags: f"{self.error_path.name}/cur/{ref}{INFO_SEP}{flags}"
-        )
+        inbox, held = self._index(self.path), self._index(self.error_path)
+        failures: dict[str, str] = {}
+        for ref in refs:
+            copy = _preferred(inbox.get(ref, []))
+            if copy is None:
+                if ref not in held:
+                    failures[ref] = f"it is no longer in {self.path} (deleted or moved meanwhile)"
+                continue  # in the folder already: moved by an earlier delivery
+            flags, src = copy
+            target = self.error_path / "cur" / f"{ref}{INFO_SEP}{flags}"
+            if (why := _move_file(src, target)) is not None:
+                failures[ref] = why
+        if failures:
+            detail = "; ".join(f"{ref}: {why}" for ref, why in failures.items())
+            raise InfraError(f"not moved to the error folder {self.error_folder!r}: {detail}")
 
     def move_to_inbox(self, refs: Sequence[str]) -> None:
         # Back in new/ without flags: unread again, so it is fetched again.
-        self._move(refs, self.error_path, lambda ref, _flags: f"new/{ref}")
-
-    def _move(self, refs: Sequence[str], root: Path, target: Callable[[str, str], str]) -> None:
-        """Rename each mail found under ``root`` to ``target(ref, flags)``, relative to the inbox;
-        refs not found are skipped (already moved)."""
-        index = self._index(root)
+        index = self._index(self.error_path)
         for ref in refs:
-            if (found := index.get(ref)) is not None:
-                _rename(found[1], self.path / target(ref, found[0]))
+            if (copy := _preferred(index.get(ref, []))) is None:
+                continue  # not in the folder: moved back already
+            if (why := _move_file(copy[1], self.path / "new" / ref)) is not None:
+                raise InfraError(f"mail {ref} not moved back to the inbox: {why}")
+        if self._state is not None:
+            self._state.forget(list(refs))
 
     def error_folder_refs(self) -> list[str]:
-        return sorted(key for key, _, _ in self._entries(self.error_path))
+        return sorted({key for key, _, _ in self._entries(self.error_path)})
 
     def error_folder_message_ids(self) -> dict[str, str | None]:
         return {key: _message_id_in(path) for key, _, path in self._entries(self.error_path)}
@@ -136,10 +217,31 @@ class MaildirSource:
         """Nothing to close: files are opened per call."""
 
     def _make_error_folder(self) -> None:
-        for sub in ("cur", "new", "tmp"):
-            (self.error_path / sub).mkdir(parents=True, exist_ok=True)
-        # Maildir++ marks a sub-folder with this file, so mail clients list it.
-        (self.error_path / "maildirfolder").touch()
+        inside = os.path.normpath(self.error_path)
+        if os.path.dirname(inside) != os.path.normpath(self.path):
+            raise ConfigError(
+                f"mailbox {self.mailbox!r}: error folder {self.error_folder!r} is not a "
+                f"sub-folder of {self.path}: fix `error_folder.name` (a Maildir++ name such as "
+                "Errors or Errors.Failed)"
+            )
+        try:
+            for sub in ("cur", "new", "tmp"):
+                (self.error_path / sub).mkdir(parents=True, exist_ok=True)
+            # Maildir++ marks a sub-folder with this file, so mail clients list it.
+            (self.error_path / "maildirfolder").touch()
+        except OSError as exc:
+            raise InfraError(
+                f"cannot make the error folder {self.error_path}: {exc.strerror}"
+            ) from exc
+
+
+def _unread(copies: list[tuple[str, Path]]) -> tuple[str, Path] | None:
+    return next((c for c in copies if "S" not in c[0]), None)
+
+
+def _preferred(copies: list[tuple[str, Path]]) -> tuple[str, Path] | None:
+    """The unread copy when there is one (the one the poller handles), else any."""
+    return _unread(copies) or (copies[0] if copies else None)
 
 
 def _with_flag(flags: str, flag: str) -> str:
@@ -153,13 +255,28 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def _rename(src: Path, dst: Path) -> None:
+def _name_max(folder: Path) -> int:
     try:
-        os.replace(src, dst)
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def _move_file(src: Path, dst: Path) -> str | None:
+    """Rename ``src`` to ``dst``, never over another file; returns why it did not happen,
+    or None when it did (also when another poller did it first)."""
+    if os.path.lexists(dst):
+        return f"{dst} is already there, and is not replaced"
+    try:
+        os.rename(src, dst)
     except FileNotFoundError:
-        pass  # another poller moved it first; the move is idempotent
+        if os.path.lexists(src):
+            return f"cannot move it to {dst}: {dst.parent} does not exist"
+        if not os.path.lexists(dst):
+            return f"it is no longer at {src} (deleted or moved meanwhile)"
     except OSError as exc:
-        raise InfraError(f"cannot move {src} to {dst}: {exc.strerror}") from exc
+        return f"cannot move it to {dst}: {exc.strerror}"
+    return None
 
 
 def _message_id_in(path: Path) -> str | None:

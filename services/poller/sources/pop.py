@@ -19,11 +19,12 @@ import re
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from contracts.settings import DEFAULT_PORTS, MailboxSettings
 from services.poller.sources import net
-from services.poller.sources.base import Cursor, Fetched, SourceState
+from services.poller.sources.base import Cursor, Fetched, NotMarked, SourceState
 from services.poller.sources.debug import ProtocolTrace, describe_mail
 from services.runtime.clock import SystemClock
 from services.runtime.errors import ConfigError, InfraError, MailroomError
@@ -119,6 +120,13 @@ class PopClient(poplib.POP3):
         return resp, lines, octets
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    """The server's ``-ERR`` answer to a command about one mail."""
+
+    text: str
+
+
 ClientFactory = Callable[[net.Endpoint, ssl.SSLContext | None, ProtocolTrace | None], PopClient]
 
 
@@ -190,7 +198,12 @@ class PopSource:
         handed_off = self._state.taken_refs(reason="handed_off")
         if leftover := [ref for ref in listed if ref in handed_off]:
             log.info("mailbox=%s deleting %s mails handed off earlier", self.mailbox, len(leftover))
-            self.mark_handed_off(leftover)
+            try:
+                self.mark_handed_off(leftover)
+            except NotMarked as exc:  # asked once more, refused again: left on the server
+                log.warning("mailbox=%s %s; left on the server", self.mailbox, exc)
+                self._state.forget(list(exc.failures))
+                self._state.mark_taken([(ref, None) for ref in exc.failures], "unmarked")
         return [ref for ref in listed if ref not in handed_off]
 
     def fetch_many(self, refs: Sequence[str]) -> Iterator[Fetched]:
@@ -205,7 +218,16 @@ class PopSource:
             if too_big := self._over_limit(sizes.get(number, 0)):
                 yield Fetched(ref, None, skipped=too_big)
             else:
-                yield Fetched(ref, self._retr(number))
+                yield self._download(ref, number)
+
+    def _download(self, ref: str, number: int) -> Fetched:
+        """The mail, or why the server would not send it (that mail's fault only)."""
+        raw = self._refusable("RETR", lambda c: c.retr_bytes(number))
+        if isinstance(raw, _Refusal):
+            why = f"the server refused to send it: {raw.text}"
+            return Fetched(ref, None, skipped=why, error_class="MailUnreadable")
+        self._traced(raw)
+        return Fetched(ref, raw)
 
     def fetch_raw(self, ref: str) -> bytes:
         """One mail's bytes. Raises ``InfraError`` when it is no longer on the server."""
@@ -216,14 +238,39 @@ class PopSource:
 
     def mark_handed_off(self, refs: Sequence[str]) -> None:
         """Delete the mails and QUIT, which commits the deletion; unknown refs are skipped.
-        Raises ``InfraError`` when the server fails before acknowledging ``QUIT``."""
+        Raises ``InfraError`` when the server fails before acknowledging ``QUIT``, and
+        ``NotMarked`` (after QUIT) naming the mails whose DELE the server refused."""
         if not refs:
             return
         numbers = self._listing()
-        doomed = [numbers[ref] for ref in refs if ref in numbers]
-        self._call("DELE", lambda c: [c.dele(number) for number in doomed])
+        refused: dict[str, str] = {}
+        for ref in refs:
+            if ref in numbers and (why := self._dele(numbers[ref])) is not None:
+                refused[ref] = f"the server refused to delete it: {why}"
         self._call("QUIT", lambda c: c.quit())
         self._forget_session()
+        if refused:
+            raise NotMarked(refused)
+
+    def _dele(self, number: int) -> str | None:
+        """DELE one mail; the server's refusal, or None."""
+        done = self._refusable("DELE", lambda c: c.dele(number))
+        return done.text if isinstance(done, _Refusal) else None
+
+    def _refusable(self, command: str, action: Callable[[PopClient], T]) -> T | _Refusal:
+        """``action`` on the session, or the server's ``-ERR`` answer to it. A refusal is
+        about one mail, so the session goes on; anything else drops it, deleting nothing."""
+        client = self._session()
+
+        def attempt() -> T | _Refusal:
+            try:
+                return action(client)
+            except poplib.error_proto as exc:
+                if _is_dropped(exc):
+                    raise
+                return _Refusal(_response(exc).decode("utf-8", "replace"))
+
+        return self._guarded(command, attempt)
 
     def move_to_error_folder(self, refs: Sequence[str]) -> None:
         """Always raises ``ConfigError``: POP has no folders."""
@@ -283,10 +330,13 @@ class PopSource:
 
     def _retr(self, number: int) -> bytes:
         raw = self._call("RETR", lambda c: c.retr_bytes(number))
+        self._traced(raw)
+        return raw
+
+    def _traced(self, raw: bytes) -> None:
         if self._trace:
             self._trace.literal(len(raw))
             self._trace.note(describe_mail(raw))
-        return raw
 
     def _first_connection(self, listed: list[str]) -> set[str]:
         """Apply ``import_existing`` and remember the first connection; returns refs taken."""
