@@ -59,7 +59,7 @@ chaos: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check contracts services tests demo bench chaos
 	$(BIN)/ruff format --check contracts services tests demo bench chaos
-	$(BIN)/mypy contracts services/runtime
+	$(BIN)/mypy contracts services
 
 clean:
 	rm -rf var

@@ -69,7 +69,7 @@ class _TracedImap4(_Imap4):
         return data
 
 
-class _Client(IMAPClient):
+class _Client(IMAPClient):  # type: ignore[misc]  # imapclient ships no type information
     """IMAPClient whose imaplib object comes from ``make_imap4`` (our sockets, our trace)."""
 
     def __init__(
@@ -315,7 +315,8 @@ def oauth_not_set_up(mailbox: str) -> ConfigError:
 def _select(client: IMAPClient, folder: str) -> dict[bytes, Any] | str:
     """The SELECT response, or the server's reason when it says NO (no such folder, no access)."""
     try:
-        return client.select_folder(folder)
+        selected: dict[bytes, Any] = client.select_folder(folder)
+        return selected
     except imaplib.IMAP4.abort:
         raise
     except imaplib.IMAP4.error as exc:

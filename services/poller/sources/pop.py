@@ -20,7 +20,8 @@ import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from io import BufferedReader
+from typing import TYPE_CHECKING, TypeVar
 
 from contracts.settings import DEFAULT_PORTS, MailboxSettings
 from services.poller.sources import net
@@ -47,6 +48,13 @@ class PopClient(poplib.POP3):
     With ``context``, TLS starts at once (POP3S). ``trace`` gets commands and status lines
     (poplib's own debug prints to stdout and stays off). RETR reads in bulk, not by line.
     """
+
+    if TYPE_CHECKING:  # poplib's own helpers, which its type stubs leave out
+        file: BufferedReader
+
+        def _shortcmd(self, line: str) -> bytes: ...
+        def _putcmd(self, line: str) -> None: ...
+        def _getline(self) -> tuple[bytes, int]: ...
 
     def __init__(
         self,
@@ -103,7 +111,7 @@ class PopClient(poplib.POP3):
     def _putline(self, line: bytes) -> None:
         if self._trace:
             self._trace.sent(line)
-        super()._putline(line)
+        super()._putline(line)  # type: ignore[misc]  # private in poplib, absent from its stubs
 
     def _getresp(self) -> bytes:
         resp, _ = self._getline()
@@ -114,7 +122,7 @@ class PopClient(poplib.POP3):
         return resp
 
     def _getlongresp(self) -> tuple[bytes, list[bytes], int]:
-        resp, lines, octets = super()._getlongresp()
+        resp, lines, octets = super()._getlongresp()  # type: ignore[misc]  # as _putline
         if self._trace:
             self._trace.note(f"{len(lines)} lines, {octets} octets")
         return resp, lines, octets
