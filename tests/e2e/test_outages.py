@@ -28,6 +28,7 @@ from bench.mailgen import make_mixed_mail
 from bench.procs import REPO
 from bench.room import mailroom, settings_for
 from contracts import queues
+from services.runtime.store import Store
 
 STAGES = ("poller", "parser", "validator", "router", "notifier")
 
@@ -357,6 +358,11 @@ def _hanging(room: Deployment) -> bool:
 
 
 def worker_env(tmp_path: Path, **env: str) -> dict[str, str]:
+    """A worker's environment on a SQLite store made as `config apply` makes it."""
+    (tmp_path / "var").mkdir(exist_ok=True)
+    store = Store(f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    store.migrate()
+    store.dispose()
     base = {
         **os.environ,
         "MAILROOM_VAR_DIR": str(tmp_path / "var"),
