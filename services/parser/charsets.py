@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.charset import ALIASES
 
@@ -58,6 +59,9 @@ _MAIL_CHARSETS = [
     "mac_roman", "cp874", "gb18030", "big5", "cp932", "euc_jp", "iso2022_jp", "cp949",
     "cp437", "cp850", "cp866",
 ]  # fmt: skip
+_EIGHT_BIT_RUN = re.compile(rb"[\x80-\xff]+")
+# Fewer 8-bit bytes than this in a text are checked as header bytes are (see header_codec).
+_FEW_BYTES = 64
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
 # ISO-2022 shifts into a multi-byte set (JIS X 0208/0212, GB 2312, KS C 5601).
 _ISO2022_ESCAPE = re.compile(rb"\x1b\$(?:[@AB]|\(D|\)C)")
@@ -106,13 +110,21 @@ _NOT_CHARSETS = frozenset(
 )
 
 
-def decode_text(data: bytes, label: str | None, where: str) -> Decoded:
-    """Read body bytes labelled ``label`` (None: no charset declared) from part ``where``."""
+def decode_text(
+    data: bytes, label: str | None, where: str, elsewhere: Sequence[str] = ()
+) -> Decoded:
+    """Read body bytes labelled ``label`` (None: no charset declared) from part ``where``.
+
+    ``elsewhere`` are the charsets the mail declares for its other parts and its encoded
+    words: a part without a (known) charset is read in the first of them that fits, since
+    one mail program wrote them all, before detection is tried.
+    """
     codec = lookup(label or "us-ascii")
     text = _declared(data, codec)
     if text is not None:
         return Decoded(text)
-    found = _repaired(data)
+    found = _hinted(data, elsewhere) if codec is None or label is None else None
+    found = found or _repaired(data)
     if found is not None:
         return Decoded(found[0], _said(label, where, found[1]) + found[2])
     fallback = codec or "utf-8"
@@ -141,6 +153,19 @@ def _declared(data: bytes, codec: str | None) -> str | None:
     return text if text is not None else _strict(data, codec)
 
 
+def _hinted(data: bytes, elsewhere: Sequence[str]) -> tuple[str, str, str] | None:
+    if _ISO2022_ESCAPE.search(data) or _strict(data, "utf-8") is not None:
+        return None  # these are told apart surely; see _repaired
+    for label in elsewhere:
+        codec = lookup(label)
+        if codec is None or codec in ("ascii", "utf-8") or not _ascii_superset(codec):
+            continue
+        text = _strict(data, _SUPERSETS.get(codec, codec))
+        if text is not None:
+            return text, _SUPERSETS.get(codec, codec), " (the charset the mail declares elsewhere)"
+    return None
+
+
 def _repaired(data: bytes) -> tuple[str, str, str] | None:
     """Text, the codec used and a detail, or None when nothing fits."""
     if _ISO2022_ESCAPE.search(data):
@@ -154,7 +179,25 @@ def _repaired(data: bytes) -> tuple[str, str, str] | None:
     mostly = _mostly_utf8(data)
     if mostly is not None:
         return mostly
-    return _detected(data)
+    found = _detected(data)
+    runs = _EIGHT_BIT_RUN.findall(data)
+    if not found or sum(map(len, runs)) >= _FEW_BYTES:
+        return found
+    # A guess from a few bytes is checked: detection reads the four Latin-1 letters of
+    # "äöüß ad asd" as two hanzi, or as Mac Roman symbols. A multi-byte guess must be made
+    # of common characters (as in header_codec); a single-byte one must read as many
+    # letters as cp1252 does.
+    if _SINGLE_BYTE.match(found[1]):
+        latin = _strict(data, "cp1252")
+        if latin is not None and _letters(latin) > _letters(found[0]):
+            return latin, "cp1252", ""
+        return found
+    codec = _east_asian(runs, found[1]) or "cp1252"
+    return data.decode(codec, errors="replace"), codec, ""
+
+
+def _letters(text: str) -> int:
+    return sum(1 for char in text if ord(char) > 0x7F and char.isalpha())
 
 
 def _mostly_utf8(data: bytes) -> tuple[str, str, str] | None:

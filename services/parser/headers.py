@@ -174,13 +174,17 @@ def mail_header_codec(msg: Message) -> str | None:
     runs = [run for _, v in msg.raw_items() for run in raw_8bit(str(v))]
     if not runs:
         return None
+    return header_codec(runs, declared_charsets(msg))
+
+
+def declared_charsets(msg: Message) -> list[str]:
+    """The charsets ``msg`` declares: of its parts, then of its header's encoded words."""
     declared = [
         label
         for part in msg.walk()
         if (label := parameter(first_raw(part, "Content-Type"), "charset"))
     ]
-    declared += [c for _, v in msg.raw_items() for c in encoded_word_charsets(str(v))]
-    return header_codec(runs, declared)
+    return declared + [c for _, v in msg.raw_items() for c in encoded_word_charsets(str(v))]
 
 
 def first_raw(msg: Message, name: str) -> str:

@@ -25,6 +25,9 @@ _SIGNATURES = frozenset(
     {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
 )
 _PKCS7_MIME = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+_NO_PARTS = (errors.StartBoundaryNotFoundDefect, errors.MultipartInvariantViolationDefect)
+# The start of a MIME part: a "--x" line, then (after a blank line at most) a Content field.
+_PART_START = re.compile(r"^--\S.*\r?\n(?:[ \t]*\r?\n)?content-[\w-]+[ \t]*:", re.I | re.M)
 _CID_REFERENCE = re.compile(r"""cid:([^"'\s>)]+)""", re.IGNORECASE)
 
 
@@ -36,6 +39,9 @@ class Layout:
     html: list[Message]  # the HTML body, then inline HTML after it (Apple Mail's pieces)
     attachments: list[Message]
     signatures: list[Message]  # detached signatures of multipart/signed: not attachments
+    # The inline text and HTML parts a mail program shows one after the other, one branch
+    # of each multipart/alternative (the plain one where there is one).
+    shown: list[Message]
 
 
 def require_usable_structure(msg: Message) -> None:
@@ -52,6 +58,27 @@ def require_usable_structure(msg: Message) -> None:
             reason = _structure_problem(part, defect)
             if reason:
                 raise MailError(f"MIME structure is broken: {reason} ({type(defect).__name__})")
+
+
+def read_partless_as_text(msg: Message) -> list[str]:
+    """A multipart part whose boundary never occurs, and whose body holds no part at all
+    (no ``--x`` line followed by a Content field), is one text, as mail programs show it:
+    the sender's program declared multipart and then wrote plain text. Its type becomes
+    text/plain. Returns the defect notes; a body that holds parts written with another
+    boundary is left alone, and rejected as broken."""
+    notes = []
+    for part in all_parts(msg):
+        missing = any(isinstance(d, errors.StartBoundaryNotFoundDefect) for d in part.defects)
+        content = part.get_payload()
+        if not missing or not isinstance(content, str) or not content.strip():
+            continue
+        if _PART_START.search(content):
+            continue
+        ctype = part.get_content_type()
+        part.defects = [d for d in part.defects if not isinstance(d, _NO_PARTS)]
+        part.replace_header("Content-Type", "text/plain")
+        notes.append(f"{ctype} part holds no parts (its boundary never occurs); read as text")
+    return notes
 
 
 def _empty_multipart(part: Message) -> bool:
@@ -109,7 +136,25 @@ def layout(msg: Message) -> Layout:
     attached = [p for p in rest if is_attachment(p) and not _among(p, signatures)]
     plain = [plain_part, *extra] if plain_part is not None else []
     html = [html_part, *more_html] if html_part is not None else []
-    return Layout(plain, html, attached, signatures)
+    return Layout(plain, html, attached, signatures, _shown(msg))
+
+
+def _shown(part: Message) -> list[Message]:
+    if is_leaf(part):
+        return [part] if _is_inline(part, "plain") or _is_inline(part, "html") else []
+    branches = [_shown(sub) for sub in subparts(part)]
+    if part.get_content_type() != "multipart/alternative":
+        return [leaf for branch in branches for leaf in branch]
+    plain = [b for b in branches if b and all(_is_inline(leaf, "plain") for leaf in b)]
+    shown = plain or [b for b in branches if b]
+    return shown[0] if plain else (shown[-1] if shown else [])
+
+
+def mixes_kinds(shown: list[Message]) -> bool:
+    """Whether text and HTML parts are shown one after the other (a text mail with an HTML
+    signature, an HTML mail with a text footer), so the body is all of them in order."""
+    types = {part.get_content_type() for part in shown}
+    return types == {"text/plain", "text/html"}
 
 
 def _alternatives(msg: Message) -> list[Message]:

@@ -611,3 +611,118 @@ def test_the_space_between_two_encoded_words_of_a_name_is_dropped() -> None:
 
     assert out.mail.from_ == Address(name="Hans BÄKOSchönland", email="me@example.de")
     assert not any("encoded-word" in d for d in out.mail.defects)
+
+
+# 17. Text and HTML parts shown one after the other
+
+
+def mixed_mail(*parts: tuple[str, str]) -> bytes:
+    """A multipart/mixed mail whose parts are inline text of the given subtypes."""
+    head = (
+        "From: ann@example.com\r\nSubject: signature\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    )
+    body = "".join(
+        f"--b\r\nContent-Type: text/{kind}; charset=utf-8\r\n\r\n{content}\r\n"
+        for kind, content in parts
+    )
+    return (head + body + "--b--\r\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("parts", "shown"),
+    [
+        (
+            [("plain", "The printer is jammed."), ("html", "<p><b>Ann</b> – Facilities</p>")],
+            ["The printer is jammed.", "Ann – Facilities"],
+        ),
+        (
+            [("html", "<h1>The printer is jammed.</h1>"), ("plain", "-- \nAnn, Facilities")],
+            ["The printer is jammed.", "Ann, Facilities"],
+        ),
+        (
+            [("html", "<p>Hello</p>"), ("plain", "the text"), ("html", "<p>Signature</p>")],
+            ["Hello", "the text", "Signature"],
+        ),
+    ],
+)
+def test_text_and_html_parts_one_after_the_other_are_all_body_in_order(
+    parts: list[tuple[str, str]], shown: list[str]
+) -> None:
+    """Inline: a text mail to which a gateway added an HTML signature, an HTML mail with a
+    text footer, as multipart/mixed (no alternatives), as mail programs show them."""
+    out, blobs = parsed_bytes(mixed_mail(*parts))
+
+    body = text(out, blobs)
+    positions = [body.find(piece) for piece in shown]
+    assert -1 not in positions, body
+    assert positions == sorted(positions)
+    assert "<" not in body
+
+
+def test_an_alternative_beside_an_html_footer_shows_its_text_then_the_footer() -> None:
+    """Inline: a list server that appends an HTML footer after a text/HTML alternative."""
+    raw = (
+        b"From: ann@example.com\r\nSubject: x\r\n"
+        b'Content-Type: multipart/mixed; boundary="out"\r\n\r\n'
+        b'--out\r\nContent-Type: multipart/alternative; boundary="alt"\r\n\r\n'
+        b"--alt\r\nContent-Type: text/plain\r\n\r\nplain version\r\n"
+        b"--alt\r\nContent-Type: text/html\r\n\r\n<p>html version</p>\r\n--alt--\r\n"
+        b"--out\r\nContent-Type: text/html\r\n\r\n<p>list footer</p>\r\n--out--\r\n"
+    )
+
+    out, blobs = parsed_bytes(raw)
+
+    body = text(out, blobs)
+    assert "plain version" in body and "list footer" in body
+    assert "html version" not in body
+
+
+# 18. A multipart that is no multipart
+
+
+def test_a_mail_declared_multipart_that_holds_only_text_is_read_as_that_text() -> None:
+    """Inline: an old Apple Mail message declared multipart/mixed whose boundary never
+    occurs: its body is quoted-printable Latin-1 text, without charset."""
+    raw = (
+        b"From: Martin <martin@example.com>\r\nSubject: =?iso-8859-1?Q?Gr=FC=DFe?=\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n"
+        b'Content-Type: multipart/mixed; boundary="----_=_NextPart_000_03BED81D"\r\n\r\n'
+        b"=E4=F6=FC=DF ad asd\r\n\r\n-Martin\r\n\r\n--\r\nOld programmers never die.\r\n"
+    )
+
+    out, blobs = parsed_bytes(raw)
+
+    assert (out.mail.from_, out.mail.subject) == (
+        Address(name="Martin", email="martin@example.com"),
+        "Grüße",
+    )
+    assert text(out, blobs).startswith("äöüß ad asd\n\n-Martin")
+    assert any("holds no parts" in d for d in out.mail.defects)
+
+
+def test_a_few_latin1_letters_without_charset_are_read_as_letters() -> None:
+    """Inline: a short note in Latin-1 that declares no charset, and nothing else in the mail
+    names one; detection alone reads such few bytes as hanzi or as Mac Roman symbols."""
+    raw = b"From: a@example.com\r\nSubject: x\r\n\r\n\xe4\xf6\xfc\xdf ad asd\r\n\r\n-Martin\r\n"
+
+    out, blobs = parsed_bytes(raw)
+
+    assert text(out, blobs).startswith("äöüß ad asd")
+
+
+def test_a_part_without_charset_is_read_in_the_charset_its_sibling_declares() -> None:
+    """Inline: a Hebrew mail whose HTML part declares windows-1255 and whose text part
+    declares nothing; a few Hebrew bytes alone are too little to detect."""
+    words = "שלום, דוד".encode("cp1255")
+    raw = (
+        b"From: a@example.com\r\nSubject: x\r\n"
+        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\n" + words + b"\r\n"
+        b"--b\r\nContent-Type: text/html; charset=windows-1255\r\n\r\n<p>" + words + b"</p>\r\n"
+        b"--b--\r\n"
+    )
+
+    out, blobs = parsed_bytes(raw)
+
+    assert text(out, blobs).startswith("שלום, דוד")
