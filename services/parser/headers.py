@@ -233,10 +233,16 @@ def _normal(name: str, value: str) -> str:
         return value
     # The stdlib keeps the space between two encoded words of a name, which RFC 2047 §6.2
     # drops ("=?cp1252?Q?Hans_B=C4KO?= =?iso-8859-15?Q?Sch=F6nland?=").
-    return _BETWEEN_WORDS.sub("?=", _TRAILING_DOT.sub(r"\1", value))
+    value = _BETWEEN_WORDS.sub("?=", _TRAILING_DOT.sub(r"\1", value))
+    # "Ann Lee ann@example.com": a name and an address without the angle brackets, which
+    # the stdlib reads as one address with a space in its local part.
+    return _NAME_THEN_BARE_ADDRESS.sub(r"\1 <\2>", value)
 
 
 _BETWEEN_WORDS = re.compile(r"\?=\s+(?==\?[^?\s]+\?[QqBb]\?)")
+_NAME_THEN_BARE_ADDRESS = re.compile(
+    r'^\s*([^\s<>@,;:"()][^<>@,;:"()]*?)\s+([^\s<>@,;:"()]+@[^\s<>@,;:"()]+)\s*$'
+)
 _ADDRESS_HEADERS = frozenset({"from", "sender", "reply-to", "to", "cc"})
 
 

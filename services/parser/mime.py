@@ -209,7 +209,7 @@ def _decoded(
     ctype = part.get_content_type()
     if ctype in ("message/rfc822", "message/global") and part.is_multipart():
         return [_attached_mail(part, budget)]
-    name = roles.filename(part, notes) or roles.invented_filename(ctype, number)
+    name = roles.filename(part, notes) or roles.unnamed_filename(part, number)
     data = _part_bytes(part, name, notes)
     release(part)
     budget.spend(len(data))

@@ -20,6 +20,16 @@ from services.runtime.errors import MailError
 _NAMED_BY_TYPE = frozenset({"image", "audio", "video", "text"})
 _UNSAFE_IN_FILENAME = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
 _CALENDARS = frozenset({"text/calendar", "application/ics"})
+# The machine-readable parts of delivery and read reports (RFC 3464, RFC 8098, RFC 6522).
+_REPORTS = frozenset(
+    {
+        "message/delivery-status",
+        "message/global-delivery-status",
+        "message/disposition-notification",
+        "message/global-disposition-notification",
+        "text/rfc822-headers",
+    }
+)
 # Detached signatures of multipart/signed (RFC 8551 S/MIME, RFC 3156 OpenPGP).
 _SIGNATURES = frozenset(
     {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
@@ -233,8 +243,29 @@ def is_inline_picture(part: Message, referenced: frozenset[str]) -> bool:
     return disposition(part) == "inline" or cid.lower() in referenced
 
 
+def unnamed_filename(part: Message, number: int) -> str:
+    """A name for an attachment that has none: its Content-Description (``Delivery
+    report``) as mail programs show it, else one made from its type."""
+    ctype = part.get_content_type()
+    described = _UNSAFE_IN_FILENAME.sub(
+        "_", one_line(text_of(first_raw(part, "Content-Description")))
+    )
+    stem = described.strip(" ._")[:100]
+    if stem:
+        return stem + _extension(ctype)
+    return invented_filename(ctype, number)
+
+
+def _extension(ctype: str) -> str:
+    if ctype in _REPORTS:
+        return ".txt"
+    return mimetypes.guess_extension(ctype, strict=False) or ".bin"
+
+
 def invented_filename(ctype: str, number: int) -> str:
     """A name for an unnamed attachment, from its type and its place in the mail."""
+    if ctype in _REPORTS:
+        return ctype.split("/", 1)[1] + ".txt"  # one a report: "delivery-status.txt"
     if ctype in _CALENDARS:
         return f"calendar-{number}.ics"
     if ctype in _PKCS7_MIME:

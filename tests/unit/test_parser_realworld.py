@@ -726,3 +726,46 @@ def test_a_part_without_charset_is_read_in_the_charset_its_sibling_declares() ->
     out, blobs = parsed_bytes(raw)
 
     assert text(out, blobs).startswith("שלום, דוד")
+
+
+# 19. Names of attachments that have none
+
+
+def test_unnamed_report_parts_are_named_by_their_description_or_their_kind() -> None:
+    """Inline: a Postfix bounce (its parts carry Content-Description) and a Gmail delay
+    notice (they carry none)."""
+    status = b"Reporting-MTA: dns; mx.example.com\r\n\r\nFinal-Recipient: rfc822; a@example.org\r\n"
+    raw = (
+        b"From: MAILER-DAEMON <postmaster@example.com>\r\nSubject: Undelivered Mail\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\r\n\r\n'
+        b"--r\r\nContent-Type: text/plain\r\n\r\nYour mail could not be delivered.\r\n"
+        b"--r\r\nContent-Description: Delivery report\r\n"
+        b"Content-Type: message/delivery-status\r\n\r\n" + status + b"--r\r\n"
+        b"Content-Type: message/delivery-status\r\n\r\n" + status + b"--r--\r\n"
+    )
+
+    out, _ = parsed_bytes(raw)
+
+    assert [a.filename for a in out.mail.attachments] == [
+        "Delivery report.txt",
+        "delivery-status.txt",
+    ]
+
+
+# 20. Addresses without angle brackets
+
+
+@pytest.mark.parametrize(
+    ("value", "sender"),
+    [
+        ("Test test@example.com", Address(name="Test", email="test@example.com")),
+        ("Ann Lee ann.lee@example.com", Address(name="Ann Lee", email="ann.lee@example.com")),
+        ("=?utf-8?Q?J=C3=B6rg?= joerg@example.de", Address(name="Jörg", email="joerg@example.de")),
+        ("plain@example.com", Address(name="", email="plain@example.com")),
+    ],
+)
+def test_a_name_before_an_address_without_brackets_is_the_name(value: str, sender: Address) -> None:
+    """Inline: a fax gateway that writes ``From: Name address`` without angle brackets."""
+    out, _ = parsed_bytes(f"From: {value}\r\nSubject: fax\r\n\r\nhi".encode())
+
+    assert out.mail.from_ == sender
