@@ -17,6 +17,8 @@ from email.charset import ALIASES
 
 from charset_normalizer import from_bytes
 
+from services.parser import iso2022jp
+
 # Labels mail programs write that Python spells differently or not at all (the WHATWG
 # Encoding labels and what Outlook, Lotus Notes and old webmails write).
 _LABELS = {
@@ -150,7 +152,10 @@ def _declared(data: bytes, codec: str | None) -> str | None:
         return None
     superset = _SUPERSETS.get(codec)
     text = _strict(data, superset) if superset else None
-    return text if text is not None else _strict(data, codec)
+    text = text if text is not None else _strict(data, codec)
+    if text is None and codec.startswith("iso2022_jp"):
+        text = iso2022jp.decode(data)  # with Windows characters (①, ㈱) in it
+    return text
 
 
 def _hinted(data: bytes, elsewhere: Sequence[str]) -> tuple[str, str, str] | None:
@@ -173,6 +178,9 @@ def _repaired(data: bytes) -> tuple[str, str, str] | None:
             text = _strict(data, codec)
             if text is not None:
                 return text, codec, ""
+        text = iso2022jp.decode(data)
+        if text is not None:
+            return text, "cp50220", ""
     text = _strict(data, "utf-8")
     if text is not None:
         return text, "utf-8", ""

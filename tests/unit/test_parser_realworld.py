@@ -769,3 +769,40 @@ def test_a_name_before_an_address_without_brackets_is_the_name(value: str, sende
     out, _ = parsed_bytes(f"From: {value}\r\nSubject: fax\r\n\r\nhi".encode())
 
     assert out.mail.from_ == sender
+
+
+# 21. ISO-2022-JP with Windows characters
+
+
+def windows_iso2022jp(text: str) -> bytes:
+    """``text`` written as Outlook writes ISO-2022-JP: cp932 pairs turned into JIS pairs."""
+    out = bytearray(b"\x1b$B")
+    for char in text:
+        lead, trail = char.encode("cp932")
+        first = (lead - (0x70 if lead <= 0x9F else 0xB0)) * 2 - 1
+        if trail >= 0x9F:
+            first, second = first + 1, trail - 0x7E
+        else:
+            second = trail - (0x20 if trail >= 0x80 else 0x1F)
+        out += bytes((first, second))
+    return bytes(out + b"\x1b(B")
+
+
+def test_iso2022jp_with_windows_characters_is_read_in_full() -> None:
+    """Inline: a Japanese Outlook mail with a circled number and a company sign (①, ㈱) in
+    its ISO-2022-JP subject and text, which the standard charset does not hold."""
+    words = "①株式会社㈱の件"
+    subject = base64.b64encode(windows_iso2022jp(words)).decode()
+    raw = (
+        (
+            f"From: a@example.jp\r\nSubject: =?ISO-2022-JP?B?{subject}?=\r\n"
+            "Content-Type: text/plain; charset=ISO-2022-JP\r\n\r\n"
+        ).encode()
+        + windows_iso2022jp(words)
+        + b"\r\n"
+    )
+
+    out, blobs = parsed_bytes(raw)
+
+    assert out.mail.subject == words
+    assert text(out, blobs).startswith(words)
