@@ -101,9 +101,9 @@ def _parse(raw: bytes, limits: ParserLimits) -> MimeMail:
     pieces = [reader.text(part) for part in layout.html]
     html = "\n".join(pieces) or None
     text = _readable_text("\n".join(plain) if plain else None, pieces)
-    if roles.mixes_kinds(layout.shown):
+    if layout.mixed:
         decoded = _by_part(layout.plain, plain) | _by_part(layout.html, pieces)
-        text = _shown_text(layout.shown, decoded, reader) or text
+        text = _shown_text(layout.mixed, decoded, reader) or text
     notes += _signature_notes(layout.signatures) + _smime_notes(layout.attachments)
     text = text or _encrypted_text(layout.attachments)
     attachments = _attachments(layout, found, roles.referenced_ids(html), budget, notes)
@@ -162,16 +162,16 @@ def _by_part(parts: list[Message], texts: list[str]) -> dict[int, str]:
     return {id(part): text for part, text in zip(parts, texts, strict=True)}
 
 
-def _shown_text(shown: list[Message], decoded: dict[int, str], reader: _TextReader) -> str:
+def _shown_text(
+    shown: list[tuple[Message, bool]], decoded: dict[int, str], reader: _TextReader
+) -> str:
     """The text and HTML parts in the order they are shown, the HTML ones as text."""
     texts = []
-    for part in shown:
+    for part, is_html in shown:
         text = decoded.get(id(part))
         if text is None:
             text = reader.text(part)
-        if part.get_content_type() == "text/html":
-            text = html_to_text(text)
-        texts.append(text.strip("\n"))
+        texts.append((html_to_text(text) if is_html else text).strip("\n"))
     return "\n".join(t for t in texts if t.strip())
 
 

@@ -49,9 +49,10 @@ class Layout:
     html: list[Message]  # the HTML body, then inline HTML after it (Apple Mail's pieces)
     attachments: list[Message]
     signatures: list[Message]  # detached signatures of multipart/signed: not attachments
-    # The inline text and HTML parts a mail program shows one after the other, one branch
-    # of each multipart/alternative (the plain one where there is one).
-    shown: list[Message]
+    # Text and HTML parts shown one after the other (a text mail with an HTML signature, an
+    # HTML mail with a text footer), each with whether it is HTML: then the body is all of
+    # them in order. Empty when only one kind is shown.
+    mixed: list[tuple[Message, bool]]
 
 
 def require_usable_structure(msg: Message) -> None:
@@ -76,11 +77,14 @@ def read_partless_as_text(msg: Message) -> list[str]:
     the sender's program declared multipart and then wrote plain text. Its type becomes
     text/plain. Returns the defect notes; a body that holds parts written with another
     boundary is left alone, and rejected as broken."""
-    notes = []
+    notes: list[str] = []
+    if not any(_lacks_boundary(part) for part in msg.walk()):
+        return notes  # the common case, found without reading any Content-Type
     for part in all_parts(msg):
-        missing = any(isinstance(d, errors.StartBoundaryNotFoundDefect) for d in part.defects)
+        if not _lacks_boundary(part):
+            continue
         content = part.get_payload()
-        if not missing or not isinstance(content, str) or not content.strip():
+        if not isinstance(content, str) or not content.strip():
             continue
         if _PART_START.search(content):
             continue
@@ -89,6 +93,10 @@ def read_partless_as_text(msg: Message) -> list[str]:
         part.replace_header("Content-Type", "text/plain")
         notes.append(f"{ctype} part holds no parts (its boundary never occurs); read as text")
     return notes
+
+
+def _lacks_boundary(part: Message) -> bool:
+    return any(isinstance(d, errors.StartBoundaryNotFoundDefect) for d in part.defects)
 
 
 def _empty_multipart(part: Message) -> bool:
@@ -141,30 +149,33 @@ def layout(msg: Message) -> Layout:
     # Inline HTML that is no alternative of the body: Apple Mail writes text, a picture
     # and more text as HTML pieces one after the other.
     alternatives = _alternatives(msg)
-    more_html = [p for p in rest if _is_inline(p, "html") and not _among(p, alternatives)]
+    inline_html = [p for p in rest if _is_inline(p, "html")]
+    more_html = [p for p in inline_html if not _among(p, alternatives)]
     signatures = _signatures(msg)
     attached = [p for p in rest if is_attachment(p) and not _among(p, signatures)]
     plain = [plain_part, *extra] if plain_part is not None else []
     html = [html_part, *more_html] if html_part is not None else []
-    return Layout(plain, html, attached, signatures, _shown(msg))
+    mixed: list[tuple[Message, bool]] = []
+    if plain and html:
+        texts = {id(p) for p in plain}
+        shown = _shown(msg, texts | {id(p) for p in [*html, *inline_html]}, texts)
+        mixed = [(p, id(p) not in texts) for p in shown]
+        if len({is_html for _, is_html in mixed}) < 2:
+            mixed = []
+    return Layout(plain, html, attached, signatures, mixed)
 
 
-def _shown(part: Message) -> list[Message]:
+def _shown(part: Message, inline: set[int], plain: set[int]) -> list[Message]:
+    """The inline text and HTML parts a mail program shows one after the other: one branch
+    of each multipart/alternative, the plain one where there is one."""
     if is_leaf(part):
-        return [part] if _is_inline(part, "plain") or _is_inline(part, "html") else []
-    branches = [_shown(sub) for sub in subparts(part)]
-    if part.get_content_type() != "multipart/alternative":
+        return [part] if id(part) in inline else []
+    branches = [_shown(sub, inline, plain) for sub in subparts(part)]
+    if part.get_content_subtype() != "alternative":
         return [leaf for branch in branches for leaf in branch]
-    plain = [b for b in branches if b and all(_is_inline(leaf, "plain") for leaf in b)]
-    shown = plain or [b for b in branches if b]
-    return shown[0] if plain else (shown[-1] if shown else [])
-
-
-def mixes_kinds(shown: list[Message]) -> bool:
-    """Whether text and HTML parts are shown one after the other (a text mail with an HTML
-    signature, an HTML mail with a text footer), so the body is all of them in order."""
-    types = {part.get_content_type() for part in shown}
-    return types == {"text/plain", "text/html"}
+    texts = [b for b in branches if b and all(id(leaf) in plain for leaf in b)]
+    shown = texts or [b for b in branches if b]
+    return shown[0] if texts else (shown[-1] if shown else [])
 
 
 def _alternatives(msg: Message) -> list[Message]:
