@@ -257,11 +257,16 @@ def header_codec(runs: list[bytes], declared: list[str]) -> str:
     common characters they are made of (too little text for charset-normalizer). Else
     cp1252.
     """
+    # A single-byte charset reads any bytes: bytes made of common Chinese, Japanese or
+    # Korean characters are not taken in one (a Latin-1 text part under a GBK header).
+    east_asian = _east_asian(runs, None)
     for label in declared:
         codec = lookup(label)
         if codec is None or codec in ("ascii", "utf-8") or not _ascii_superset(codec):
             continue  # header bytes mixed with ASCII fields are in an ASCII superset
         codec = _SUPERSETS.get(codec, codec)
+        if east_asian is not None and _SINGLE_BYTE.match(codec):
+            continue
         if all(_strict(run, codec) is not None for run in runs):
             return codec
     found = _detected(b" ".join(runs))

@@ -806,3 +806,20 @@ def test_iso2022jp_with_windows_characters_is_read_in_full() -> None:
 
     assert out.mail.subject == words
     assert text(out, blobs).startswith(words)
+
+
+def test_raw_gbk_headers_over_a_latin1_text_part_are_read_as_gbk() -> None:
+    """Inline: SpamAssassin's report on a Chinese spam: its own text part is Latin-1, the
+    headers it kept are raw GBK; the attached original declares gb2312 later."""
+    raw = (
+        'From: "武兰成" <sender@example.com>\r\nSubject: 转发：整体提升企业服务水平\r\n'
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nSpam erkannt.\r\n"
+        "--b\r\nContent-Type: message/rfc822\r\n\r\n"
+        "Subject: x\r\nContent-Type: text/plain; charset=gb2312\r\n\r\nx\r\n--b--\r\n"
+    ).encode("gbk")
+
+    out, _ = parsed_bytes(raw)
+
+    assert out.mail.subject == "转发：整体提升企业服务水平"
+    assert out.mail.from_ == Address(name="武兰成", email="sender@example.com")
