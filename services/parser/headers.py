@@ -14,7 +14,7 @@ from email import errors
 from email import policy as policies
 from email.message import Message
 from email.policy import EmailPolicy
-from email.utils import getaddresses
+from email.utils import formataddr, getaddresses
 from typing import Any
 
 from contracts.mail import Address, ParsedMail
@@ -236,13 +236,19 @@ def _normal(name: str, value: str) -> str:
     value = _BETWEEN_WORDS.sub("?=", _TRAILING_DOT.sub(r"\1", value))
     # "Ann Lee ann@example.com": a name and an address without the angle brackets, which
     # the stdlib reads as one address with a space in its local part.
-    return _NAME_THEN_BARE_ADDRESS.sub(r"\1 <\2>", value)
+    value = _NAME_THEN_BARE_ADDRESS.sub(r"\1 <\2>", value)
+    # "ann@example.com (Ann Lee)": the name in a comment, as old mail programs write it.
+    commented = _ADDRESS_THEN_COMMENT.fullmatch(value)
+    if commented and commented.group(2).strip() and commented.group(2).isascii():
+        return formataddr((" ".join(commented.group(2).split()), commented.group(1)))
+    return value
 
 
 _BETWEEN_WORDS = re.compile(r"\?=\s+(?==\?[^?\s]+\?[QqBb]\?)")
 _NAME_THEN_BARE_ADDRESS = re.compile(
     r'^\s*([^\s<>@,;:"()][^<>@,;:"()]*?)\s+([^\s<>@,;:"()]+@[^\s<>@,;:"()]+)\s*$'
 )
+_ADDRESS_THEN_COMMENT = re.compile(r'\s*([^\s<>@,;:"()]+@[^\s<>@,;:"()]+)\s*\(([^()\\]*)\)\s*')
 _ADDRESS_HEADERS = frozenset({"from", "sender", "reply-to", "to", "cc"})
 
 

@@ -762,10 +762,15 @@ def test_unnamed_report_parts_are_named_by_their_description_or_their_kind() -> 
         ("Ann Lee ann.lee@example.com", Address(name="Ann Lee", email="ann.lee@example.com")),
         ("=?utf-8?Q?J=C3=B6rg?= joerg@example.de", Address(name="Jörg", email="joerg@example.de")),
         ("plain@example.com", Address(name="", email="plain@example.com")),
+        (
+            "MAILER-DAEMON@example.com (Mail Delivery System)",
+            Address(name="Mail Delivery System", email="MAILER-DAEMON@example.com"),
+        ),
     ],
 )
-def test_a_name_before_an_address_without_brackets_is_the_name(value: str, sender: Address) -> None:
-    """Inline: a fax gateway that writes ``From: Name address`` without angle brackets."""
+def test_a_name_beside_an_address_without_brackets_is_the_name(value: str, sender: Address) -> None:
+    """Inline: a fax gateway that writes ``From: Name address`` without angle brackets, and
+    a bounce from an old MTA that writes the name as a comment after the address."""
     out, _ = parsed_bytes(f"From: {value}\r\nSubject: fax\r\n\r\nhi".encode())
 
     assert out.mail.from_ == sender
