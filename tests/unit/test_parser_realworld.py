@@ -828,3 +828,19 @@ def test_raw_gbk_headers_over_a_latin1_text_part_are_read_as_gbk() -> None:
 
     assert out.mail.subject == "转发：整体提升企业服务水平"
     assert out.mail.from_ == Address(name="武兰成", email="sender@example.com")
+
+
+def test_an_x_uuencode_part_without_begin_and_end_lines_is_decoded() -> None:
+    """Inline: Eudora's x-uuencode part as a list server passed it on: only the encoded
+    lines, the header saying the rest."""
+    raw = (
+        b'From: a@example.com\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nAttached.\r\n--b\r\n"
+        b'Content-Type: application/msword; name="notes.txt"\r\n'
+        b"Content-Transfer-Encoding: x-uuencode\r\n\r\n,0G5D9V5T(#(P,#(N\r\n`\r\n--b--\r\n"
+    )
+
+    out, blobs = parsed_bytes(raw)
+
+    [notes] = out.mail.attachments
+    assert (notes.filename, blobs.get(notes.sha256)) == ("notes.txt", b"Budget 2002.")
