@@ -36,7 +36,9 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _FOLD_IN_WORD = re.compile(r"(=\?[^?\s]+\?[QqBb]\?[^?\s]*)\r?\n[ \t]+(?=[^?\s]*\?=)")
 # A domain ending in a dot ("a@yahoo.com."): the address is meant without it.
 _TRAILING_DOT = re.compile(r"(@[^\s<>@,;\"]*[^\s<>@,;\".])\.+(?=\s*(?:>|,|$))")
-_MAILBOX = re.compile(r"[^@\s<>]+@[^@\s<>]+")
+# An address: a local part (a quoted one may hold spaces: "john smith"@example.com) and a
+# domain.
+_MAILBOX = re.compile(r'(?:"(?:[^"\\\r\n]|\\.)+"|[^@\s<>"]+)@[^@\s<>"]+')
 # An unquoted boundary holding "=" (Outlook Express wrote "----=_NextPart_..."): the stdlib
 # stops the value at the "=", and then never finds the boundary.
 # A boundary parameter (after ';') whose unquoted value holds '=': Outlook Express wrote
@@ -246,7 +248,7 @@ def _normal(name: str, value: str) -> str:
 
 _BETWEEN_WORDS = re.compile(r"\?=\s+(?==\?[^?\s]+\?[QqBb]\?)")
 _NAME_THEN_BARE_ADDRESS = re.compile(
-    r'^\s*([^\s<>@,;:"()][^<>@,;:"()]*?)\s+([^\s<>@,;:"()]+@[^\s<>@,;:"()]+)\s*$'
+    r'^\s*("(?:[^"\\]|\\.)*"|[^\s<>@,;:"()][^<>@,;:"()]*?)\s+([^\s<>@,;:"()]+@[^\s<>@,;:"()]+)\s*$'
 )
 _ADDRESS_THEN_COMMENT = re.compile(r'\s*([^\s<>@,;:"()]+@[^\s<>@,;:"()]+)\s*\(([^()\\]*)\)\s*')
 _ADDRESS_HEADERS = frozenset({"from", "sender", "reply-to", "to", "cc"})

@@ -762,6 +762,7 @@ def test_unnamed_report_parts_are_named_by_their_description_or_their_kind() -> 
         ("Ann Lee ann.lee@example.com", Address(name="Ann Lee", email="ann.lee@example.com")),
         ("=?utf-8?Q?J=C3=B6rg?= joerg@example.de", Address(name="Jörg", email="joerg@example.de")),
         ("plain@example.com", Address(name="", email="plain@example.com")),
+        ('"Lee, Ann" ann.lee@example.com', Address(name="Lee, Ann", email="ann.lee@example.com")),
         (
             "MAILER-DAEMON@example.com (Mail Delivery System)",
             Address(name="Mail Delivery System", email="MAILER-DAEMON@example.com"),
@@ -844,3 +845,20 @@ def test_an_x_uuencode_part_without_begin_and_end_lines_is_decoded() -> None:
 
     [notes] = out.mail.attachments
     assert (notes.filename, blobs.get(notes.sha256)) == ("notes.txt", b"Budget 2002.")
+
+
+@pytest.mark.parametrize(
+    ("value", "sender"),
+    [
+        ('"john smith"@example.com', Address(name="", email='"john smith"@example.com')),
+        ('John <"john smith"@example.com>', Address(name="John", email='"john smith"@example.com')),
+    ],
+)
+def test_a_quoted_local_part_with_a_space_is_the_sender(value: str, sender: Address) -> None:
+    """Inline: an address whose local part is a quoted string with a space (RFC 5322
+    §3.4.1), in a mail that also has a Reply-To."""
+    raw = f"From: {value}\r\nReply-To: other@example.com\r\nSubject: x\r\n\r\nhi".encode()
+
+    out, _ = parsed_bytes(raw)
+
+    assert out.mail.from_ == sender
