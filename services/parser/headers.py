@@ -14,7 +14,7 @@ from email import errors
 from email import policy as policies
 from email.message import Message
 from email.policy import EmailPolicy
-from email.utils import formataddr, getaddresses
+from email.utils import getaddresses
 from typing import Any
 
 from contracts.mail import Address, ParsedMail
@@ -241,8 +241,9 @@ def _normal(name: str, value: str) -> str:
     value = _NAME_THEN_BARE_ADDRESS.sub(r"\1 <\2>", value)
     # "ann@example.com (Ann Lee)": the name in a comment, as old mail programs write it.
     commented = _ADDRESS_THEN_COMMENT.fullmatch(value)
-    if commented and commented.group(2).strip() and commented.group(2).isascii():
-        return formataddr((" ".join(commented.group(2).split()), commented.group(1)))
+    if commented and commented.group(2).strip():
+        name = " ".join(commented.group(2).split()).replace('"', '\\"')
+        return f'"{name}" <{commented.group(1)}>'
     return value
 
 

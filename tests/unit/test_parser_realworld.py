@@ -767,6 +767,7 @@ def test_unnamed_report_parts_are_named_by_their_description_or_their_kind() -> 
             "MAILER-DAEMON@example.com (Mail Delivery System)",
             Address(name="Mail Delivery System", email="MAILER-DAEMON@example.com"),
         ),
+        ("jörg@example.de (Jörg)", Address(name="Jörg", email="jörg@example.de")),
     ],
 )
 def test_a_name_beside_an_address_without_brackets_is_the_name(value: str, sender: Address) -> None:
