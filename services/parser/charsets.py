@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.charset import ALIASES
 
 from charset_normalizer import from_bytes
+
+from services.parser import iso2022jp
 
 # Labels mail programs write that Python spells differently or not at all (the WHATWG
 # Encoding labels and what Outlook, Lotus Notes and old webmails write).
@@ -58,6 +61,9 @@ _MAIL_CHARSETS = [
     "mac_roman", "cp874", "gb18030", "big5", "cp932", "euc_jp", "iso2022_jp", "cp949",
     "cp437", "cp850", "cp866",
 ]  # fmt: skip
+_EIGHT_BIT_RUN = re.compile(rb"[\x80-\xff]+")
+# Fewer 8-bit bytes than this in a text are checked as header bytes are (see header_codec).
+_FEW_BYTES = 64
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
 # ISO-2022 shifts into a multi-byte set (JIS X 0208/0212, GB 2312, KS C 5601).
 _ISO2022_ESCAPE = re.compile(rb"\x1b\$(?:[@AB]|\(D|\)C)")
@@ -106,13 +112,21 @@ _NOT_CHARSETS = frozenset(
 )
 
 
-def decode_text(data: bytes, label: str | None, where: str) -> Decoded:
-    """Read body bytes labelled ``label`` (None: no charset declared) from part ``where``."""
+def decode_text(
+    data: bytes, label: str | None, where: str, elsewhere: Sequence[str] = ()
+) -> Decoded:
+    """Read body bytes labelled ``label`` (None: no charset declared) from part ``where``.
+
+    ``elsewhere`` are the charsets the mail declares for its other parts and its encoded
+    words: a part without a (known) charset is read in the first of them that fits, since
+    one mail program wrote them all, before detection is tried.
+    """
     codec = lookup(label or "us-ascii")
     text = _declared(data, codec)
     if text is not None:
         return Decoded(text)
-    found = _repaired(data)
+    found = _hinted(data, elsewhere) if codec is None or label is None else None
+    found = found or _repaired(data)
     if found is not None:
         return Decoded(found[0], _said(label, where, found[1]) + found[2])
     fallback = codec or "utf-8"
@@ -138,7 +152,23 @@ def _declared(data: bytes, codec: str | None) -> str | None:
         return None
     superset = _SUPERSETS.get(codec)
     text = _strict(data, superset) if superset else None
-    return text if text is not None else _strict(data, codec)
+    text = text if text is not None else _strict(data, codec)
+    if text is None and codec.startswith("iso2022_jp"):
+        text = iso2022jp.decode(data)  # with Windows characters (①, ㈱) in it
+    return text
+
+
+def _hinted(data: bytes, elsewhere: Sequence[str]) -> tuple[str, str, str] | None:
+    if _ISO2022_ESCAPE.search(data) or _strict(data, "utf-8") is not None:
+        return None  # these are told apart surely; see _repaired
+    for label in elsewhere:
+        codec = lookup(label)
+        if codec is None or codec in ("ascii", "utf-8") or not _ascii_superset(codec):
+            continue
+        text = _strict(data, _SUPERSETS.get(codec, codec))
+        if text is not None:
+            return text, _SUPERSETS.get(codec, codec), " (the charset the mail declares elsewhere)"
+    return None
 
 
 def _repaired(data: bytes) -> tuple[str, str, str] | None:
@@ -148,13 +178,34 @@ def _repaired(data: bytes) -> tuple[str, str, str] | None:
             text = _strict(data, codec)
             if text is not None:
                 return text, codec, ""
+        text = iso2022jp.decode(data)
+        if text is not None:
+            return text, "cp50220", ""
     text = _strict(data, "utf-8")
     if text is not None:
         return text, "utf-8", ""
     mostly = _mostly_utf8(data)
     if mostly is not None:
         return mostly
-    return _detected(data)
+    found = _detected(data)
+    runs = _EIGHT_BIT_RUN.findall(data)
+    if not found or sum(map(len, runs)) >= _FEW_BYTES:
+        return found
+    # A guess from a few bytes is checked: detection reads the four Latin-1 letters of
+    # "äöüß ad asd" as two hanzi, or as Mac Roman symbols. A multi-byte guess must be made
+    # of common characters (as in header_codec); a single-byte one must read as many
+    # letters as cp1252 does.
+    if _SINGLE_BYTE.match(found[1]):
+        latin = _strict(data, "cp1252")
+        if latin is not None and _letters(latin) > _letters(found[0]):
+            return latin, "cp1252", ""
+        return found
+    codec = _east_asian(runs, found[1]) or "cp1252"
+    return data.decode(codec, errors="replace"), codec, ""
+
+
+def _letters(text: str) -> int:
+    return sum(1 for char in text if ord(char) > 0x7F and char.isalpha())
 
 
 def _mostly_utf8(data: bytes) -> tuple[str, str, str] | None:
@@ -206,11 +257,16 @@ def header_codec(runs: list[bytes], declared: list[str]) -> str:
     common characters they are made of (too little text for charset-normalizer). Else
     cp1252.
     """
+    # A single-byte charset reads any bytes: bytes made of common Chinese, Japanese or
+    # Korean characters are not taken in one (a Latin-1 text part under a GBK header).
+    east_asian = _east_asian(runs, None)
     for label in declared:
         codec = lookup(label)
         if codec is None or codec in ("ascii", "utf-8") or not _ascii_superset(codec):
             continue  # header bytes mixed with ASCII fields are in an ASCII superset
         codec = _SUPERSETS.get(codec, codec)
+        if east_asian is not None and _SINGLE_BYTE.match(codec):
+            continue
         if all(_strict(run, codec) is not None for run in runs):
             return codec
     found = _detected(b" ".join(runs))

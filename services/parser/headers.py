@@ -36,7 +36,9 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _FOLD_IN_WORD = re.compile(r"(=\?[^?\s]+\?[QqBb]\?[^?\s]*)\r?\n[ \t]+(?=[^?\s]*\?=)")
 # A domain ending in a dot ("a@yahoo.com."): the address is meant without it.
 _TRAILING_DOT = re.compile(r"(@[^\s<>@,;\"]*[^\s<>@,;\".])\.+(?=\s*(?:>|,|$))")
-_MAILBOX = re.compile(r"[^@\s<>]+@[^@\s<>]+")
+# An address: a local part (a quoted one may hold spaces: "john smith"@example.com) and a
+# domain.
+_MAILBOX = re.compile(r'(?:"(?:[^"\\\r\n]|\\.)+"|[^@\s<>"]+)@[^@\s<>"]+')
 # An unquoted boundary holding "=" (Outlook Express wrote "----=_NextPart_..."): the stdlib
 # stops the value at the "=", and then never finds the boundary.
 # A boundary parameter (after ';') whose unquoted value holds '=': Outlook Express wrote
@@ -174,13 +176,17 @@ def mail_header_codec(msg: Message) -> str | None:
     runs = [run for _, v in msg.raw_items() for run in raw_8bit(str(v))]
     if not runs:
         return None
+    return header_codec(runs, declared_charsets(msg))
+
+
+def declared_charsets(msg: Message) -> list[str]:
+    """The charsets ``msg`` declares: of its parts, then of its header's encoded words."""
     declared = [
         label
         for part in msg.walk()
         if (label := parameter(first_raw(part, "Content-Type"), "charset"))
     ]
-    declared += [c for _, v in msg.raw_items() for c in encoded_word_charsets(str(v))]
-    return header_codec(runs, declared)
+    return declared + [c for _, v in msg.raw_items() for c in encoded_word_charsets(str(v))]
 
 
 def first_raw(msg: Message, name: str) -> str:
@@ -229,10 +235,23 @@ def _normal(name: str, value: str) -> str:
         return value
     # The stdlib keeps the space between two encoded words of a name, which RFC 2047 §6.2
     # drops ("=?cp1252?Q?Hans_B=C4KO?= =?iso-8859-15?Q?Sch=F6nland?=").
-    return _BETWEEN_WORDS.sub("?=", _TRAILING_DOT.sub(r"\1", value))
+    value = _BETWEEN_WORDS.sub("?=", _TRAILING_DOT.sub(r"\1", value))
+    # "Ann Lee ann@example.com": a name and an address without the angle brackets, which
+    # the stdlib reads as one address with a space in its local part.
+    value = _NAME_THEN_BARE_ADDRESS.sub(r"\1 <\2>", value)
+    # "ann@example.com (Ann Lee)": the name in a comment, as old mail programs write it.
+    commented = _ADDRESS_THEN_COMMENT.fullmatch(value)
+    if commented and commented.group(2).strip():
+        name = " ".join(commented.group(2).split()).replace('"', '\\"')
+        return f'"{name}" <{commented.group(1)}>'
+    return value
 
 
 _BETWEEN_WORDS = re.compile(r"\?=\s+(?==\?[^?\s]+\?[QqBb]\?)")
+_NAME_THEN_BARE_ADDRESS = re.compile(
+    r'^\s*("(?:[^"\\]|\\.)*"|[^\s<>@,;:"()][^<>@,;:"()]*?)\s+([^\s<>@,;:"()]+@[^\s<>@,;:"()]+)\s*$'
+)
+_ADDRESS_THEN_COMMENT = re.compile(r'\s*([^\s<>@,;:"()]+@[^\s<>@,;:"()]+)\s*\(([^()\\]*)\)\s*')
 _ADDRESS_HEADERS = frozenset({"from", "sender", "reply-to", "to", "cc"})
 
 

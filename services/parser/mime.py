@@ -18,7 +18,13 @@ from services.parser import parts as roles
 from services.parser import tnef
 from services.parser.charsets import decode_text
 from services.parser.delivery_reports import delivery_report
-from services.parser.headers import LENIENT, first_raw, header_fields, repair_header_block
+from services.parser.headers import (
+    LENIENT,
+    declared_charsets,
+    first_raw,
+    header_fields,
+    repair_header_block,
+)
 from services.parser.html_text import html_to_text
 from services.parser.limits import DecodeBudget, ParserLimits, check_tree, header_end, prescan
 from services.parser.payloads import UUENCODED, message_bytes, payload, release, subparts
@@ -89,11 +95,15 @@ def _parse(raw: bytes, limits: ParserLimits) -> MimeMail:
         fields = fields.model_copy(update={"delivery_report": report})
     layout = roles.layout(msg)
     budget = DecodeBudget(limits)
+    reader = _TextReader(budget, notes, declared_charsets(msg))
     found: list[MimeAttachment] = []
-    plain = [_text(part, budget, notes, found) for part in layout.plain]
-    pieces = [_text(part, budget, notes) for part in layout.html]
+    plain = [reader.text(part, found) for part in layout.plain]
+    pieces = [reader.text(part) for part in layout.html]
     html = "\n".join(pieces) or None
     text = _readable_text("\n".join(plain) if plain else None, pieces)
+    if layout.mixed:
+        decoded = _by_part(layout.plain, plain) | _by_part(layout.html, pieces)
+        text = _shown_text(layout.mixed, decoded, reader) or text
     notes += _signature_notes(layout.signatures) + _smime_notes(layout.attachments)
     text = text or _encrypted_text(layout.attachments)
     attachments = _attachments(layout, found, roles.referenced_ids(html), budget, notes)
@@ -109,6 +119,7 @@ def _read(raw: bytes, limits: ParserLimits) -> tuple[Message, list[str]]:
     if not msg.keys():
         raise MailError("mail has no header: no 'Name: value' line before the first blank line")
     check_tree(msg, limits)
+    notes += roles.read_partless_as_text(msg)
     roles.require_usable_structure(msg)
     return msg, roles.recorded_defects(msg) + notes
 
@@ -122,21 +133,46 @@ def _tree(head: bytes, raw: bytes, start: int) -> Message:
     return parser.close()
 
 
-def _text(
-    part: Message, budget: DecodeBudget, notes: list[str], found: list[MimeAttachment] | None = None
+@dataclass(frozen=True)
+class _TextReader:
+    """Decodes body parts within the budget, noting repairs; ``charsets`` are those the
+    mail declares, tried for a part that declares none (see ``charsets.decode_text``)."""
+
+    budget: DecodeBudget
+    notes: list[str]
+    charsets: list[str]
+
+    def text(self, part: Message, found: list[MimeAttachment] | None = None) -> str:
+        """The decoded text of a body part, line endings normalised to ``\\n``; uuencoded
+        files in it go to ``found`` (when given) and out of the text."""
+        data = payload(part)
+        self.budget.spend(len(data))
+        if found is not None:
+            files = find_files(data)
+            data = without_files(data, files)
+            found += [_named(f.name, f.data, len(found) + 1) for f in files]
+        label = parameter(first_raw(part, "Content-Type"), "charset")
+        label = label.strip().lower() if label else None
+        decoded = decode_text(data, label, part.get_content_type(), self.charsets)
+        self.notes.extend([decoded.repair] if decoded.repair else [])
+        return decoded.text.replace("\r\n", "\n")
+
+
+def _by_part(parts: list[Message], texts: list[str]) -> dict[int, str]:
+    return {id(part): text for part, text in zip(parts, texts, strict=True)}
+
+
+def _shown_text(
+    shown: list[tuple[Message, bool]], decoded: dict[int, str], reader: _TextReader
 ) -> str:
-    """The decoded text of a body part, line endings normalised to ``\\n``; uuencoded files
-    in it go to ``found`` (when given) and out of the text."""
-    data = payload(part)
-    budget.spend(len(data))
-    if found is not None:
-        files = find_files(data)
-        data = without_files(data, files)
-        found += [_named(f.name, f.data, len(found) + 1) for f in files]
-    label = parameter(first_raw(part, "Content-Type"), "charset")
-    decoded = decode_text(data, label.strip().lower() if label else None, part.get_content_type())
-    notes += [decoded.repair] if decoded.repair else []
-    return decoded.text.replace("\r\n", "\n")
+    """The text and HTML parts in the order they are shown, the HTML ones as text."""
+    texts = []
+    for part, is_html in shown:
+        text = decoded.get(id(part))
+        if text is None:
+            text = reader.text(part)
+        texts.append((html_to_text(text) if is_html else text).strip("\n"))
+    return "\n".join(t for t in texts if t.strip())
 
 
 def _named(name: str, data: bytes, number: int) -> MimeAttachment:
@@ -173,7 +209,7 @@ def _decoded(
     ctype = part.get_content_type()
     if ctype in ("message/rfc822", "message/global") and part.is_multipart():
         return [_attached_mail(part, budget)]
-    name = roles.filename(part, notes) or roles.invented_filename(ctype, number)
+    name = roles.filename(part, notes) or roles.unnamed_filename(part, number)
     data = _part_bytes(part, name, notes)
     release(part)
     budget.spend(len(data))

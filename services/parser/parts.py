@@ -20,11 +20,24 @@ from services.runtime.errors import MailError
 _NAMED_BY_TYPE = frozenset({"image", "audio", "video", "text"})
 _UNSAFE_IN_FILENAME = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
 _CALENDARS = frozenset({"text/calendar", "application/ics"})
+# The machine-readable parts of delivery and read reports (RFC 3464, RFC 8098, RFC 6522).
+_REPORTS = frozenset(
+    {
+        "message/delivery-status",
+        "message/global-delivery-status",
+        "message/disposition-notification",
+        "message/global-disposition-notification",
+        "text/rfc822-headers",
+    }
+)
 # Detached signatures of multipart/signed (RFC 8551 S/MIME, RFC 3156 OpenPGP).
 _SIGNATURES = frozenset(
     {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
 )
 _PKCS7_MIME = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+_NO_PARTS = (errors.StartBoundaryNotFoundDefect, errors.MultipartInvariantViolationDefect)
+# The start of a MIME part: a "--x" line, then (after a blank line at most) a Content field.
+_PART_START = re.compile(r"^--\S.*\r?\n(?:[ \t]*\r?\n)?content-[\w-]+[ \t]*:", re.I | re.M)
 _CID_REFERENCE = re.compile(r"""cid:([^"'\s>)]+)""", re.IGNORECASE)
 
 
@@ -36,6 +49,10 @@ class Layout:
     html: list[Message]  # the HTML body, then inline HTML after it (Apple Mail's pieces)
     attachments: list[Message]
     signatures: list[Message]  # detached signatures of multipart/signed: not attachments
+    # Text and HTML parts shown one after the other (a text mail with an HTML signature, an
+    # HTML mail with a text footer), each with whether it is HTML: then the body is all of
+    # them in order. Empty when only one kind is shown.
+    mixed: list[tuple[Message, bool]]
 
 
 def require_usable_structure(msg: Message) -> None:
@@ -52,6 +69,34 @@ def require_usable_structure(msg: Message) -> None:
             reason = _structure_problem(part, defect)
             if reason:
                 raise MailError(f"MIME structure is broken: {reason} ({type(defect).__name__})")
+
+
+def read_partless_as_text(msg: Message) -> list[str]:
+    """A multipart part whose boundary never occurs, and whose body holds no part at all
+    (no ``--x`` line followed by a Content field), is one text, as mail programs show it:
+    the sender's program declared multipart and then wrote plain text. Its type becomes
+    text/plain. Returns the defect notes; a body that holds parts written with another
+    boundary is left alone, and rejected as broken."""
+    notes: list[str] = []
+    if not any(_lacks_boundary(part) for part in msg.walk()):
+        return notes  # the common case, found without reading any Content-Type
+    for part in all_parts(msg):
+        if not _lacks_boundary(part):
+            continue
+        content = part.get_payload()
+        if not isinstance(content, str) or not content.strip():
+            continue
+        if _PART_START.search(content):
+            continue
+        ctype = part.get_content_type()
+        part.defects = [d for d in part.defects if not isinstance(d, _NO_PARTS)]
+        part.replace_header("Content-Type", "text/plain")
+        notes.append(f"{ctype} part holds no parts (its boundary never occurs); read as text")
+    return notes
+
+
+def _lacks_boundary(part: Message) -> bool:
+    return any(isinstance(d, errors.StartBoundaryNotFoundDefect) for d in part.defects)
 
 
 def _empty_multipart(part: Message) -> bool:
@@ -104,12 +149,33 @@ def layout(msg: Message) -> Layout:
     # Inline HTML that is no alternative of the body: Apple Mail writes text, a picture
     # and more text as HTML pieces one after the other.
     alternatives = _alternatives(msg)
-    more_html = [p for p in rest if _is_inline(p, "html") and not _among(p, alternatives)]
+    inline_html = [p for p in rest if _is_inline(p, "html")]
+    more_html = [p for p in inline_html if not _among(p, alternatives)]
     signatures = _signatures(msg)
     attached = [p for p in rest if is_attachment(p) and not _among(p, signatures)]
     plain = [plain_part, *extra] if plain_part is not None else []
     html = [html_part, *more_html] if html_part is not None else []
-    return Layout(plain, html, attached, signatures)
+    mixed: list[tuple[Message, bool]] = []
+    if plain and html:
+        texts = {id(p) for p in plain}
+        shown = _shown(msg, texts | {id(p) for p in [*html, *inline_html]}, texts)
+        mixed = [(p, id(p) not in texts) for p in shown]
+        if len({is_html for _, is_html in mixed}) < 2:
+            mixed = []
+    return Layout(plain, html, attached, signatures, mixed)
+
+
+def _shown(part: Message, inline: set[int], plain: set[int]) -> list[Message]:
+    """The inline text and HTML parts a mail program shows one after the other: one branch
+    of each multipart/alternative, the plain one where there is one."""
+    if is_leaf(part):
+        return [part] if id(part) in inline else []
+    branches = [_shown(sub, inline, plain) for sub in subparts(part)]
+    if part.get_content_subtype() != "alternative":
+        return [leaf for branch in branches for leaf in branch]
+    texts = [b for b in branches if b and all(id(leaf) in plain for leaf in b)]
+    shown = texts or [b for b in branches if b]
+    return shown[0] if texts else (shown[-1] if shown else [])
 
 
 def _alternatives(msg: Message) -> list[Message]:
@@ -188,8 +254,29 @@ def is_inline_picture(part: Message, referenced: frozenset[str]) -> bool:
     return disposition(part) == "inline" or cid.lower() in referenced
 
 
+def unnamed_filename(part: Message, number: int) -> str:
+    """A name for an attachment that has none: its Content-Description (``Delivery
+    report``) as mail programs show it, else one made from its type."""
+    ctype = part.get_content_type()
+    described = _UNSAFE_IN_FILENAME.sub(
+        "_", one_line(text_of(first_raw(part, "Content-Description")))
+    )
+    stem = described.strip(" ._")[:100]
+    if stem:
+        return stem + _extension(ctype)
+    return invented_filename(ctype, number)
+
+
+def _extension(ctype: str) -> str:
+    if ctype in _REPORTS:
+        return ".txt"
+    return mimetypes.guess_extension(ctype, strict=False) or ".bin"
+
+
 def invented_filename(ctype: str, number: int) -> str:
     """A name for an unnamed attachment, from its type and its place in the mail."""
+    if ctype in _REPORTS:
+        return ctype.split("/", 1)[1] + ".txt"  # one a report: "delivery-status.txt"
     if ctype in _CALENDARS:
         return f"calendar-{number}.ics"
     if ctype in _PKCS7_MIME:

@@ -52,9 +52,18 @@ def without_files(text: bytes, files: list[UuFile]) -> bytes:
 
 
 def decode_part(payload: bytes) -> UuFile | None:
-    """The file of an ``x-uuencode`` part; None when the part holds no complete block."""
+    """The file of an ``x-uuencode`` part; None when the part holds no complete block.
+
+    The part's header already says it is uuencoded, so some senders write only the encoded
+    lines, without the ``begin`` and ``end`` lines: those are decoded when every line does.
+    """
     files = find_files(payload)
-    return files[0] if files else None
+    if files:
+        return files[0]
+    if _BEGIN.search(payload) is not None:
+        return None  # a block that is cut short or damaged
+    data = _decode_lines(_END.sub(b"", payload))
+    return UuFile("", data, 0, len(payload)) if data else None
 
 
 def _decode_lines(block: bytes) -> bytes | None:

@@ -601,7 +601,10 @@ def test_defects_the_email_package_records_are_kept_not_rejected() -> None:
         (b"just some text\r\nmore text\r\n\r\nbody\r\n", "mail has no header"),
         (b"\r\nSubject: after a blank line\r\n", "mail has no header"),
         (
-            eml('From: a@example.com\nContent-Type: multipart/mixed; boundary="x"\n\nno parts\n'),
+            eml(
+                'From: a@example.com\nContent-Type: multipart/mixed; boundary="x"\n\n'
+                "--y\nContent-Type: text/plain\n\nwritten with another boundary\n--y--\n"
+            ),
             "MIME structure is broken: multipart/mixed part declares boundary 'x' that never"
             " occurs (StartBoundaryNotFoundDefect)",
         ),

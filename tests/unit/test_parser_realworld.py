@@ -611,3 +611,255 @@ def test_the_space_between_two_encoded_words_of_a_name_is_dropped() -> None:
 
     assert out.mail.from_ == Address(name="Hans BÄKOSchönland", email="me@example.de")
     assert not any("encoded-word" in d for d in out.mail.defects)
+
+
+# 17. Text and HTML parts shown one after the other
+
+
+def mixed_mail(*parts: tuple[str, str]) -> bytes:
+    """A multipart/mixed mail whose parts are inline text of the given subtypes."""
+    head = (
+        "From: ann@example.com\r\nSubject: signature\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    )
+    body = "".join(
+        f"--b\r\nContent-Type: text/{kind}; charset=utf-8\r\n\r\n{content}\r\n"
+        for kind, content in parts
+    )
+    return (head + body + "--b--\r\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("parts", "shown"),
+    [
+        (
+            [("plain", "The printer is jammed."), ("html", "<p><b>Ann</b> – Facilities</p>")],
+            ["The printer is jammed.", "Ann – Facilities"],
+        ),
+        (
+            [("html", "<h1>The printer is jammed.</h1>"), ("plain", "-- \nAnn, Facilities")],
+            ["The printer is jammed.", "Ann, Facilities"],
+        ),
+        (
+            [("html", "<p>Hello</p>"), ("plain", "the text"), ("html", "<p>Signature</p>")],
+            ["Hello", "the text", "Signature"],
+        ),
+    ],
+)
+def test_text_and_html_parts_one_after_the_other_are_all_body_in_order(
+    parts: list[tuple[str, str]], shown: list[str]
+) -> None:
+    """Inline: a text mail to which a gateway added an HTML signature, an HTML mail with a
+    text footer, as multipart/mixed (no alternatives), as mail programs show them."""
+    out, blobs = parsed_bytes(mixed_mail(*parts))
+
+    body = text(out, blobs)
+    positions = [body.find(piece) for piece in shown]
+    assert -1 not in positions, body
+    assert positions == sorted(positions)
+    assert "<" not in body
+
+
+def test_an_alternative_beside_an_html_footer_shows_its_text_then_the_footer() -> None:
+    """Inline: a list server that appends an HTML footer after a text/HTML alternative."""
+    raw = (
+        b"From: ann@example.com\r\nSubject: x\r\n"
+        b'Content-Type: multipart/mixed; boundary="out"\r\n\r\n'
+        b'--out\r\nContent-Type: multipart/alternative; boundary="alt"\r\n\r\n'
+        b"--alt\r\nContent-Type: text/plain\r\n\r\nplain version\r\n"
+        b"--alt\r\nContent-Type: text/html\r\n\r\n<p>html version</p>\r\n--alt--\r\n"
+        b"--out\r\nContent-Type: text/html\r\n\r\n<p>list footer</p>\r\n--out--\r\n"
+    )
+
+    out, blobs = parsed_bytes(raw)
+
+    body = text(out, blobs)
+    assert "plain version" in body and "list footer" in body
+    assert "html version" not in body
+
+
+# 18. A multipart that is no multipart
+
+
+def test_a_mail_declared_multipart_that_holds_only_text_is_read_as_that_text() -> None:
+    """Inline: an old Apple Mail message declared multipart/mixed whose boundary never
+    occurs: its body is quoted-printable Latin-1 text, without charset."""
+    raw = (
+        b"From: Martin <martin@example.com>\r\nSubject: =?iso-8859-1?Q?Gr=FC=DFe?=\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n"
+        b'Content-Type: multipart/mixed; boundary="----_=_NextPart_000_03BED81D"\r\n\r\n'
+        b"=E4=F6=FC=DF ad asd\r\n\r\n-Martin\r\n\r\n--\r\nOld programmers never die.\r\n"
+    )
+
+    out, blobs = parsed_bytes(raw)
+
+    assert (out.mail.from_, out.mail.subject) == (
+        Address(name="Martin", email="martin@example.com"),
+        "Grüße",
+    )
+    assert text(out, blobs).startswith("äöüß ad asd\n\n-Martin")
+    assert any("holds no parts" in d for d in out.mail.defects)
+
+
+def test_a_few_latin1_letters_without_charset_are_read_as_letters() -> None:
+    """Inline: a short note in Latin-1 that declares no charset, and nothing else in the mail
+    names one; detection alone reads such few bytes as hanzi or as Mac Roman symbols."""
+    raw = b"From: a@example.com\r\nSubject: x\r\n\r\n\xe4\xf6\xfc\xdf ad asd\r\n\r\n-Martin\r\n"
+
+    out, blobs = parsed_bytes(raw)
+
+    assert text(out, blobs).startswith("äöüß ad asd")
+
+
+def test_a_part_without_charset_is_read_in_the_charset_its_sibling_declares() -> None:
+    """Inline: a Hebrew mail whose HTML part declares windows-1255 and whose text part
+    declares nothing; a few Hebrew bytes alone are too little to detect."""
+    words = "שלום, דוד".encode("cp1255")
+    raw = (
+        b"From: a@example.com\r\nSubject: x\r\n"
+        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\n" + words + b"\r\n"
+        b"--b\r\nContent-Type: text/html; charset=windows-1255\r\n\r\n<p>" + words + b"</p>\r\n"
+        b"--b--\r\n"
+    )
+
+    out, blobs = parsed_bytes(raw)
+
+    assert text(out, blobs).startswith("שלום, דוד")
+
+
+# 19. Names of attachments that have none
+
+
+def test_unnamed_report_parts_are_named_by_their_description_or_their_kind() -> None:
+    """Inline: a Postfix bounce (its parts carry Content-Description) and a Gmail delay
+    notice (they carry none)."""
+    status = b"Reporting-MTA: dns; mx.example.com\r\n\r\nFinal-Recipient: rfc822; a@example.org\r\n"
+    raw = (
+        b"From: MAILER-DAEMON <postmaster@example.com>\r\nSubject: Undelivered Mail\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\r\n\r\n'
+        b"--r\r\nContent-Type: text/plain\r\n\r\nYour mail could not be delivered.\r\n"
+        b"--r\r\nContent-Description: Delivery report\r\n"
+        b"Content-Type: message/delivery-status\r\n\r\n" + status + b"--r\r\n"
+        b"Content-Type: message/delivery-status\r\n\r\n" + status + b"--r--\r\n"
+    )
+
+    out, _ = parsed_bytes(raw)
+
+    assert [a.filename for a in out.mail.attachments] == [
+        "Delivery report.txt",
+        "delivery-status.txt",
+    ]
+
+
+# 20. Addresses without angle brackets
+
+
+@pytest.mark.parametrize(
+    ("value", "sender"),
+    [
+        ("Test test@example.com", Address(name="Test", email="test@example.com")),
+        ("Ann Lee ann.lee@example.com", Address(name="Ann Lee", email="ann.lee@example.com")),
+        ("=?utf-8?Q?J=C3=B6rg?= joerg@example.de", Address(name="Jörg", email="joerg@example.de")),
+        ("plain@example.com", Address(name="", email="plain@example.com")),
+        ('"Lee, Ann" ann.lee@example.com', Address(name="Lee, Ann", email="ann.lee@example.com")),
+        (
+            "MAILER-DAEMON@example.com (Mail Delivery System)",
+            Address(name="Mail Delivery System", email="MAILER-DAEMON@example.com"),
+        ),
+        ("jörg@example.de (Jörg)", Address(name="Jörg", email="jörg@example.de")),
+    ],
+)
+def test_a_name_beside_an_address_without_brackets_is_the_name(value: str, sender: Address) -> None:
+    """Inline: a fax gateway that writes ``From: Name address`` without angle brackets, and
+    a bounce from an old MTA that writes the name as a comment after the address."""
+    out, _ = parsed_bytes(f"From: {value}\r\nSubject: fax\r\n\r\nhi".encode())
+
+    assert out.mail.from_ == sender
+
+
+# 21. ISO-2022-JP with Windows characters
+
+
+def windows_iso2022jp(text: str) -> bytes:
+    """``text`` written as Outlook writes ISO-2022-JP: cp932 pairs turned into JIS pairs."""
+    out = bytearray(b"\x1b$B")
+    for char in text:
+        lead, trail = char.encode("cp932")
+        first = (lead - (0x70 if lead <= 0x9F else 0xB0)) * 2 - 1
+        if trail >= 0x9F:
+            first, second = first + 1, trail - 0x7E
+        else:
+            second = trail - (0x20 if trail >= 0x80 else 0x1F)
+        out += bytes((first, second))
+    return bytes(out + b"\x1b(B")
+
+
+def test_iso2022jp_with_windows_characters_is_read_in_full() -> None:
+    """Inline: a Japanese Outlook mail with a circled number and a company sign (①, ㈱) in
+    its ISO-2022-JP subject and text, which the standard charset does not hold."""
+    words = "①株式会社㈱の件"
+    subject = base64.b64encode(windows_iso2022jp(words)).decode()
+    raw = (
+        (
+            f"From: a@example.jp\r\nSubject: =?ISO-2022-JP?B?{subject}?=\r\n"
+            "Content-Type: text/plain; charset=ISO-2022-JP\r\n\r\n"
+        ).encode()
+        + windows_iso2022jp(words)
+        + b"\r\n"
+    )
+
+    out, blobs = parsed_bytes(raw)
+
+    assert out.mail.subject == words
+    assert text(out, blobs).startswith(words)
+
+
+def test_raw_gbk_headers_over_a_latin1_text_part_are_read_as_gbk() -> None:
+    """Inline: SpamAssassin's report on a Chinese spam: its own text part is Latin-1, the
+    headers it kept are raw GBK; the attached original declares gb2312 later."""
+    raw = (
+        'From: "武兰成" <sender@example.com>\r\nSubject: 转发：整体提升企业服务水平\r\n'
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nSpam erkannt.\r\n"
+        "--b\r\nContent-Type: message/rfc822\r\n\r\n"
+        "Subject: x\r\nContent-Type: text/plain; charset=gb2312\r\n\r\nx\r\n--b--\r\n"
+    ).encode("gbk")
+
+    out, _ = parsed_bytes(raw)
+
+    assert out.mail.subject == "转发：整体提升企业服务水平"
+    assert out.mail.from_ == Address(name="武兰成", email="sender@example.com")
+
+
+def test_an_x_uuencode_part_without_begin_and_end_lines_is_decoded() -> None:
+    """Inline: Eudora's x-uuencode part as a list server passed it on: only the encoded
+    lines, the header saying the rest."""
+    raw = (
+        b'From: a@example.com\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nAttached.\r\n--b\r\n"
+        b'Content-Type: application/msword; name="notes.txt"\r\n'
+        b"Content-Transfer-Encoding: x-uuencode\r\n\r\n,0G5D9V5T(#(P,#(N\r\n`\r\n--b--\r\n"
+    )
+
+    out, blobs = parsed_bytes(raw)
+
+    [notes] = out.mail.attachments
+    assert (notes.filename, blobs.get(notes.sha256)) == ("notes.txt", b"Budget 2002.")
+
+
+@pytest.mark.parametrize(
+    ("value", "sender"),
+    [
+        ('"john smith"@example.com', Address(name="", email='"john smith"@example.com')),
+        ('John <"john smith"@example.com>', Address(name="John", email='"john smith"@example.com')),
+    ],
+)
+def test_a_quoted_local_part_with_a_space_is_the_sender(value: str, sender: Address) -> None:
+    """Inline: an address whose local part is a quoted string with a space (RFC 5322
+    §3.4.1), in a mail that also has a Reply-To."""
+    raw = f"From: {value}\r\nReply-To: other@example.com\r\nSubject: x\r\n\r\nhi".encode()
+
+    out, _ = parsed_bytes(raw)
+
+    assert out.mail.from_ == sender
