@@ -14,7 +14,9 @@ from pathlib import Path
 BROKEN = (
     b"From: Scanner <scanner@load.example>\r\nTo: support@demo.example\r\n"
     b"Subject: scan %d\r\nMessage-ID: <gen-%d@load.example>\r\nMIME-Version: 1.0\r\n"
-    b'Content-Type: multipart/mixed; boundary="missing"\r\n\r\nno parts here\r\n'
+    b'Content-Type: multipart/mixed; boundary="missing"\r\n\r\n'
+    # Parts written with another boundary than the declared one: no reader can tell them apart.
+    b"--other\r\nContent-Type: text/plain\r\n\r\nscan\r\n--other--\r\n"
 )
 
 
