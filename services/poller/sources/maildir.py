@@ -17,6 +17,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from contracts.file_kinds import file_kind
 from services.poller.sources.base import Fetched, NotMarked, SourceState
 from services.runtime.errors import ConfigError, InfraError
 from services.runtime.mail_text import message_id_of
@@ -348,17 +349,6 @@ def _require_regular(path: Path, mode: int) -> None:
         )
     if not stat.S_ISREG(mode):
         raise NotAMailFile(
-            f"{_ref(path.name)!r} is {_kind(mode)}, not a mail file: remove it from "
+            f"{_ref(path.name)!r} is {file_kind(mode)}, not a mail file: remove it from "
             f"{_ref(path.parent.name)}/"
         )
-
-
-def _kind(mode: int) -> str:
-    kinds = {
-        stat.S_ISDIR: "a folder",
-        stat.S_ISFIFO: "a named pipe",
-        stat.S_ISSOCK: "a socket",
-        stat.S_ISCHR: "a character device",
-        stat.S_ISBLK: "a block device",
-    }
-    return next((name for test, name in kinds.items() if test(mode)), "no regular file")
