@@ -10,6 +10,7 @@ import re
 import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -62,10 +63,31 @@ class Settings(BaseSettings):
     #: Sum of the decoded sizes of all parts of one mail.
     max_decoded_mb: float = Field(default=100, gt=0)
 
+    @field_validator("var_dir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        # An empty value would be the working folder: state would depend on where a command runs.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty: set it to the data folder, or unset it for the default")
+        return value
+
     @field_validator("var_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_url(value, ("sqlite", "postgresql"), "sqlite:////PATH or postgresql://HOST/DB")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        _check_url(value, ("memory", "amqp", "amqps", "pyamqp"), "memory:// or amqp://HOST//")
+        return value
 
     @property
     def effective_database_url(self) -> str:
@@ -74,6 +96,33 @@ class Settings(BaseSettings):
     @property
     def effective_key_file(self) -> Path:
         return self.secret_key_file or self.var_dir / "secret.key"
+
+
+def load_environment() -> Settings:
+    """The ``MAILROOM_*`` settings; raises ``SettingsError`` naming each variable to fix
+    (never its value: a URL may hold a password)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "MAILROOM_" + "_".join(map(str, err["loc"])).upper()
+            lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+        raise SettingsError("\n".join(lines)) from None
+
+
+def _check_url(value: str, schemes: tuple[str, ...], example: str) -> None:
+    """Refuse a URL that cannot be used, in words that never quote it (it may hold a password)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - reading it checks it: a port that is no number raises
+    except ValueError:
+        raise ValueError(f"is not a URL that can be read: write it as {example}") from None
+    scheme = parts.scheme.partition("+")[0]
+    if scheme not in schemes:
+        raise ValueError(
+            f"must start with {' or '.join(s + '://' for s in schemes)}, as in {example}"
+        )
 
 
 def _default_var_dir() -> Path:

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from contracts.settings import SettingsError, load_settings_file, parse_settings
+from contracts.settings import (
+    SettingsError,
+    load_environment,
+    load_settings_file,
+    parse_settings,
+)
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "settings.yaml"
 BOX = "helpdesks[0].mailboxes[0]"
@@ -575,3 +580,30 @@ def test_a_malformed_variable_is_refused(written):
 
     assert f"{BOX}.password" in message
     assert "${NAME}" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MAILROOM_DATABASE_URL", "bogus://ann:S3CRET-PW@db.example/mailroom"),
+        ("MAILROOM_DATABASE_URL", "postgresql://ann:S3CRET-PW@[::1/mailroom"),
+        ("MAILROOM_DATABASE_URL", "postgresql://ann:S3CRET-PW@db.example:port/mailroom"),
+        ("MAILROOM_DATABASE_URL", "ann S3CRET-PW db.example"),
+        ("MAILROOM_BROKER_URL", "bogus://ann:S3CRET-PW@mq.example//"),
+        ("MAILROOM_BROKER_URL", "amqp://ann:S3CRET-PW@[::1//"),
+        ("MAILROOM_HEALTH_PORT", "70000"),
+        ("MAILROOM_MAX_ATTEMPTS", "S3CRET-PW"),
+        ("MAILROOM_VAR_DIR", ""),
+    ],
+)
+def test_an_environment_variable_that_cannot_work_is_named_without_its_value(
+    monkeypatch, variable, value
+):
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(SettingsError) as caught:
+        load_environment()
+
+    message = str(caught.value)
+    assert message.startswith(f"{variable}: ")
+    assert "S3CRET" not in message and "input_value" not in message
