@@ -389,3 +389,16 @@ def test_a_file_name_that_is_not_utf8_is_read_and_marked_under_an_escaped_ref(tm
     ref.encode("utf-8")
     assert items[ref].raw == RAW
     assert os.listdir(os.fsencode(root / "cur")) == [raw_name + b":2,S"]
+
+
+def test_a_maildir_whose_new_folder_is_a_link_elsewhere_is_refused(tmp_path):
+    # Given new/ linked to a folder of files that are no mail of this mailbox (as /etc)
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    (elsewhere / "shadow").write_bytes(b"root:HASH-OF-A-PASSWORD\n")
+    root = maildir(tmp_path / "Maildir", subs=("cur", "tmp"))
+    (root / "new").symlink_to(elsewhere)
+
+    # Then the mailbox is refused, and nothing there is listed
+    with pytest.raises(ConfigError, match="new/ in .* is a symbolic link"):
+        MaildirSource(root, mailbox="local").list_new(10)

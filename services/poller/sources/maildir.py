@@ -72,6 +72,12 @@ class MaildirSource:
                 f"(no {', '.join(missing)}/); "
                 "point `path` at the folder that holds cur/, new/ and tmp/"
             )
+        # As a mail file that is a link: new/ linked to /etc would make its files mails.
+        if links := [d for d in ("cur", "new", "tmp") if (self.path / d).is_symlink()]:
+            raise ConfigError(
+                f"mailbox {self.mailbox!r}: {', '.join(f'{d}/' for d in links)} in {self.path} "
+                "is a symbolic link, which is never followed: make it a folder"
+            )
 
     def _entries(self, root: Path) -> Iterator[tuple[str, str, Path]]:
         """(key, flags, path) for every mail under ``root``."""
