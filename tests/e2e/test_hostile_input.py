@@ -76,3 +76,10 @@ def test_a_url_that_cannot_be_read_is_named_without_its_password(
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"mailroom: {variable}: " in done.stderr
     assert "S3CRET" not in done.stderr + done.stdout
+
+
+def test_inspect_names_a_file_with_a_line_break_on_one_line(room: Mailroom) -> None:
+    done = room.cli("inspect", "no\nsuch\x1b[2K.eml", check=False)
+
+    assert done.returncode == 2
+    assert done.stderr == "mailroom: cannot read no\\nsuch\\x1b[2K.eml: No such file or directory\n"
