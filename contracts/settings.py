@@ -10,6 +10,7 @@ import re
 import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -34,6 +35,13 @@ from contracts.settings_yaml import load_yaml, read_settings_text
 
 Protocol = Literal["pop", "pops", "imap", "imaps", "ews", "graph", "maildir"]
 DEFAULT_PORTS = {"pop": 110, "pops": 995, "imap": 143, "imaps": 993}
+#: Upper bounds of durations, sizes and counts: a value past them is a typing mistake, and
+#: one past what a date or an integer column holds (``1e308`` minutes) would fail every mail
+#: that uses it instead of failing here, with the field named.
+WEEK_S = 7 * 24 * 3600
+YEAR_S = 366 * 24 * 3600
+MAX_MB = 100 * 1024
+MAX_COUNT = 1_000_000
 
 
 class Settings(BaseSettings):
@@ -48,9 +56,9 @@ class Settings(BaseSettings):
     var_dir: Path = Field(default_factory=lambda: _default_var_dir())
     secret_key: str | None = None
     secret_key_file: Path | None = None
-    max_attempts: int = Field(default=3, ge=1)
+    max_attempts: int = Field(default=3, ge=1, le=MAX_COUNT)
     #: How long a worker waits out an unreachable broker or store before it gives up.
-    outage_limit_seconds: float = Field(default=600, gt=0)
+    outage_limit_seconds: float = Field(default=600, gt=0, le=WEEK_S)
     #: ``/healthz`` and ``/readyz`` are served on this port when it is set (0: any free one).
     health_port: int | None = Field(default=None, ge=0, le=65535)
     health_host: str = "127.0.0.1"
@@ -58,14 +66,35 @@ class Settings(BaseSettings):
     max_mime_depth: int = Field(default=20, ge=1)
     max_mime_parts: int = Field(default=500, ge=1)
     #: Size of the top-level header block.
-    max_header_kb: float = Field(default=256, gt=0)
+    max_header_kb: float = Field(default=256, gt=0, le=MAX_MB * 1024)
     #: Sum of the decoded sizes of all parts of one mail.
-    max_decoded_mb: float = Field(default=100, gt=0)
+    max_decoded_mb: float = Field(default=100, gt=0, le=MAX_MB)
+
+    @field_validator("var_dir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        # An empty value would be the working folder: state would depend on where a command runs.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty: set it to the data folder, or unset it for the default")
+        return value
 
     @field_validator("var_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_url(value, ("sqlite", "postgresql"), "sqlite:////PATH or postgresql://HOST/DB")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        _check_url(value, ("memory", "amqp", "amqps", "pyamqp"), "memory:// or amqp://HOST//")
+        return value
 
     @property
     def effective_database_url(self) -> str:
@@ -76,11 +105,43 @@ class Settings(BaseSettings):
         return self.secret_key_file or self.var_dir / "secret.key"
 
 
+def load_environment() -> Settings:
+    """The ``MAILROOM_*`` settings; raises ``SettingsError`` naming each variable to fix
+    (never its value: a URL may hold a password)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "MAILROOM_" + "_".join(map(str, err["loc"])).upper()
+            lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+        raise SettingsError("\n".join(lines)) from None
+
+
+def _check_url(value: str, schemes: tuple[str, ...], example: str) -> None:
+    """Refuse a URL that cannot be used, in words that never quote it (it may hold a password)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - reading it checks it: a port that is no number raises
+    except ValueError:
+        raise ValueError(f"is not a URL that can be read: write it as {example}") from None
+    scheme = parts.scheme.partition("+")[0]
+    if scheme not in schemes:
+        raise ValueError(
+            f"must start with {' or '.join(s + '://' for s in schemes)}, as in {example}"
+        )
+
+
 def _default_var_dir() -> Path:
     """``$XDG_STATE_HOME/mailroom``, else ``~/.local/state/mailroom``."""
     state = os.environ.get("XDG_STATE_HOME", "")
     base = Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"
     return base / "mailroom"
+
+
+#: A help desk id or mailbox name: it names queues, leases, log lines and files in
+#: `errors download`, so it is short and plain.
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
 class _Strict(BaseModel):
@@ -106,13 +167,13 @@ Extension = Annotated[str, AfterValidator(extension_setting)]
 
 
 class AttachmentSettings(_Strict):
-    max_size_mb: float = Field(default=10, gt=0)
+    max_size_mb: float = Field(default=10, gt=0, le=MAX_MB)
     restricted_extensions: list[Extension] = ["exe", "bat", "cmd", "com", "js", "vbs", "scr", "msi"]
     allowed_extensions: list[Extension] = []
 
 
 class ConnectivitySettings(_Strict):
-    consecutive_retry_threshold: int = Field(default=5, ge=1)
+    consecutive_retry_threshold: int = Field(default=5, ge=1, le=MAX_COUNT)
     enabled: bool = True
 
 
@@ -122,8 +183,8 @@ class RateLimitSettings(_Strict):
     Breaks mail loops with auto-responders; emails over the limit are kept, not sent.
     """
 
-    per_address: int = Field(default=10, ge=1)
-    per_minutes: float = Field(default=60, gt=0)
+    per_address: int = Field(default=10, ge=1, le=MAX_COUNT)
+    per_minutes: float = Field(default=60, gt=0, le=WEEK_S / 60)
 
 
 class NotificationSettings(_Strict):
@@ -146,10 +207,10 @@ class RetrySettings(_Strict):
     given up after ``max_attempts`` attempts or ``give_up_after_hours`` since it was created.
     """
 
-    first_delay_seconds: float = Field(default=30, gt=0)
-    max_delay_minutes: float = Field(default=30, gt=0)
-    give_up_after_hours: float = Field(default=24, gt=0)
-    max_attempts: int = Field(default=60, ge=1)
+    first_delay_seconds: float = Field(default=30, gt=0, le=WEEK_S)
+    max_delay_minutes: float = Field(default=30, gt=0, le=WEEK_S / 60)
+    give_up_after_hours: float = Field(default=24, gt=0, le=YEAR_S / 3600)
+    max_attempts: int = Field(default=60, ge=1, le=MAX_COUNT)
 
     @model_validator(mode="after")
     def _delays_grow(self) -> RetrySettings:
@@ -191,14 +252,14 @@ class NewRequestSettings(_Strict):
 class ErrorFolderSettings(_Strict):
     enabled: bool = True
     name: str = "Errors"
-    stop_after: int = Field(default=50, ge=1)
+    stop_after: int = Field(default=50, ge=1, le=MAX_COUNT)
     notify: bool = True
 
 
 class MailboxSettings(_Strict):
     """One mailbox. Which fields apply depends on ``protocol``; wrong combinations are refused."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: Name
     protocol: Protocol
     auth: Literal["basic", "oauth"] = "basic"
     host: str | None = None
@@ -206,7 +267,7 @@ class MailboxSettings(_Strict):
     username: Credential = None
     password: Secret = None
     addresses: list[str] = []
-    fetch_every_minutes: float = Field(default=1, gt=0)
+    fetch_every_minutes: float = Field(default=1, gt=0, le=WEEK_S / 60)
     #: On the first connection, which mail already in the mailbox becomes requests.
     import_existing: Literal["all", "unread", "none"] = "unread"
     folder: str = Field(default="INBOX", min_length=1)
@@ -214,7 +275,7 @@ class MailboxSettings(_Strict):
     starttls: bool = False
     timeout_seconds: float = Field(default=30, gt=0, le=600)
     #: A mail bigger than this is not downloaded: it is dead-lettered with the reason.
-    max_mail_mb: float = Field(default=50, gt=0)
+    max_mail_mb: float = Field(default=50, gt=0, le=MAX_MB)
     tls: TlsSettings = TlsSettings()
     proxy: str | None = Field(default=None, pattern=r"^(http|socks5)://[^/:]+:\d+/?$")
     debug: bool = False
@@ -290,7 +351,7 @@ def _folder_problems(box: MailboxSettings) -> list[str]:
 
 
 class HelpdeskSettings(_Strict):
-    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    id: Name
     attachments: AttachmentSettings = AttachmentSettings()
     notifications: NotificationSettings = NotificationSettings()
     outgoing: OutgoingSettings | None = None
@@ -318,14 +379,17 @@ class SettingsFile(_Strict):
 
 
 def _refuse_repeats(what: str, named: list[tuple[str, str]]) -> None:
-    seen: dict[str, str] = {}
+    # Compared ignoring case: `Support` and `support` would be told apart by no one reading
+    # a log, and are one file name on a file system that ignores case.
+    seen: dict[str, tuple[str, str]] = {}
     for path, name in named:
-        if name in seen:
+        if (first := seen.get(name.casefold())) is not None:
+            spelled = "" if first[1] == name else f" (as {first[1]!r}; case does not count)"
             raise ValueError(
-                f"{path}: {what} {name!r} is already used at {seen[name]}; "
+                f"{path}: {what} {name!r} is already used at {first[0]}{spelled}; "
                 f"every {what} must be unique"
             )
-        seen[name] = path
+        seen[name.casefold()] = (path, name)
 
 
 def _refuse_shared_mailboxes(settings: SettingsFile) -> None:

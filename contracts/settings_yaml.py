@@ -8,11 +8,15 @@ twice (YAML would silently keep the last), and aliases that would expand to more
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
+
+from contracts.file_kinds import file_kind
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_VALUES = 100_000
@@ -28,7 +32,16 @@ class SettingsError(Exception):
 def read_settings_text(path: Path) -> str:
     """The text of the settings file at ``path``; raises ``SettingsError`` saying why not."""
     try:
-        with path.open("rb") as file:
+        # Not blocking: a named pipe with no writer would wait for ever on open.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise SettingsError(
+                f"settings file {path} is {file_kind(mode)}, not a file: give the path of "
+                "the YAML settings file"
+            )
+        with os.fdopen(fd, "rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise SettingsError(f"cannot read settings file {path}: {exc.strerror}") from None

@@ -45,11 +45,22 @@ def error_object(exc: click.ClickException) -> dict[str, str | None]:
     return {"error": error, "hint": hint}
 
 
-class _ShownFormatter(logging.Formatter):
-    """Log lines quote mail and servers: their control and bidi characters are escaped."""
+class ShownFormatter(logging.Formatter):
+    """Log lines quote mail and servers: their control and bidi characters are escaped.
 
-    def format(self, record: logging.LogRecord) -> str:
-        return shown(super().format(record), keep_lines=True)
+    A message is one line, its line breaks escaped too, so that a file name or subject
+    holding ``\n2026-12-05 ERROR ...`` cannot add a line of its own to the log; only a
+    traceback keeps its lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return shown(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802
+        return shown(super().formatException(ei), keep_lines=True)
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+        return shown(super().formatStack(stack_info), keep_lines=True)
 
 
 @click.group(cls=MailroomGroup)
@@ -58,5 +69,5 @@ def main(verbose: int) -> None:
     """Mailroom: turns mail in help-desk mailboxes into requests; never loses a mail."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     handler = logging.StreamHandler()
-    handler.setFormatter(_ShownFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(ShownFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])

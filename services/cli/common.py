@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from contracts.settings import Settings, SettingsError, load_settings_file
+from contracts.settings import Settings, SettingsError, load_environment, load_settings_file
 from services.admin import Admin
 from services.runtime import data_folder
 from services.runtime.config_store import ApplyResult, ConfigStore
@@ -100,7 +100,11 @@ def serving_health(settings: Settings, health: Health, port: int | None) -> Iter
 
 
 def load_settings() -> Settings:
-    return Settings()
+    """The ``MAILROOM_*`` environment, or a ``Fail`` naming each variable to fix."""
+    try:
+        return load_environment()
+    except SettingsError as exc:
+        raise Fail(str(exc)) from None
 
 
 def open_store(settings: Settings, *, migrate: Migrate = Store.migrate) -> Store:

@@ -45,8 +45,13 @@ def dlq_list(as_json: bool) -> None:
     emit(rows) if as_json else render.dead_letters(rows)
 
 
+#: An entry id as the store keeps it (a 64-bit integer): a bigger number is a typing
+#: mistake, refused by the usage check rather than by the database with a traceback.
+ENTRY_ID = click.IntRange(1, 2**63 - 1)
+
+
 @dlq.command("show")
-@click.argument("entry_id", type=int)
+@click.argument("entry_id", type=ENTRY_ID)
 @click.option("--json", "as_json", is_flag=True)
 def dlq_show(entry_id: int, as_json: bool) -> None:
     """One dead-letter entry (its log stays encrypted: `mailroom errors download`)."""
@@ -60,7 +65,7 @@ def dlq_show(entry_id: int, as_json: bool) -> None:
 
 
 @dlq.command("replay")
-@click.argument("entry_id", type=int, required=False)
+@click.argument("entry_id", type=ENTRY_ID, required=False)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every entry.")
 @click.option(
     "--reason",

@@ -114,19 +114,20 @@ def _only(ids: list[str]) -> str:
 
 def _read(path: Path, desk: Desk) -> bytes:
     """The file's bytes; a clear ``Fail`` for what is no readable file or too big a mail."""
+    name = shown(path)  # one line, even for a name with a line break in it
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
-            raise Fail(f"{path}: not a file; give the path of a raw mail (.eml)")
+            raise Fail(f"{name}: not a file; give the path of a raw mail (.eml)")
         limit = max((b.settings.max_mail_mb for b in desk.own_boxes), default=50)
         if info.st_size > limit * _MB:
             raise Fail(
-                f"{path}: {info.st_size / _MB:.1f} MB, over the help desk's max_mail_mb "
+                f"{name}: {info.st_size / _MB:.1f} MB, over the help desk's max_mail_mb "
                 f"({limit:g} MB): the poller would not fetch it"
             )
         return path.read_bytes()
     except OSError as exc:
-        raise Fail(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise Fail(f"cannot read {name}: {exc.strerror or exc}") from None
 
 
 def shown(value: Any) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from contracts.file_kinds import file_kind
 from services.runtime.errors import ConfigError
 
 ENCRYPTED_PREFIX = "enc:"
@@ -34,7 +36,7 @@ class SecretBox:
         if key:
             return cls(key.encode())
         try:
-            return cls(key_file.read_bytes().strip())
+            data = _read_key_file(key_file)
         except FileNotFoundError:
             raise ConfigError(
                 f"the key file {key_file} is missing: restore it from a backup, or set "
@@ -43,6 +45,13 @@ class SecretBox:
             ) from None
         except OSError as exc:
             raise ConfigError(f"cannot read the key file {key_file}: {exc.strerror}") from None
+        try:
+            return cls(data)
+        except ConfigError:
+            raise ConfigError(
+                f"the key file {key_file} holds no valid key: restore it from a backup, or "
+                "set MAILROOM_SECRET_KEY to the key"
+            ) from None
 
     def encrypt(self, data: bytes) -> bytes:
         return self._fernet.encrypt(data)
@@ -65,6 +74,28 @@ class SecretBox:
         if not value.startswith(ENCRYPTED_PREFIX):
             return value
         return self.decrypt(value[len(ENCRYPTED_PREFIX) :].encode()).decode()
+
+
+#: Far more than a key file holds (44 bytes a key, a few during a rotation).
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+
+def _read_key_file(key_file: Path) -> bytes:
+    """The key file's text; a named pipe, device or huge file is refused, never waited on or
+    read for ever (``MAILROOM_SECRET_KEY_FILE=/dev/zero``)."""
+    fd = os.open(key_file, os.O_RDONLY | os.O_NONBLOCK)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ConfigError(f"the key file {key_file} is {file_kind(mode)}, not a file")
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(MAX_KEY_FILE_BYTES + 1)
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise ConfigError(
+            f"the key file {key_file} is over 64 KiB, far more than keys take: check that "
+            "MAILROOM_SECRET_KEY_FILE names the key file"
+        )
+    return data.strip()
 
 
 def create_key_file(path: Path) -> None:

@@ -53,7 +53,15 @@ def open_store(
             f"no Mailroom data at {where}; run `mailroom config apply SETTINGS` first "
             "or set MAILROOM_VAR_DIR"
         )
-    store = Store(url)
+    if database is not None:
+        _data_folder(database.parent)
+    try:
+        store = Store(url)
+    except OSError as exc:  # the database file cannot be made or set private there
+        raise ConfigError(
+            f"cannot use the database {database or safe_url(url)}: {exc.strerror}; set "
+            "MAILROOM_VAR_DIR to a folder you can write"
+        ) from None
     warn_if_shared(settings.var_dir)
     migrate(store)
     _check_key(settings, store, create=create)
@@ -79,8 +87,26 @@ def _check_key(settings: Settings, store: Store, *, create: bool) -> None:
             f"no key file at {key_file}; run `mailroom config apply SETTINGS` first "
             "or set MAILROOM_SECRET_KEY"
         )
-    private_folder(key_file.parent)
-    create_key_file(key_file)
+    _data_folder(key_file.parent)
+    try:
+        create_key_file(key_file)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the key file {key_file}: {exc.strerror}") from None
+
+
+def _data_folder(folder: Path) -> None:
+    """Make the folder (mode 0700) when absent; a clear error when it cannot be one."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"the data folder {folder} is not a folder: set MAILROOM_VAR_DIR to a folder"
+        )
+    try:
+        private_folder(folder)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot make the data folder {folder}: {exc.strerror}; set MAILROOM_VAR_DIR to "
+            "a folder you can write"
+        ) from None
 
 
 def _holds_data(store: Store) -> bool:

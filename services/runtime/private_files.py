@@ -14,6 +14,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from contracts.file_kinds import file_kind
 from services.runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,10 @@ def write_file(path: Path, data: bytes, *, replace: bool = False) -> None:
         raise ConfigError(f"folder {folder} does not exist: create it or write elsewhere")
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder: write to a file in a folder")
+    if (kind := _special_kind(path)) is not None:
+        # A device, pipe or socket (`/dev/null`) is never replaced, --force or not: replacing
+        # it would break it for every program, and put customer data in its place.
+        raise ConfigError(f"{path} is {kind}, not a file, and is never replaced: name a file")
     if os.path.lexists(path) and not replace:
         raise ConfigError(f"{path} exists; add --force to replace it")
     try:
@@ -97,6 +102,19 @@ def write_file(path: Path, data: bytes, *, replace: bool = False) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _special_kind(path: Path) -> str | None:
+    """What ``path`` is when it is there and neither a file nor a link."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None  # the write itself will say why
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return None
+    return file_kind(mode)
 
 
 def _link_new(tmp: str, path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import stat
 
 import pytest
@@ -119,3 +121,48 @@ def test_an_invalid_secret_key_says_how_to_make_one(tmp_path, key):
     message = str(caught.value)
     assert "MAILROOM_SECRET_KEY" in message
     assert "Fernet.generate_key()" in message
+
+
+def _waited(signum: int, frame: object) -> None:
+    raise AssertionError("the key file was waited on or read for ever")
+
+
+def _pipe(tmp_path):
+    os.mkfifo(tmp_path / "secret.key")
+    return tmp_path / "secret.key"
+
+
+def _folder(tmp_path):
+    (tmp_path / "secret.key").mkdir()
+    return tmp_path / "secret.key"
+
+
+def _huge(tmp_path):
+    with (tmp_path / "secret.key").open("wb") as f:
+        f.truncate(10 * 1024 * 1024)
+    return tmp_path / "secret.key"
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (_pipe, "is a named pipe, not a file"),
+        (_folder, "is a folder, not a file"),
+        (_huge, "is over 64 KiB"),
+    ],
+)
+def test_a_key_file_that_is_no_small_file_is_refused_at_once(tmp_path, make, says):
+    signal.signal(signal.SIGALRM, _waited)
+    signal.alarm(20)
+    try:
+        with pytest.raises(ConfigError, match=says):
+            SecretBox.from_key_or_file(None, make(tmp_path))
+    finally:
+        signal.alarm(0)
+
+
+def test_a_key_file_without_a_valid_key_is_named_not_the_variable(tmp_path):
+    (tmp_path / "secret.key").write_text("helpdesks: []\n")
+
+    with pytest.raises(ConfigError, match="the key file .*secret.key holds no valid key"):
+        SecretBox.from_key_or_file(None, tmp_path / "secret.key")

@@ -125,3 +125,18 @@ def test_a_key_in_the_environment_needs_no_key_file(tmp_path):
     open_store(settings)
 
     assert not (tmp_path / "var" / "secret.key").exists()
+
+
+def test_a_data_folder_that_is_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "var").write_text("not a folder")
+
+    with pytest.raises(ConfigError, match="the data folder .*var is not a folder"):
+        open_store(settings_in(tmp_path / "var"), create=True)
+
+
+def test_a_data_folder_that_cannot_be_made_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+
+    # Below a file: no one can make it, root or not
+    with pytest.raises(ConfigError, match="cannot make the data folder .*MAILROOM_VAR_DIR"):
+        open_store(settings_in(tmp_path / "file" / "var"), create=True)

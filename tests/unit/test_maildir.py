@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -306,3 +307,98 @@ def test_a_mail_too_long_to_move_to_the_error_folder_fails_and_stays(tmp_path):
     with pytest.raises(InfraError, match="too long"):
         source.move_to_error_folder([long_key])
     assert names(root / "new") == [long_key]
+
+
+def _waited(signum: int, frame: object) -> None:
+    raise AssertionError("the round waited on a named pipe")
+
+
+def _fifo(root: Path, name: str) -> None:
+    os.mkfifo(root / "new" / name)
+
+
+def _outside_link(root: Path, name: str) -> None:
+    secret = root.parent / "secret.txt"
+    secret.write_bytes(b"root:HASH-OF-A-PASSWORD\n")
+    (root / "new" / name).symlink_to(secret)
+
+
+def _folder(root: Path, name: str) -> None:
+    (root / "new" / name).mkdir()
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [(_fifo, "named pipe"), (_outside_link, "symbolic link"), (_folder, "folder")],
+)
+def test_an_entry_that_is_no_regular_file_is_never_read(tmp_path, make, kind):
+    # Given a named pipe (reading it would wait for ever), a link to a file outside the
+    # Maildir (reading it would put that file into a request), or a folder in new/
+    root = maildir(tmp_path / "Maildir")
+    make(root, "odd.host")
+    put(root, "new", "b.host", age=1)
+    source = MaildirSource(root, mailbox="local")
+
+    # When the round fetches what it lists (a wait on the pipe fails the test, not hangs it)
+    signal.signal(signal.SIGALRM, _waited)
+    signal.alarm(20)
+    try:
+        items = fetched(source, source.list_new(10))
+    finally:
+        signal.alarm(0)
+
+    # Then that entry is unreadable, saying what it is, and the other mail is read
+    assert items["odd.host"].raw is None
+    assert items["odd.host"].error_class == "MailUnreadable"
+    assert kind in items["odd.host"].skipped
+    assert items["b.host"].raw == RAW
+    with pytest.raises(ConfigError, match=kind):
+        source.fetch_raw("odd.host")  # as `mailbox test` reads it
+
+
+def test_a_mail_over_max_mail_mb_is_refused_by_its_size_without_reading_it(tmp_path):
+    root = maildir(tmp_path / "Maildir")
+    with (root / "new" / "big.host").open("wb") as big:
+        big.truncate(3 * 1024 * 1024)  # sparse: 3 MB that were never written
+    put(root, "new", "b.host", age=1)
+    source = MaildirSource(root, mailbox="local", max_mail_mb=2)
+
+    items = fetched(source, ["big.host", "b.host"])
+
+    assert items["big.host"].raw is None
+    assert items["big.host"].error_class == "MailTooLarge"
+    assert "3.0 MB" in items["big.host"].skipped and "max_mail_mb" in items["big.host"].skipped
+    assert items["b.host"].raw == RAW
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_marked_under_an_escaped_ref(tmp_path):
+    # Given a mail whose file name holds bytes that are not UTF-8
+    root = maildir(tmp_path / "Maildir")
+    raw_name = b"bad\xff\xfe.host"
+    with open(os.fsencode(root / "new") + b"/" + raw_name, "wb") as mail:
+        mail.write(RAW)
+    source = MaildirSource(root, mailbox="local")
+
+    # When it is listed, read and marked
+    [ref] = source.list_new(10)
+    items = fetched(source, [ref])
+    source.mark_handed_off([ref])
+
+    # Then its ref is text that can be stored and shown, and the file keeps its own name
+    assert ref == "bad\\xff\\xfe.host"
+    ref.encode("utf-8")
+    assert items[ref].raw == RAW
+    assert os.listdir(os.fsencode(root / "cur")) == [raw_name + b":2,S"]
+
+
+def test_a_maildir_whose_new_folder_is_a_link_elsewhere_is_refused(tmp_path):
+    # Given new/ linked to a folder of files that are no mail of this mailbox (as /etc)
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    (elsewhere / "shadow").write_bytes(b"root:HASH-OF-A-PASSWORD\n")
+    root = maildir(tmp_path / "Maildir", subs=("cur", "tmp"))
+    (root / "new").symlink_to(elsewhere)
+
+    # Then the mailbox is refused, and nothing there is listed
+    with pytest.raises(ConfigError, match="new/ in .* is a symbolic link"):
+        MaildirSource(root, mailbox="local").list_new(10)

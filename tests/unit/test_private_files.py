@@ -123,3 +123,15 @@ def test_a_looser_file_is_tightened_and_a_looser_folder_is_reported(tmp_path, ca
     assert mode(db) == 0o600
     assert mode(folder) == 0o755, "a folder may be shared: it is not changed behind one's back"
     assert f"chmod 700 {folder}" in caplog.text
+
+
+def test_a_named_pipe_is_never_replaced_even_with_force(tmp_path):
+    # As /dev/null would be: replacing it puts customer data where every program writes
+    pipe = tmp_path / "errors.zip"
+    os.mkfifo(pipe)
+
+    with pytest.raises(ConfigError, match="is a named pipe, not a file, and is never replaced"):
+        write_file(pipe, b"zip", replace=True)
+
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
+    assert os.listdir(tmp_path) == ["errors.zip"], "no temporary file is left"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 
 import pytest
 
+from services.cli.app import ShownFormatter
 from services.safe_text import json_text, shown
 
 ESC_RED = "\x1b[31m"
@@ -72,3 +75,31 @@ def test_json_shows_dates_and_other_values_as_text() -> None:
     assert json.loads(json_text({"at": datetime(2026, 1, 2, tzinfo=UTC)})) == {
         "at": "2026-01-02 00:00:00+00:00"
     }
+
+
+def test_a_log_message_is_one_line_whatever_it_quotes() -> None:
+    # A Maildir file name or subject that would add a forged line to the log
+    formatter = ShownFormatter("%(levelname)s %(message)s")
+    forged = "key\n2026-12-05 01:00:00 ERROR mailroom: all mail deleted\x1b[2K"
+    record = logging.LogRecord(
+        "t", logging.WARNING, __file__, 1, "mail %s skipped", (forged,), None
+    )
+
+    line = formatter.format(record)
+
+    assert line == (
+        "WARNING mail key\\n2026-12-05 01:00:00 ERROR mailroom: all mail deleted\\x1b[2K skipped"
+    )
+
+
+def test_a_logged_traceback_keeps_its_lines() -> None:
+    formatter = ShownFormatter("%(message)s")
+    try:
+        raise ValueError("bad\x1b[31m")
+    except ValueError:
+        record = logging.LogRecord("t", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+
+    lines = formatter.format(record).split("\n")
+
+    assert lines[0] == "failed" and lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == "ValueError: bad\\x1b[31m"

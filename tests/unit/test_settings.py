@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from contracts.settings import SettingsError, load_settings_file, parse_settings
+from contracts.settings import (
+    SettingsError,
+    load_environment,
+    load_settings_file,
+    parse_settings,
+)
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "settings.yaml"
 BOX = "helpdesks[0].mailboxes[0]"
@@ -575,3 +580,78 @@ def test_a_malformed_variable_is_refused(written):
 
     assert f"{BOX}.password" in message
     assert "${NAME}" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MAILROOM_DATABASE_URL", "bogus://ann:S3CRET-PW@db.example/mailroom"),
+        ("MAILROOM_DATABASE_URL", "postgresql://ann:S3CRET-PW@[::1/mailroom"),
+        ("MAILROOM_DATABASE_URL", "postgresql://ann:S3CRET-PW@db.example:port/mailroom"),
+        ("MAILROOM_DATABASE_URL", "ann S3CRET-PW db.example"),
+        ("MAILROOM_BROKER_URL", "bogus://ann:S3CRET-PW@mq.example//"),
+        ("MAILROOM_BROKER_URL", "amqp://ann:S3CRET-PW@[::1//"),
+        ("MAILROOM_HEALTH_PORT", "70000"),
+        ("MAILROOM_MAX_ATTEMPTS", "S3CRET-PW"),
+        ("MAILROOM_VAR_DIR", ""),
+    ],
+)
+def test_an_environment_variable_that_cannot_work_is_named_without_its_value(
+    monkeypatch, variable, value
+):
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(SettingsError) as caught:
+        load_environment()
+
+    message = str(caught.value)
+    assert message.startswith(f"{variable}: ")
+    assert "S3CRET" not in message and "input_value" not in message
+
+
+def test_names_that_differ_only_in_case_are_refused_as_the_same():
+    text = textwrap.dedent(
+        """
+        helpdesks:
+          - id: Sales
+            mailboxes: [{name: Support, protocol: maildir, path: /a}]
+          - id: sales
+            mailboxes: [{name: support, protocol: maildir, path: /b}]
+        """
+    )
+
+    message = refusal(text)
+
+    assert "help desk id 'sales' is already used at helpdesks[0].id (as 'Sales'" in message
+
+
+@pytest.mark.parametrize("field", ["id", "mailbox"])
+def test_a_name_too_long_for_a_log_line_or_file_name_is_refused(field):
+    long = "x" * 65
+    desk, box = (long, "m") if field == "id" else ("d", long)
+    box_fields = f"{{name: {box}, protocol: maildir, path: /m}}"
+    text = f"helpdesks:\n  - id: {desk}\n    mailboxes: [{box_fields}]\n"
+
+    assert "at most 64 characters" in refusal(text)
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ("outgoing: {host: h, retry: {first_delay_seconds: 1e308}}", "first_delay_seconds"),
+        ("outgoing: {host: h, retry: {give_up_after_hours: 1e308}}", "give_up_after_hours"),
+        ("outgoing: {host: h, retry: {max_attempts: 99999999999999999999}}", "max_attempts"),
+        ("notifications: {rate_limit: {per_minutes: 1e308}}", "per_minutes"),
+        (
+            "mailboxes: [{name: m, protocol: maildir, path: /m, fetch_every_minutes: 1e308}]",
+            "fetch_every_minutes",
+        ),
+        ("mailboxes: [{name: m, protocol: maildir, path: /m, max_mail_mb: 1e308}]", "max_mail_mb"),
+        ("attachments: {max_size_mb: 1e308}", "max_size_mb"),
+    ],
+)
+def test_a_duration_size_or_count_past_any_use_is_refused_naming_the_field(fields, where):
+    # 1e308 minutes is no date: each mail that used it would fail instead
+    message = refusal(desk_with(fields + "\n"))
+
+    assert f".{where}: Input should be less than or equal to" in message

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import textwrap
 from pathlib import Path
 
@@ -49,10 +51,6 @@ def test_a_file_too_big_for_settings_is_refused_before_reading_it_all(tmp_path):
     message = refusal_of_file(path)
 
     assert "larger than 1 MiB" in message
-
-
-def test_a_folder_given_as_the_settings_file_is_refused(tmp_path):
-    assert "cannot read settings file" in refusal_of_file(tmp_path)
 
 
 def test_a_key_written_twice_is_refused_naming_the_key_and_both_lines():
@@ -118,3 +116,33 @@ def test_a_few_anchors_and_aliases_to_share_settings_still_work():
     settings = parse_settings(text, env={})
 
     assert [d.notifications.admins for d in settings.helpdesks] == [["boss@example.com"]] * 2
+
+
+def _waited(signum: int, frame: object) -> None:
+    raise AssertionError("the loader waited on a named pipe")
+
+
+def _pipe(tmp_path: Path) -> Path:
+    os.mkfifo(tmp_path / "settings.yaml")
+    return tmp_path / "settings.yaml"
+
+
+def _folder(tmp_path: Path) -> Path:
+    (tmp_path / "settings.yaml").mkdir()
+    return tmp_path / "settings.yaml"
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [(_pipe, "a named pipe"), (_folder, "a folder"), (lambda _: Path("/dev/zero"), "a device")],
+)
+def test_a_settings_path_that_is_no_file_is_refused_saying_what_it_is(tmp_path, make, kind):
+    # A named pipe nobody writes to would wait for ever: the test fails instead of hanging
+    signal.signal(signal.SIGALRM, _waited)
+    signal.alarm(20)
+    try:
+        message = refusal_of_file(make(tmp_path))
+    finally:
+        signal.alarm(0)
+
+    assert f"is {kind}, not a file" in message

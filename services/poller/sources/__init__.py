@@ -18,7 +18,11 @@ def _maildir(box: MailboxSettings, state: SourceState) -> MailSource:
     # A Maildir keeps its state in file names (the S flag); the store remembers only mail
     # left unread because it could not be marked.
     return MaildirSource(
-        box.path or "", mailbox=box.name, error_folder=box.error_folder.name, state=state
+        box.path or "",
+        mailbox=box.name,
+        error_folder=box.error_folder.name,
+        state=state,
+        max_mail_mb=box.max_mail_mb,
     )
 
 

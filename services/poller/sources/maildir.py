@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from contracts.file_kinds import file_kind
 from services.poller.sources.base import Fetched, NotMarked, SourceState
 from services.runtime.errors import ConfigError, InfraError
 from services.runtime.mail_text import message_id_of
@@ -26,6 +28,7 @@ INFO_SEP = ":2,"
 #: Why the store remembers a mail that stays unread in the inbox: dead-lettered without
 #: hand-off ("skipped"), or handed off but impossible to mark ("unmarked").
 LEFT_IN_PLACE = ("skipped", "unmarked")
+MB = 1024 * 1024
 #: A file's copies by key: (flags, path) of each.
 Index = dict[str, list[tuple[str, Path]]]
 
@@ -46,8 +49,10 @@ class MaildirSource:
         mailbox: str,
         error_folder: str = "Errors",
         state: SourceState | None = None,
+        max_mail_mb: float = 50,
     ) -> None:
         self.path = Path(path)
+        self.max_mail_mb = max_mail_mb
         self.mailbox = mailbox
         self.error_folder = error_folder
         self.error_path = self.path / f".{error_folder}"
@@ -67,6 +72,12 @@ class MaildirSource:
                 f"(no {', '.join(missing)}/); "
                 "point `path` at the folder that holds cur/, new/ and tmp/"
             )
+        # As a mail file that is a link: new/ linked to /etc would make its files mails.
+        if links := [d for d in ("cur", "new", "tmp") if (self.path / d).is_symlink()]:
+            raise ConfigError(
+                f"mailbox {self.mailbox!r}: {', '.join(f'{d}/' for d in links)} in {self.path} "
+                "is a symbolic link, which is never followed: make it a folder"
+            )
 
     def _entries(self, root: Path) -> Iterator[tuple[str, str, Path]]:
         """(key, flags, path) for every mail under ``root``."""
@@ -79,7 +90,8 @@ class MaildirSource:
                 raise InfraError(f"cannot read {root / sub}: {exc.strerror}") from exc
             for name in names:
                 if not name.startswith("."):
-                    yield (*split_name(name), root / sub / name)
+                    key, flags = split_name(name)
+                    yield _ref(key), flags, root / sub / name
 
     def _unmarked(self) -> list[tuple[str, Path]]:
         left = self._left_in_place()
@@ -109,7 +121,9 @@ class MaildirSource:
         if copy is None:
             raise InfraError(f"mail {ref} vanished from {self.path}")
         try:
-            return copy[1].read_bytes()
+            return _read_mail_file(copy[1], self.max_mail_mb)
+        except NotAMailFile as exc:
+            raise ConfigError(f"mail {ref} in {self.path}: {exc}") from exc
         except OSError as exc:
             raise InfraError(f"cannot read {copy[1]}: {exc.strerror}") from exc
 
@@ -133,23 +147,25 @@ class MaildirSource:
         if (why := self._unmarkable(ref, flags, copies)) is not None:
             return Fetched(ref, None, skipped=why, error_class="MailUnmarkable")
         try:
-            return Fetched(ref, path.read_bytes())
+            return Fetched(ref, _read_mail_file(path, self.max_mail_mb))
         except FileNotFoundError:
             return None
+        except NotAMailFile as exc:
+            return Fetched(ref, None, skipped=str(exc), error_class=exc.error_class)
         except OSError as exc:
-            why = f"the file {path} cannot be read: {exc.strerror}"
+            why = f"the file {_ref(str(path))} cannot be read: {exc.strerror}"
             return Fetched(ref, None, skipped=why, error_class="MailUnreadable")
 
     def _unmarkable(self, ref: str, flags: str, copies: list[tuple[str, Path]]) -> str | None:
         """Why this mail could not be marked as read, checked before it is handed off."""
         if len(copies) > 1:
-            where = ", ".join(str(p.relative_to(self.path)) for _, p in copies)
+            where = ", ".join(_ref(str(p.relative_to(self.path))) for _, p in copies)
             return (
                 f"the key {ref} names {len(copies)} files ({where}): a mail copied back after "
                 "it was handled, so it cannot be marked as read without replacing the other; "
                 "delete the copy, or give it a new name to have it fetched as a new mail"
             )
-        marked = f"{ref}{INFO_SEP}{_with_flag(flags, 'S')}"
+        marked = f"{_key(copies[0][1])}{INFO_SEP}{_with_flag(flags, 'S')}"
         limit = _name_max(self.path / "cur")
         if len(os.fsencode(marked)) > limit:
             return (
@@ -168,7 +184,7 @@ class MaildirSource:
             if (copy := _unread(index.get(ref, []))) is None:
                 continue
             flags, src = copy
-            target = self.path / "cur" / f"{ref}{INFO_SEP}{_with_flag(flags, 'S')}"
+            target = self.path / "cur" / f"{_key(src)}{INFO_SEP}{_with_flag(flags, 'S')}"
             if (why := _move_file(src, target)) is not None:
                 failures[ref] = why
         if failures:
@@ -185,7 +201,7 @@ class MaildirSource:
                     failures[ref] = f"it is no longer in {self.path} (deleted or moved meanwhile)"
                 continue  # in the folder already: moved by an earlier delivery
             flags, src = copy
-            target = self.error_path / "cur" / f"{ref}{INFO_SEP}{flags}"
+            target = self.error_path / "cur" / f"{_key(src)}{INFO_SEP}{flags}"
             if (why := _move_file(src, target)) is not None:
                 failures[ref] = why
         if failures:
@@ -198,7 +214,7 @@ class MaildirSource:
         for ref in refs:
             if (copy := _preferred(index.get(ref, []))) is None:
                 continue  # not in the folder: moved back already
-            if (why := _move_file(copy[1], self.path / "new" / ref)) is not None:
+            if (why := _move_file(copy[1], self.path / "new" / _key(copy[1]))) is not None:
                 raise InfraError(f"mail {ref} not moved back to the inbox: {why}")
         if self._state is not None:
             self._state.forget(list(refs))
@@ -233,6 +249,19 @@ class MaildirSource:
             raise InfraError(
                 f"cannot make the error folder {self.error_path}: {exc.strerror}"
             ) from exc
+
+
+def _ref(key: str) -> str:
+    """The ref of a file name's key. A name that is not UTF-8 (its bytes arrive as
+    surrogates) is spelled with ``\\xNN`` escapes, so that it can be stored, logged and
+    hashed like any other; the file keeps its own name (see ``_key``)."""
+    raw = key.encode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _key(path: Path) -> str:
+    """The key in the file's own name, as the file system spells it."""
+    return split_name(path.name)[0]
 
 
 def _unread(copies: list[tuple[str, Path]]) -> tuple[str, Path] | None:
@@ -282,7 +311,50 @@ def _move_file(src: Path, dst: Path) -> str | None:
 def _message_id_in(path: Path) -> str | None:
     """The Message-ID of the mail in ``path``, from its first 64 KiB; None when unreadable."""
     try:
-        with path.open("rb") as mail:
-            return message_id_of(mail.read(65536))
-    except OSError:
+        return message_id_of(_read_mail_file(path, None, head=65536))
+    except (OSError, NotAMailFile):
         return None
+
+
+class NotAMailFile(Exception):
+    """A Maildir entry that is no mail to read: why, as a sentence for the DLQ."""
+
+    def __init__(self, why: str, error_class: str = "MailUnreadable") -> None:
+        super().__init__(why)
+        self.error_class = error_class
+
+
+def _read_mail_file(path: Path, max_mail_mb: float | None, *, head: int | None = None) -> bytes:
+    """The bytes of the regular file at ``path`` (its first ``head`` bytes when given).
+
+    Anyone who can write to the Maildir can put anything in it. A named pipe would block
+    the round for ever, a device would be read for ever, and a symbolic link could hand any
+    file on this host (``/etc/shadow``) to a request: only a regular file is read, opened
+    without following a link or waiting on a pipe, and one over ``max_mail_mb`` is refused by
+    its size before any of it is read.
+    """
+    _require_regular(path, os.lstat(path).st_mode)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    with os.fdopen(os.open(path, flags), "rb") as mail:
+        info = os.fstat(mail.fileno())  # the file opened, should it have been swapped
+        _require_regular(path, info.st_mode)
+        if max_mail_mb is not None and info.st_size > max_mail_mb * MB:
+            raise NotAMailFile(
+                f"the mail is {info.st_size / MB:.1f} MB, over this mailbox's limit of "
+                f"{max_mail_mb:g} MB (max_mail_mb)",
+                error_class="MailTooLarge",
+            )
+        return mail.read() if head is None else mail.read(head)
+
+
+def _require_regular(path: Path, mode: int) -> None:
+    if stat.S_ISLNK(mode):
+        raise NotAMailFile(
+            f"{_ref(path.name)!r} is a symbolic link, which is never followed: put the mail "
+            "itself in the Maildir"
+        )
+    if not stat.S_ISREG(mode):
+        raise NotAMailFile(
+            f"{_ref(path.name)!r} is {file_kind(mode)}, not a mail file: remove it from "
+            f"{_ref(path.parent.name)}/"
+        )
