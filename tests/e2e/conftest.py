@@ -12,7 +12,7 @@ from harness import Mailroom
 @pytest.fixture(params=["embedded", "rabbitmq+postgres"])
 def mailroom(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mailroom]:
     if request.param == "embedded":
-        room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+        room = Mailroom.on_sqlite(tmp_path)
     else:
         rabbitmq = request.getfixturevalue("rabbitmq")
         postgres = request.getfixturevalue("postgres")

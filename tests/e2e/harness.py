@@ -30,6 +30,11 @@ def settings_yaml(maildir: Path, *, max_size_mb: float = 1, mailbox: str = "demo
 class Mailroom(Room):
     """One deployment (see ``bench.room.Room``) plus what tests read and check."""
 
+    @classmethod
+    def on_sqlite(cls, tmp_path: Path) -> Mailroom:
+        """The embedded default: the in-memory broker and SQLite in the room's data folder."""
+        return cls(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+
     @property
     def embedded(self) -> bool:
         return self.env["MAILROOM_BROKER_URL"].startswith("memory://")

@@ -110,7 +110,7 @@ def test_purge_forgets_the_entries_but_keeps_the_mail(mailroom: Mailroom) -> Non
 
 
 def test_a_pop_mailbox_has_no_error_folder_to_move_back_from(tmp_path: Path) -> None:
-    room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    room = Mailroom.on_sqlite(tmp_path)
     room.apply_settings(
         "helpdesks:\n  - id: default\n    mailboxes:\n      - name: pop\n"
         "        protocol: pops\n        host: mail.example.test\n        username: u\n"
@@ -124,7 +124,7 @@ def test_a_pop_mailbox_has_no_error_folder_to_move_back_from(tmp_path: Path) -> 
 
 
 def test_an_entry_whose_mailbox_is_gone_does_not_block_the_others(tmp_path: Path) -> None:
-    room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    room = Mailroom.on_sqlite(tmp_path)
     process_demo(room)
     (room.workdir / "other").mkdir()
     room.apply_settings(

@@ -101,7 +101,7 @@ def wait_for_outcomes(db: Path, count: int) -> None:
 
 
 def test_a_killed_embedded_run_is_finished_by_the_next_run(tmp_path: Path) -> None:
-    room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    room = Mailroom.on_sqlite(tmp_path)
     keys = fill_maildir(room.maildir, MAILS)
     room.apply_settings(settings_yaml(room.maildir, mailbox="load"))
     run = subprocess.Popen(

@@ -14,7 +14,7 @@ SECRET = "root:S3CRET-HASH"
 
 @pytest.fixture
 def room(tmp_path: Path) -> Mailroom:
-    room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    room = Mailroom.on_sqlite(tmp_path)
     room.use_demo_maildir()
     room.apply_settings()
     return room

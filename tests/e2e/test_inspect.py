@@ -20,7 +20,7 @@ NEW = DEMO / "Maildir" / "new"
 @pytest.fixture
 def room(tmp_path: Path) -> Iterator[Mailroom]:
     """The embedded default with the demo settings applied and nothing fetched yet."""
-    r = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    r = Mailroom.on_sqlite(tmp_path)
     r.use_demo_maildir()
     r.apply_settings()
     yield r

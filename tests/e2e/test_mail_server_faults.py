@@ -33,7 +33,7 @@ def room(tmp_path: Path, dovecot, relay: FaultyRelay) -> Mailroom:  # type: igno
     user = f"f{uuid.uuid4().hex[:8]}@example.test"
     dovecot.add_user(user, "secret")
     dovecot.deliver_many(user, [mail(i) for i in range(MAILS)])
-    room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    room = Mailroom.on_sqlite(tmp_path)
     room.apply_settings(
         "helpdesks:\n  - id: default\n    mailboxes:\n      - name: box\n"
         f"        protocol: imap\n        host: 127.0.0.1\n        port: {relay.port}\n"
@@ -89,7 +89,7 @@ def test_a_mail_over_the_size_limit_is_dead_lettered_without_download(
     dovecot.add_user(user, "secret")
     huge = mail(1) + b"x" * 80 * 1024 + b"\r\n"
     dovecot.deliver_many(user, [mail(0), huge, mail(2)])
-    room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    room = Mailroom.on_sqlite(tmp_path)
     room.apply_settings(
         "helpdesks:\n  - id: default\n    mailboxes:\n      - name: box\n"
         f"        protocol: imaps\n        host: localhost\n        port: {dovecot.imaps_port}\n"

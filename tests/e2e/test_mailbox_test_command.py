@@ -23,7 +23,7 @@ SAMPLE = (
 
 @pytest.fixture
 def room(tmp_path: Path) -> Mailroom:
-    return Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    return Mailroom.on_sqlite(tmp_path)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ PLAIN = "demo-01-plain-text"
 
 @pytest.fixture
 def room(tmp_path: Path) -> Mailroom:
-    room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    room = Mailroom.on_sqlite(tmp_path)
     room.use_demo_maildir()
     room.apply_settings()
     return room
@@ -128,7 +128,7 @@ def test_a_mailbox_held_by_another_poller_is_named_with_its_holder_and_until_whe
 
 def test_a_killed_run_is_finished_and_counted_by_the_next_one(tmp_path: Path) -> None:
     # Given a run --once killed while it was handing mail off
-    room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    room = Mailroom.on_sqlite(tmp_path)
     fill_maildir(room.maildir, 600)
     room.apply_settings(settings_yaml(room.maildir))
     run = subprocess.Popen(
@@ -162,7 +162,7 @@ def test_a_killed_run_is_finished_and_counted_by_the_next_one(tmp_path: Path) ->
 
 def test_sigint_stops_run_once_and_the_next_run_takes_up_the_rest(tmp_path: Path) -> None:
     # Given a run --once started as a script's background job, which inherits SIGINT ignored
-    room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    room = Mailroom.on_sqlite(tmp_path)
     fill_maildir(room.maildir, 600)
     room.apply_settings(settings_yaml(room.maildir))
     run = subprocess.Popen(

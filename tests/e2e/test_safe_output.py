@@ -33,7 +33,7 @@ BROKEN_NAME = f"broken{RED}{RLO}"
 
 @pytest.fixture
 def room(tmp_path: Path) -> Mailroom:
-    room = Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    room = Mailroom.on_sqlite(tmp_path)
     room.env["COLUMNS"] = "400"  # one table row per line: escapes are not wrapped apart
     for sub in ("cur", "new", "tmp"):
         (room.maildir / sub).mkdir(parents=True)

@@ -11,7 +11,7 @@ from harness import Mailroom, settings_yaml
 
 @pytest.fixture
 def room(tmp_path: Path) -> Mailroom:
-    return Mailroom(tmp_path, "memory://", f"sqlite:///{tmp_path / 'var' / 'mailroom.db'}")
+    return Mailroom.on_sqlite(tmp_path)
 
 
 def refused(room: Mailroom, content: str | bytes) -> str:
