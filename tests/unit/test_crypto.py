@@ -113,7 +113,11 @@ def test_a_corrupted_token_is_a_config_error():
         box.decrypt(b"not a token")
 
 
-@pytest.mark.parametrize("key", ["not-a-key", "too-short==", Fernet.generate_key().decode()[:-4]])
+@pytest.mark.parametrize(
+    "key",
+    ["not-a-key", "too-short==", Fernet.generate_key().decode()[:-4]],
+    ids=["not-base64", "too-short", "truncated"],  # fixed ids: a random key differs per process
+)
 def test_an_invalid_secret_key_says_how_to_make_one(tmp_path, key):
     with pytest.raises(ConfigError) as caught:
         SecretBox.from_key_or_file(key, tmp_path / "secret.key")
