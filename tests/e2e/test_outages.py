@@ -142,6 +142,24 @@ def assert_every_mail_is_a_request(room: Deployment, count: int) -> None:
     assert room.exited_workers() == {}
 
 
+#: Attempts logged while a server stays away this long: backing off from 0.5 s, a worker
+#: makes a handful; a worker in a tight loop, or restarting, would make hundreds.
+WATCHED_S = 8
+BACKED_OFF = 8
+
+
+def started_and_waiting(room: Deployment, stage: str, what: str) -> None:
+    """Start ``stage`` while the ``what`` ("store", "broker") is down: it keeps running, not
+    ready, saying why, and tries again backing off."""
+    room.start(stage)
+    eventually(lambda: room.ready(stage)[0] == 503, f"the {stage} to answer not ready")
+    time.sleep(WATCHED_S)
+    assert room.exited_workers() == {}
+    assert f"the {what} cannot be reached" in room.ready(stage)[1]
+    attempts = room.log(stage).count(f"the {what} cannot be reached")
+    assert 2 <= attempts <= BACKED_OFF, room.log(stage)
+
+
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
@@ -186,11 +204,8 @@ def test_a_poller_started_while_postgresql_is_down_waits_for_it(
     room = deployment
     room.fill(20, seed=3)
     with down(own_postgres.stop_server, own_postgres.start_server):
-        room.start("poller")
-        eventually(lambda: room.ready("poller")[0] == 503, "the poller to answer not ready")
-        time.sleep(8)  # an earlier release exited with status 2 within seconds
-        assert room.exited_workers() == {}
-        assert "the store cannot be reached" in room.ready("poller")[1]
+        # An earlier release exited with status 2 within seconds
+        started_and_waiting(room, "poller", "store")
 
     room.start("parser", "validator", "router", "notifier")
     eventually(lambda: room.ready("poller")[0] == 200, "the poller to be ready")
@@ -264,11 +279,6 @@ def _count_in(rabbitmq: RabbitMQ, room: Deployment, queue: str, column: str) -> 
 
 # -- started while a server is down (bad input) ---------------------------------------------
 
-#: Attempts logged while a server stays away this long: backing off from 0.5 s, a worker
-#: makes a handful; a worker in a tight loop, or restarting, would make hundreds.
-WATCHED_S = 8
-BACKED_OFF = 8
-
 
 def test_a_worker_started_while_postgresql_is_down_takes_no_mail_until_it_is_back(
     deployment: Deployment, own_rabbitmq: RabbitMQ, own_postgres: PostgreSQL
@@ -281,16 +291,9 @@ def test_a_worker_started_while_postgresql_is_down_takes_no_mail_until_it_is_bac
 
     # When a parser starts while PostgreSQL is down
     with down(own_postgres.stop_server, own_postgres.start_server):
-        room.start("parser")
-        eventually(lambda: room.ready("parser")[0] == 503, "the parser to answer not ready")
-        time.sleep(WATCHED_S)
-
         # Then it waits, not ready, backing off, and takes none of the mail it cannot handle
-        assert room.exited_workers() == {}
-        assert "the store cannot be reached" in room.ready("parser")[1]
+        started_and_waiting(room, "parser", "store")
         assert _unacked_in(own_rabbitmq, room, queues.MAIL_FETCHED) == 0
-        attempts = room.log("parser").count("the store cannot be reached")
-        assert 2 <= attempts <= BACKED_OFF, room.log("parser")
 
     # And once PostgreSQL is back it serves
     room.start("validator", "router", "notifier")
@@ -304,14 +307,7 @@ def test_a_worker_started_while_rabbitmq_is_down_waits_not_ready_and_serves_once
     room = deployment
     room.fill(30, seed=9)
     with down(own_rabbitmq.stop_node, own_rabbitmq.start_node):
-        room.start("parser")
-        eventually(lambda: room.ready("parser")[0] == 503, "the parser to answer not ready")
-        time.sleep(WATCHED_S)
-
-        assert room.exited_workers() == {}
-        assert "the broker cannot be reached" in room.ready("parser")[1]
-        attempts = room.log("parser").count("the broker cannot be reached")
-        assert 2 <= attempts <= BACKED_OFF, room.log("parser")
+        started_and_waiting(room, "parser", "broker")
 
     eventually(lambda: room.ready("parser")[0] == 200, "the parser to be ready")
     room.start("poller", "validator", "router", "notifier")

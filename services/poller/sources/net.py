@@ -93,6 +93,8 @@ def explain(exc: BaseException, endpoint: Endpoint, *, connecting: bool = False)
     if isinstance(exc, MailroomError):
         return exc
     box, where = endpoint.mailbox, endpoint.where
+    if endpoint.sockets is not None and endpoint.sockets.is_cut:  # whatever the library saw
+        return InfraError(f"mailbox {box!r}: connection to {where} cut: Mailroom is stopping")
     if isinstance(exc, ProxyTimeoutError | ProxyConnectionError | ProxyError):
         return _proxy_error(exc, endpoint)
     if isinstance(exc, socket.gaierror):
