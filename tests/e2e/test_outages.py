@@ -502,11 +502,15 @@ def test_a_worker_gives_up_only_after_the_outage_limit_and_says_what_was_down(
     ],
     ids=["store", "broker"],
 )
-def test_sigterm_during_an_outage_stops_the_worker_at_once(tmp_path: Path, down) -> None:  # type: ignore[no-untyped-def]
+# The poller differs: its stage is built, with its pool of rounds, before the broker is asked.
+@pytest.mark.parametrize("stage", ["router", "poller"])
+def test_sigterm_during_an_outage_stops_the_worker_at_once(  # type: ignore[no-untyped-def]
+    tmp_path: Path, down, stage: str
+) -> None:
     port = str(free_port())
     env = worker_env(tmp_path, **{k: v.format(port=port) for k, v in down.items()})
     proc = subprocess.Popen(
-        mailroom("worker", "router"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        mailroom("worker", stage), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         time.sleep(4)  # well into its wait
