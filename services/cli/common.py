@@ -72,17 +72,20 @@ def outliving(on_stop: Callable[[], None] = lambda: None) -> Iterator[None]:
     """A stop asked for (SIGTERM, SIGINT) ends the command quietly, through ``on_stop``
     when given; an outage past the limit ends it with status 3 and what could not be
     reached."""
+    abandoned = False
     try:
         yield
     except Stopping:
         on_stop()
     except Abandoned as exc:
+        abandoned = True  # the last deadline stays: a thread stuck at exit must not hang it
         logging.getLogger(__name__).warning("%s", exc)
         on_stop()
     except OutageTooLong as exc:
         raise GaveUp(str(exc)) from None
     finally:
-        stopped()
+        if not abandoned:
+            stopped()
 
 
 @contextmanager
