@@ -51,11 +51,12 @@ class WorkerRun:
 
 
 def run_workers(
-    room: Room, db: psycopg.Connection[Any], count: int, *, deadline_s: float
+    room: Room, db: psycopg.Connection[Any], count: int, *, deadline_s: float, per_stage: int = 1
 ) -> WorkerRun:
-    """Time the workers from their start until every mail has an outcome, then stop them."""
+    """Time the workers (``per_stage`` of each stage) from their start until every mail has
+    an outcome, then stop them."""
     start = time.perf_counter()
-    room.start_workers()
+    room.start_workers(per_stage)
     done = wait_for_outcomes(db, room, count, deadline_s=deadline_s)
     seconds = time.perf_counter() - start
     memory = room.peak_memory()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,15 @@ def helpdesk_settings(mailbox: dict[str, Any], *, max_attachment_mb: float) -> d
     return {"helpdesks": [helpdesk]}
 
 
+@dataclass(frozen=True)
+class Stopped:
+    """How a worker ended after SIGTERM: its exit status (None: it had to be killed) and
+    the seconds it took."""
+
+    status: int | None
+    seconds: float
+
+
 class Room:
     """A broker URL, a database URL, a work folder and its Maildir; worker processes."""
 
@@ -91,20 +103,23 @@ class Room:
         output goes to ``NAME.log`` in the work folder."""
         name = name or stage
         health = ["--health-port", str(health_port)] if health_port is not None else []
+        return self.start_command(name, "worker", stage, *health)
+
+    def start_command(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """Start ``mailroom ARGS`` as the worker ``name`` (``run``, say), its output in
+        ``NAME.log``."""
         with (self.workdir / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(
-                mailroom("worker", stage, *health),
-                env=self.env,
-                cwd=self.workdir,
-                stdout=log,
-                stderr=log,
+                mailroom(*args), env=self.env, cwd=self.workdir, stdout=log, stderr=log
             )
         self.workers[name] = proc
         return proc
 
-    def start_workers(self) -> None:
+    def start_workers(self, per_stage: int = 1) -> None:
+        """``per_stage`` workers of each stage, named after it (``parser-2`` beyond one)."""
         for stage in STAGES:
-            self.start_worker(stage)
+            for n in range(1, per_stage + 1):
+                self.start_worker(stage, stage if per_stage == 1 else f"{stage}-{n}")
 
     def exited_workers(self) -> dict[str, int]:
         """Stage -> exit status of every worker that is no longer running."""
@@ -116,6 +131,26 @@ class Room:
 
     def worker_log(self, stage: str) -> str:
         return tail((self.workdir / f"{stage}.log").read_text(errors="replace"))
+
+    def terminate(self, *names: str, wait_s: float = 30) -> dict[str, Stopped]:
+        """SIGTERM the workers ``names`` (every one when none is named) at once; how each
+        ended. One still running after ``wait_s`` is killed (its status is then None)."""
+        procs = {n: self.workers.pop(n) for n in names or list(self.workers)}
+        start = time.monotonic()
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        ended: dict[str, Stopped] = {}
+        while len(ended) < len(procs) and time.monotonic() - start < wait_s:
+            for name, proc in procs.items():
+                if name not in ended and proc.poll() is not None:
+                    ended[name] = Stopped(proc.returncode, time.monotonic() - start)
+            time.sleep(0.05)
+        for name, proc in procs.items():
+            if name not in ended:
+                proc.kill()
+                proc.wait()
+                ended[name] = Stopped(None, time.monotonic() - start)
+        return ended
 
     def stop_workers(self) -> None:
         for proc in self.workers.values():

@@ -1,4 +1,5 @@
-"""Scaled mode (RabbitMQ, PostgreSQL, one process per stage) vs the bare broker.
+"""Scaled mode (RabbitMQ, PostgreSQL, one process per stage) vs the bare broker; and two
+processes per stage beside one, on the same mails in the same run.
 
 The servers are started here on loopback ports of their own and stopped at the end.
 """
@@ -27,6 +28,10 @@ BROKER_BASELINE = (
     "then consume with manual acks"
 )
 IMPORT_BASELINE = "python importing `services.cli`, nothing else"
+TWO_PER_STAGE_BASELINE = (
+    "the same mails with 1 worker per stage, same run (one Maildir mailbox: the second "
+    "poller only waits for the lease)"
+)
 
 
 Run = WorkerRun
@@ -39,26 +44,43 @@ def measure(workdir: Path, count: int, results: Results) -> None:
         postgres = PostgreSQL.start(workdir / "postgres")
         stack.callback(postgres.stop)
         bare = broker.round_trip(rabbitmq.new_vhost("baseline"), count)
-        room = Room(workdir / "room", rabbitmq.new_vhost("mailroom"), postgres.new_database("mr"))
-        stack.callback(room.stop_workers)
-        room.prepare(count)
-        run = _run(room, postgres.conninfo("mr"), count)
-    rate = run.done / run.seconds if run.done else None
-    figure = Figure(
-        "scaled: mails/s, end to end", BROKER_BASELINE, "mails/s", rate, bare.per_second
-    )
-    results.figures.append(figure)
-    results.stage_memory += _memory(room, run)
-    results.notes += _notes(count, run)
+        runs = {}
+        for per_stage in (1, 2):
+            name = f"mr{per_stage}"
+            room = Room(workdir / name, rabbitmq.new_vhost(name), postgres.new_database(name))
+            stack.callback(room.stop_workers)
+            room.prepare(count)
+            runs[per_stage] = _run(room, postgres.conninfo(name), count, per_stage)
+            if per_stage == 1:
+                results.stage_memory += _memory(room, runs[1])
+    run, doubled = runs[1], runs[2]
+    results.figures += [
+        Figure(
+            "scaled: mails/s, end to end", BROKER_BASELINE, "mails/s", _rate(run), bare.per_second
+        ),
+        Figure(
+            "scaled: mails/s, end to end, 2 workers per stage",
+            TWO_PER_STAGE_BASELINE,
+            "mails/s",
+            _rate(doubled),
+            _rate(run),
+        ),
+    ]
+    results.notes += _notes(count, run) + _notes(count, doubled, "scaled, 2 per stage")
     results.details["scaled"] = asdict(run) | {
         "baseline_publish_per_s": bare.count / bare.publish_seconds,
         "baseline_consume_per_s": bare.count / bare.consume_seconds,
     }
+    results.details["scaled_two_per_stage"] = asdict(doubled)
 
 
-def _run(room: Room, conninfo: str, count: int) -> Run:
+def _run(room: Room, conninfo: str, count: int, per_stage: int) -> Run:
     with psycopg.connect(conninfo, autocommit=True) as db:
-        return run_workers(room, db, count, deadline_s=DEADLINE_S)
+        return run_workers(room, db, count, deadline_s=DEADLINE_S, per_stage=per_stage)
+
+
+def _rate(run: Run) -> float | None:
+    return run.done / run.seconds if run.done else None
 
 
 def _memory(room: Room, run: Run) -> list[Figure]:
@@ -70,16 +92,16 @@ def _memory(room: Room, run: Run) -> list[Figure]:
     ]
 
 
-def _notes(count: int, run: Run) -> list[str]:
+def _notes(count: int, run: Run, what: str = "scaled") -> list[str]:
     kinds = ", ".join(f"{k} {v}" for k, v in run.tally.items())
     notes = [
-        f"scaled: {run.done} of {count} mails had an outcome after {run.seconds:.1f} s; {kinds}"
+        f"{what}: {run.done} of {count} mails had an outcome after {run.seconds:.1f} s; {kinds}"
     ]
     seen = run.tally["request mails"] + run.tally["dead letters"]
     if run.done != count or seen != count:
         notes.append(
-            f"PROBLEM: scaled run has {run.done} outcomes and {seen} request mails + dead letters"
-            f" for {count} mails"
+            f"PROBLEM: {what} run has {run.done} outcomes and {seen} request mails + dead "
+            f"letters for {count} mails"
         )
     for stage, code in run.exited.items():
         notes.append(f"PROBLEM: worker {stage} exited with status {code}:\n{run.exit_logs[stage]}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -86,17 +85,17 @@ def run(scenario: Scenario, workdir: Path, say: Callable[[str], None]) -> Report
         rabbitmq = _started(stack, RabbitMQ.start(workdir / "rabbitmq"))
         postgres = _started(stack, PostgreSQL.start(workdir / "postgres"))
         say(f"delivering {scenario.mails} mails into {scenario.mailboxes} IMAPS mailboxes")
-        users = _deliver(dovecot, scenario)
+        users = deliver(dovecot, scenario.mails, scenario.mailboxes)
         room = Room(workdir / "room", rabbitmq.new_vhost("chaos"), postgres.new_database("chaos"))
         stack.callback(room.stop_workers)
-        room.apply(_settings(dovecot, users))
+        room.apply(imaps_settings(dovecot, users))
         faults = _server_faults(rabbitmq, postgres, scenario)
         _drive(room, postgres.conninfo("chaos"), faults, scenario, report, say)
         say("stopping every worker with SIGTERM")
         report.stop_seconds = _stop_all(room)
         say("auditing every mail against the mailboxes")
         with psycopg.connect(postgres.conninfo("chaos"), autocommit=True) as db:
-            report.audit = audit(_read(dovecot, users), db)
+            report.audit = audit(read_mailboxes(dovecot, users), db)
     return report
 
 
@@ -108,21 +107,23 @@ def _started(stack: ExitStack, server: Any) -> Any:
     return server
 
 
-def _deliver(dovecot: Dovecot, scenario: Scenario) -> list[str]:
-    """Split the mails over the mailboxes; each mailbox gets its own Message-IDs (seed)."""
-    users = [f"chaos{n}@helpdesk.example" for n in range(1, scenario.mailboxes + 1)]
+def deliver(dovecot: Dovecot, mails: int, mailboxes: int, prefix: str = "chaos") -> list[str]:
+    """Split ``mails`` generated mails over ``mailboxes`` new Dovecot users, named
+    ``PREFIXn@helpdesk.example``; each mailbox gets its own Message-IDs. Returns the users."""
+    users = [f"{prefix}{n}@helpdesk.example" for n in range(1, mailboxes + 1)]
     for n, user in enumerate(users):
         dovecot.add_user(user, PASSWORD)
-        count = len(range(n, scenario.mails, scenario.mailboxes))
+        count = len(range(n, mails, mailboxes))
         for first in range(0, count, 500):
             raws = [make_mixed_mail(i, seed=n + 1) for i in range(first, min(first + 500, count))]
             dovecot.deliver_many(user, raws)
     return users
 
 
-def _settings(dovecot: Dovecot, users: list[str]) -> dict[str, Any]:
+def imaps_settings(dovecot: Dovecot, users: list[str]) -> dict[str, Any]:
+    """One help desk polling every user's inbox over IMAPS every 3 s."""
     boxes = [
-        imaps_mailbox(dovecot, _mailbox(user), user, PASSWORD)
+        imaps_mailbox(dovecot, mailbox_of(user), user, PASSWORD)
         | {
             "fetch_every_minutes": 0.05,
             "error_folder": {"enabled": True, "name": "Errors", "stop_after": 100_000},
@@ -134,7 +135,8 @@ def _settings(dovecot: Dovecot, users: list[str]) -> dict[str, Any]:
     return settings
 
 
-def _mailbox(user: str) -> str:
+def mailbox_of(user: str) -> str:
+    """The name of the mailbox polling ``user``."""
     return user.split("@")[0]
 
 
@@ -156,10 +158,14 @@ def _server_faults(rabbitmq: RabbitMQ, postgres: PostgreSQL, s: Scenario) -> lis
 
 
 def _worker_names(scenario: Scenario) -> dict[str, str]:
-    names = {f"poller-{n}": "poller" for n in range(1, scenario.pollers + 1)}
-    for stage in WORK_STAGES:
-        names |= {f"{stage}-{n}": stage for n in range(1, scenario.per_stage + 1)}
-    return names
+    return worker_names(
+        {"poller": scenario.pollers} | dict.fromkeys(WORK_STAGES, scenario.per_stage)
+    )
+
+
+def worker_names(counts: dict[str, int]) -> dict[str, str]:
+    """The stage of each worker to start, by its name (``parser-1``, ``parser-2``...)."""
+    return {f"{stage}-{n}": stage for stage, count in counts.items() for n in range(1, count + 1)}
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -241,28 +247,13 @@ def _check_workers(room: Room, names: dict[str, str], killer: WorkerKiller, repo
 
 def _stop_all(room: Room) -> dict[str, float | None]:
     """SIGTERM every worker at once; how long each took to exit (None: killed after 30 s)."""
-    start = time.monotonic()
-    procs = dict(room.workers)
-    for proc in procs.values():
-        proc.send_signal(signal.SIGTERM)
-    took: dict[str, float | None] = {}
-    while len(took) < len(procs) and time.monotonic() - start < 30:
-        for name, proc in procs.items():
-            if name not in took and proc.poll() is not None:
-                took[name] = time.monotonic() - start
-        time.sleep(0.05)
-    for name, proc in procs.items():
-        if name not in took:
-            proc.kill()
-            proc.wait()
-            took[name] = None
-    room.workers.clear()
-    return took
+    return {n: s.seconds if s.status is not None else None for n, s in room.terminate().items()}
 
 
-def _read(dovecot: Dovecot, users: list[str]) -> list[MailboxContent]:
+def read_mailboxes(dovecot: Dovecot, users: list[str]) -> list[MailboxContent]:
+    """Every user's inbox as Dovecot holds it now, for the audit."""
     boxes = []
     for user in users:
         with dovecot.imap(user) as client:
-            boxes.append(read_mailbox(client, _mailbox(user)))
+            boxes.append(read_mailbox(client, mailbox_of(user)))
     return boxes

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import FrameType
 from typing import TypeVar
 
 from kombu import Connection
@@ -19,10 +17,11 @@ from services.notifier import worker as notifier
 from services.parser import worker as parser
 from services.poller import worker as poller
 from services.router import worker as router
-from services.runtime.bus import Publisher, consumer, declare_all, drain
+from services.runtime.bus import Publisher, consumer, declare_all, drain, is_embedded
 from services.runtime.errors import StoreOutage
 from services.runtime.outages import Outages, Stopping
 from services.runtime.ports import Clock
+from services.runtime.shutdown import stop_on_signals
 from services.runtime.stage import Stage
 from services.runtime.store import Store
 from services.runtime.unfinished import has_unfinished, republish_unfinished, unfinished_mails
@@ -54,6 +53,8 @@ def run_worker(
     # The stage's publishers connect on first use, so building needs no broker yet.
     origin = Connection(settings.broker_url)
     stage = BUILDERS[name](settings, connection=origin, store=store, clock=clock)
+    # From now on a stop also cuts the stage's connections to mail servers.
+    stop_on_signals(stopper(outages, [stage]))
     for start in stage.on_start:
         outages.ride_out(start, kinds=(StoreOutage,))
     publisher = Publisher(origin)
@@ -108,6 +109,7 @@ class Pipeline:
         outages: Outages | None = None,
     ) -> None:
         self._conn = connection
+        self._embedded = is_embedded(settings.broker_url)
         self._store = store
         self._clock = clock
         self._outages = outages or Outages(settings.outage_limit_seconds)
@@ -137,9 +139,9 @@ class Pipeline:
         those left without one by an interrupted run included."""
         assert self._poller.poll_all is not None
         stop = self._outages.stop
-        # A stop ends the rounds after their batch in hand and the wait for outcomes; what
-        # is left is taken up by the next run.
-        stop_on_signals(self._stop_soon)
+        # A stop ends the rounds and the wait for outcomes; what is left is taken up by the
+        # next run.
+        stop_on_signals(stopper(self._outages, self.stages))
         started = self._clock.now()
         carried = [row.mail_id for row in unfinished_mails(self._store)]
         polled = self._poller.poll_all()
@@ -155,26 +157,27 @@ class Pipeline:
                     stage.catch_up()
         return RunOnce(polled.mail_ids, carried, started, polled.not_polled, stop.is_set())
 
-    def _stop_soon(self) -> None:
-        self._outages.stop.set()
-        for stage in self.stages:
-            for stop in stage.stop_soon:
-                stop()
-
     def settle(self) -> None:
         """Handle messages until every queue is quiet."""
         while drain(self._conn, timeout=0.2):
             pass
 
     def run_forever(self) -> None:
+        """Serve until stopped. What the in-process broker still holds then would die with
+        the process, the notifications among it (which the store does not hold yet, unlike
+        fetched mail): the rounds are ended and it is handled first, within the stop's
+        grace (``shutdown``)."""
         stop = self._outages.stop
-        stop_on_signals(stop.set)
+        stop_on_signals(stopper(self._outages, self.stages))
         with contextlib.suppress(Stopping):
             while not stop.is_set():
                 for stage in self.stages:
                     if stage.tick:
                         self._guarded(stage.tick)
                 drain(self._conn, timeout=1.0)
+            if self._embedded:
+                self.close()
+                self.settle()
 
     def close(self) -> None:
         """Let the stages' background work end (the poller's rounds)."""
@@ -187,11 +190,14 @@ class Pipeline:
         return has_unfinished(self._store)
 
 
-def stop_on_signals(stop: Callable[[], None]) -> None:
-    """Call ``stop`` on SIGTERM and SIGINT, instead of dying in the middle of a mail."""
+def stopper(outages: Outages, stages: Sequence[Stage]) -> Callable[[], None]:
+    """What a stop does: set the flag that ends every wait, and ask each stage's background
+    work to end soon (``Stage.stop_soon``)."""
 
-    def handler(_sig: int, _frame: FrameType | None) -> None:
-        stop()
+    def stop() -> None:
+        outages.stop.set()
+        for stage in stages:
+            for stop_soon in stage.stop_soon:
+                stop_soon()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    return stop

@@ -1,10 +1,13 @@
-"""A TCP relay in front of a real server that misbehaves on cue: drops or garbles a response.
+"""A TCP relay in front of a real server that misbehaves on cue: drops, garbles or holds back
+a response; and a server that accepts connections and never answers.
 
-Used to show what a mailbox round does when its server fails in the middle of a command.
+Used to show what a mailbox round does when its server fails in the middle of a command, and
+that a stopping worker does not wait for a server that hangs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -80,3 +83,52 @@ def garble_first(marker: bytes, replacement: bytes) -> Fault:
         return chunk
 
     return fault
+
+
+class Stall:
+    """A fault that holds the server's data back once ``limit`` bytes have gone through on a
+    connection, until ``release()``: a server that stops answering in the middle of a
+    response. ``stalled`` is set once it holds something back."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.stalled = threading.Event()
+        self._released = threading.Event()
+
+    def __call__(self, sent: int, chunk: bytes) -> bytes | None:
+        if sent + len(chunk) > self.limit and not self._released.is_set():
+            self.stalled.set()
+            self._released.wait()
+        return chunk
+
+    def release(self) -> None:
+        self._released.set()
+
+
+class SilentServer:
+    """Accepts connections on a free loopback port and never says a word: a mail server that
+    hangs after the TCP handshake. ``accepted`` is set once a client has connected."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.accepted = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            self._held.append(client)
+            self.accepted.set()
+
+    def close(self) -> None:
+        """Stop listening and drop every connection; the port is free again."""
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        self._server.close()
+        for client in self._held:
+            client.close()

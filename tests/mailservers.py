@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
@@ -259,6 +260,20 @@ class Dovecot:
             raise RuntimeError(f"UIDVALIDITY of {user}'s INBOX stayed {before}")
         return after
 
+    def imap_sessions(self, user: str) -> list[tuple[datetime, datetime | None]]:
+        """When each IMAP session of ``user`` logged in and ended, from Dovecot's log, in
+        order of login; the end is None while the session goes on."""
+        text = self.log_file.read_text(errors="replace")
+        quoted = re.escape(user.lower())
+        logins = re.finditer(
+            rf"^(\S+ \S+) imap-login: Info: Login: user=<{quoted}>, .*session=<([^>]+)>", text, re.M
+        )
+        ends = re.finditer(
+            rf"^(\S+ \S+) imap\({quoted}\)<\d+><([^>]+)>: Info: Disconnected", text, re.M
+        )
+        ended = {m[2]: _logged_at(m[1]) for m in ends}
+        return [(_logged_at(m[1]), ended.get(m[2])) for m in logins]
+
     def imap_uids(self, user: str, folder: str = "INBOX") -> list[int]:
         """UIDs of all mails in `folder`, ascending."""
         with self.imap(user) as client:
@@ -411,6 +426,8 @@ instance_name = mailroom-{self.imap_port}
 base_dir = {root}/base
 state_dir = {root}/state
 log_path = {self.log_file}
+# Microseconds: tests read from the log when each session began and ended.
+log_timestamp = "%Y-%m-%d %H:%M:%S.%{{usecs}} "
 {users}listen = {self.host}
 protocols = imap pop3
 ssl = yes
@@ -701,6 +718,11 @@ def _live_processes(pgid: int) -> list[int]:
 def _wait_for_next_second(mtime: float) -> None:
     """Sleep until the wall clock is past the whole second of `mtime`."""
     time.sleep(max(0.0, int(mtime) + 1 - time.time()) + 0.01)
+
+
+def _logged_at(stamp: str) -> datetime:
+    """A time stamp of Dovecot's log (``log_timestamp`` above)."""
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f")
 
 
 def _greets(port: int, greeting: bytes) -> bool:

@@ -18,6 +18,7 @@ from services.runtime.config_store import ApplyResult, ConfigStore
 from services.runtime.errors import ConfigError, InfraError
 from services.runtime.health import Health, HealthServer
 from services.runtime.outages import OutageTooLong, Stopping
+from services.runtime.shutdown import Abandoned, stopped
 from services.runtime.stage import secret_box
 from services.runtime.store import Store
 from services.safe_text import json_text, shown
@@ -67,15 +68,24 @@ class GaveUp(Fail):
 
 
 @contextmanager
-def outliving() -> Iterator[None]:
-    """A stop asked for during a wait ends the command quietly; an outage past the limit
-    ends it with status 3 and what could not be reached."""
+def outliving(on_stop: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """A stop asked for (SIGTERM, SIGINT) ends the command quietly, through ``on_stop``
+    when given; an outage past the limit ends it with status 3 and what could not be
+    reached."""
+    abandoned = False
     try:
         yield
     except Stopping:
-        return
+        on_stop()
+    except Abandoned as exc:
+        abandoned = True  # the last deadline stays: a thread stuck at exit must not hang it
+        logging.getLogger(__name__).warning("%s", exc)
+        on_stop()
     except OutageTooLong as exc:
         raise GaveUp(str(exc)) from None
+    finally:
+        if not abandoned:
+            stopped()
 
 
 @contextmanager

@@ -18,12 +18,13 @@ from services.cli.common import (
     outliving,
     serving_health,
 )
-from services.pipeline import BUILDERS, Pipeline, run_worker, stop_on_signals
+from services.pipeline import BUILDERS, Pipeline, RunOnce, run_worker
 from services.runtime.bus import connect
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore
 from services.runtime.errors import ConfigError, StoreOutage
 from services.runtime.outages import Outages
+from services.runtime.shutdown import stop_on_signals
 from services.runtime.stage import secret_box
 from services.runtime.store import Store
 
@@ -48,7 +49,9 @@ def run(config_file: Path | None, once: bool, as_json: bool, health_port: int | 
     """Run every stage in one process."""
     settings = load_settings()
     outages = Outages(settings.outage_limit_seconds)
-    with explained(), serving_health(settings, outages.health, health_port), outliving():
+    stop_on_signals(outages.stop.set)  # a stop ends even a wait for the store at start-up
+    stopped = _stopped_before_the_end if once else lambda: None
+    with explained(), serving_health(settings, outages.health, health_port), outliving(stopped):
         store = apply_file(settings, config_file)[0] if config_file else open_store(settings)
         _require_mailboxes(settings, store)
         connection = connect(settings.broker_url)
@@ -62,22 +65,31 @@ def run(config_file: Path | None, once: bool, as_json: bool, health_port: int | 
             done = pipeline.run_once()
         finally:
             pipeline.close()
-        with store.transaction() as conn:
-            summary = reports.run_summary(
-                conn, done.mail_ids, since=done.started_at, recovered=done.recovered
-            )
-        summary.mailbox_errors = [
-            {"mailbox": s.settings.name, "error": s.last_error}
-            for s in ConfigStore(store, secret_box(settings)).mailboxes()
-            if s.enabled and s.last_error
-        ] + [{"mailbox": name, "error": why} for name, why in done.not_polled.items()]
+        _report(settings, store, done, as_json=as_json)
+        if done.interrupted:
+            _stopped_before_the_end()
+
+
+def _report(settings: Settings, store: Store, done: RunOnce, *, as_json: bool) -> None:
+    """The summary of ``run --once``: as a table, or as JSON."""
+    with store.transaction() as conn:
+        summary = reports.run_summary(
+            conn, done.mail_ids, since=done.started_at, recovered=done.recovered
+        )
+    summary.mailbox_errors = [
+        {"mailbox": s.settings.name, "error": s.last_error}
+        for s in ConfigStore(store, secret_box(settings)).mailboxes()
+        if s.enabled and s.last_error
+    ] + [{"mailbox": name, "error": why} for name, why in done.not_polled.items()]
     if as_json:
         emit(summary.counts() | {k: getattr(summary, k) for k in reports.RunSummary.DETAILS})
     else:
         render.summary(summary)
-    if done.interrupted:
-        click.echo("mailroom: stopped before the end; the next run takes up the rest", err=True)
-        raise click.exceptions.Exit(130)
+
+
+def _stopped_before_the_end() -> None:
+    click.echo("mailroom: stopped before the end; the next run takes up the rest", err=True)
+    raise click.exceptions.Exit(130)
 
 
 def _require_mailboxes(settings: Settings, store: Store) -> None:
@@ -103,6 +115,8 @@ def worker(stage: str, config_file: Path | None, health_port: int | None) -> Non
 
     Waits out an unreachable broker or store (not ready meanwhile) and exits with status 3
     only when one stays away longer than MAILROOM_OUTAGE_LIMIT_SECONDS (600 by default).
+    SIGTERM or SIGINT stops it with status 0: it takes no more mail, finishes the mail in
+    hand or, after 5 s, hands it back to the broker, and closes its connections.
     """
     settings = load_settings()
     outages = Outages(settings.outage_limit_seconds)

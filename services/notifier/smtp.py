@@ -10,20 +10,34 @@ from __future__ import annotations
 import base64
 import logging
 import smtplib
+import socket
 import ssl
+from typing import Any
 
 from contracts.settings import OutgoingSettings
 from services.notifier.message import OutgoingMail, compose
 from services.runtime.errors import ConfigError, InfraError, MailError, MailroomError
+from services.runtime.open_sockets import OpenSockets
 from services.runtime.tls import tls_context
 
 log = logging.getLogger(__name__)
 
 
 class SmtpSender:
-    def __init__(self, outgoing: OutgoingSettings, *, timeout: float = 30) -> None:
+    """``sockets``: where each connection is kept for a stop to cut, so that a server that
+    stopped answering holds a stopping notifier up no longer than its stop (the email is
+    then tried again on the help desk's schedule)."""
+
+    def __init__(
+        self,
+        outgoing: OutgoingSettings,
+        *,
+        timeout: float = 30,
+        sockets: OpenSockets | None = None,
+    ) -> None:
         self._cfg = outgoing
         self._timeout = timeout
+        self._sockets = sockets or OpenSockets()
         self._where = f"SMTP server {outgoing.host}:{outgoing.port}"
 
     def send(self, mail: OutgoingMail) -> None:
@@ -59,13 +73,19 @@ class SmtpSender:
 
     def _connect(self) -> smtplib.SMTP:
         cfg = self._cfg
+        if self._sockets.is_cut:
+            raise InfraError(f"{self._where}: not connecting, the notifier is stopping")
         if cfg.security == "ssl":
             context = tls_context(cfg.tls, who="outgoing mail")
-            return smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=self._timeout, context=context)
-        smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=self._timeout)
+            return _KeptSmtpSsl(
+                self._sockets, cfg.host, cfg.port, timeout=self._timeout, context=context
+            )
+        smtp = _KeptSmtp(self._sockets, cfg.host, cfg.port, timeout=self._timeout)
         try:
             if cfg.security == "starttls":
                 smtp.starttls(context=tls_context(cfg.tls, who="outgoing mail"))
+                if smtp.sock is not None:  # the TLS socket that replaced the plain one
+                    self._sockets.track(smtp.sock)
         except BaseException:
             smtp.close()
             raise
@@ -104,6 +124,31 @@ class SmtpSender:
         if isinstance(exc, smtplib.SMTPDataError):
             return _by_code(exc.smtp_code, f"{where} refused the mail ({_reply(exc)})")
         return InfraError(f"{where} did not take the mail: {exc or type(exc).__name__}")
+
+
+class _KeptSmtp(smtplib.SMTP):
+    """smtplib's client, its socket kept in ``sockets`` from the moment it connects (before
+    the server's greeting, which a hung server never sends)."""
+
+    def __init__(self, sockets: OpenSockets, *args: Any, **kwargs: Any) -> None:
+        self._kept = sockets  # set first: the constructor connects
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        return self._kept.track(sock)
+
+
+class _KeptSmtpSsl(smtplib.SMTP_SSL):
+    """``_KeptSmtp`` over TLS from the start."""
+
+    def __init__(self, sockets: OpenSockets, *args: Any, **kwargs: Any) -> None:
+        self._kept = sockets
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        return self._kept.track(sock)
 
 
 def _by_code(code: int, what: str, fix: str | None = None) -> MailroomError:

@@ -22,6 +22,7 @@ from services.runtime.addresses import AddressSet
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore
 from services.runtime.errors import ConfigError, InfraError
+from services.runtime.open_sockets import OpenSockets
 from services.runtime.ports import Clock
 from services.runtime.stage import Stage, dispatcher, secret_box
 from services.runtime.store import Store
@@ -32,14 +33,15 @@ log = logging.getLogger(__name__)
 RETRY_EVERY = timedelta(seconds=1)
 
 
-def outgoing_for(desk: HelpdeskSettings) -> Outgoing:
-    """The help desk's sending rules; no sender when it has no outgoing server."""
+def outgoing_for(desk: HelpdeskSettings, sockets: OpenSockets | None = None) -> Outgoing:
+    """The help desk's sending rules; no sender when it has no outgoing server.
+    ``sockets``: where the sender's connections are kept for a stop to cut."""
     cfg = desk.outgoing
     rate_limit = RateLimit.of(desk.notifications.rate_limit)
     if cfg is None:
         return Outgoing(rate_limit=rate_limit)
     return Outgoing(
-        sender=SmtpSender(cfg),
+        sender=SmtpSender(cfg, sockets=sockets),
         domain=message_domain(cfg.from_address),
         retry=RetryPolicy.of(cfg.retry),
         rate_limit=rate_limit,
@@ -52,15 +54,17 @@ def build(
     clock = clock or SystemClock()
     config = ConfigStore(store, secret_box(settings))
     outbox = SqlOutbox(store)
+    # A stop cuts the connection of a send under way: the email is tried again later.
+    sockets = OpenSockets()
 
     def handle(msg: Notify):  # type: ignore[no-untyped-def]
         own = AddressSet.of(a for s in config.mailboxes() for a in s.settings.addresses)
-        outgoing = outgoing_for(config.helpdesk(msg.helpdesk))
+        outgoing = outgoing_for(config.helpdesk(msg.helpdesk), sockets)
         return notify(msg, outbox=outbox, outgoing=outgoing, own_addresses=own, now=clock.now())
 
     def outgoing_of(helpdesk: str) -> Outgoing:
         try:
-            return outgoing_for(config.helpdesk(helpdesk))
+            return outgoing_for(config.helpdesk(helpdesk), sockets)
         except ConfigError:  # the help desk was removed from the settings
             return Outgoing()
 
@@ -74,7 +78,11 @@ def build(
 
     d = dispatcher("notifier", handle, settings=settings, connection=connection, store=store)
     return Stage(
-        "notifier", {queues.NOTIFY: d}, tick=every(RETRY_EVERY, retry, clock), catch_up=retry
+        "notifier",
+        {queues.NOTIFY: d},
+        tick=every(RETRY_EVERY, retry, clock),
+        catch_up=retry,
+        stop_soon=[sockets.cut],
     )
 
 

@@ -193,14 +193,24 @@ Handle = Callable[[Delivery], str]
 Guard = Callable[[Callable[[], str]], str]
 
 
-def consumer(channel: Any, name: str, handle: Handle, guard: Guard | None = None) -> Consumer:
+def consumer(
+    channel: Any,
+    name: str,
+    handle: Handle,
+    guard: Guard | None = None,
+    stopping: Callable[[], bool] = lambda: False,
+) -> Consumer:
     """A manual-ack consumer with bounded prefetch that hands each message to ``handle``.
 
     The queues are declared beforehand (``declare_all``), not here: one declared by an
-    earlier release is used with the arguments it has.
+    earlier release is used with the arguments it has. Once ``stopping`` is true a message
+    is left alone, unacknowledged: closing the connection reads what the broker had sent
+    ahead (prefetch), and the broker hands that to another worker.
     """
 
     def on_message(message: Any) -> None:
+        if stopping():
+            return
         delivery = delivery_of(name, message)
         action = guard(lambda: handle(delivery)) if guard else handle(delivery)
         try:

@@ -41,8 +41,8 @@ class Stage:
     on_start: Sequence[Callable[[], object]] = field(default_factory=list)
     #: Run when the process stops, after the last message: let background work end.
     on_stop: Sequence[Callable[[], object]] = field(default_factory=list)
-    #: Run from a signal handler (``run --once`` stopped): ask background work to end soon,
-    #: without waiting for it.
+    #: Run from the signal handler of a stop (SIGTERM, SIGINT): ask background work to end
+    #: soon and cut connections to outside servers, without waiting for anything.
     stop_soon: Sequence[Callable[[], object]] = field(default_factory=list)
     #: The poller's "poll every mailbox now" (``run --once``); None for other stages.
     poll_all: Callable[[], Polled] | None = None

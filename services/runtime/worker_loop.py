@@ -87,7 +87,8 @@ class WorkerLoop:
             made = declare_all(conn)
             channel = conn.channel()
             for name, handle in self.stage.handlers.items():
-                consumer(channel, name, handle, guard=self._guarded).consume()
+                stopping = self.outages.stop.is_set
+                consumer(channel, name, handle, self._guarded, stopping).consume()
         except (*conn.connection_errors, *conn.channel_errors, OSError) as exc:
             raise BrokerOutage(f"setting up the consumers failed: {exc!r}") from exc
         if set(made) & set(queues.WORK_QUEUES):

@@ -142,6 +142,24 @@ def assert_every_mail_is_a_request(room: Deployment, count: int) -> None:
     assert room.exited_workers() == {}
 
 
+#: Attempts logged while a server stays away this long: backing off from 0.5 s, a worker
+#: makes a handful; a worker in a tight loop, or restarting, would make hundreds.
+WATCHED_S = 8
+BACKED_OFF = 8
+
+
+def started_and_waiting(room: Deployment, stage: str, what: str) -> None:
+    """Start ``stage`` while the ``what`` ("store", "broker") is down: it keeps running, not
+    ready, saying why, and tries again backing off."""
+    room.start(stage)
+    eventually(lambda: room.ready(stage)[0] == 503, f"the {stage} to answer not ready")
+    time.sleep(WATCHED_S)
+    assert room.exited_workers() == {}
+    assert f"the {what} cannot be reached" in room.ready(stage)[1]
+    attempts = room.log(stage).count(f"the {what} cannot be reached")
+    assert 2 <= attempts <= BACKED_OFF, room.log(stage)
+
+
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
@@ -186,11 +204,8 @@ def test_a_poller_started_while_postgresql_is_down_waits_for_it(
     room = deployment
     room.fill(20, seed=3)
     with down(own_postgres.stop_server, own_postgres.start_server):
-        room.start("poller")
-        eventually(lambda: room.ready("poller")[0] == 503, "the poller to answer not ready")
-        time.sleep(8)  # an earlier release exited with status 2 within seconds
-        assert room.exited_workers() == {}
-        assert "the store cannot be reached" in room.ready("poller")[1]
+        # An earlier release exited with status 2 within seconds
+        started_and_waiting(room, "poller", "store")
 
     room.start("parser", "validator", "router", "notifier")
     eventually(lambda: room.ready("poller")[0] == 200, "the poller to be ready")
@@ -248,9 +263,86 @@ def test_a_rabbitmq_that_comes_back_without_its_queues_gets_them_and_their_mail_
 
 def _ready_in(rabbitmq: RabbitMQ, room: Deployment, queue: str) -> int:
     """Messages of ``queue`` waiting for a consumer (not those handed out unacked)."""
-    out = rabbitmq.rabbitmqctl("list_queues", "-p", room.vhost, "-q", "name", "messages_ready")
+    return _count_in(rabbitmq, room, queue, "messages_ready")
+
+
+def _unacked_in(rabbitmq: RabbitMQ, room: Deployment, queue: str) -> int:
+    """Messages of ``queue`` handed out to a consumer and not acknowledged yet."""
+    return _count_in(rabbitmq, room, queue, "messages_unacknowledged")
+
+
+def _count_in(rabbitmq: RabbitMQ, room: Deployment, queue: str, column: str) -> int:
+    out = rabbitmq.rabbitmqctl("list_queues", "-p", room.vhost, "-q", "name", column)
     counts = dict(line.split("\t") for line in out.strip().splitlines() if "\t" in line)
     return int(counts.get(queue, 0))
+
+
+# -- started while a server is down (bad input) ---------------------------------------------
+
+
+def test_a_worker_started_while_postgresql_is_down_takes_no_mail_until_it_is_back(
+    deployment: Deployment, own_rabbitmq: RabbitMQ, own_postgres: PostgreSQL
+) -> None:
+    # Given mail waiting for the parser
+    room = deployment
+    room.fill(30, seed=8)
+    room.start("poller")
+    eventually(lambda: _ready_in(own_rabbitmq, room, queues.MAIL_FETCHED) == 30, "handed off")
+
+    # When a parser starts while PostgreSQL is down
+    with down(own_postgres.stop_server, own_postgres.start_server):
+        # Then it waits, not ready, backing off, and takes none of the mail it cannot handle
+        started_and_waiting(room, "parser", "store")
+        assert _unacked_in(own_rabbitmq, room, queues.MAIL_FETCHED) == 0
+
+    # And once PostgreSQL is back it serves
+    room.start("validator", "router", "notifier")
+    assert_every_mail_is_a_request(room, 30)
+    assert room.ready("parser")[0] == 200
+
+
+def test_a_worker_started_while_rabbitmq_is_down_waits_not_ready_and_serves_once_it_is_back(
+    deployment: Deployment, own_rabbitmq: RabbitMQ
+) -> None:
+    room = deployment
+    room.fill(30, seed=9)
+    with down(own_rabbitmq.stop_node, own_rabbitmq.start_node):
+        started_and_waiting(room, "parser", "broker")
+
+    eventually(lambda: room.ready("parser")[0] == 200, "the parser to be ready")
+    room.start("poller", "validator", "router", "notifier")
+    assert_every_mail_is_a_request(room, 30)
+
+
+# -- stopping during an outage ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("server", ["postgresql", "rabbitmq"])
+def test_every_stage_stops_within_10_s_while_a_server_is_down_and_loses_nothing(
+    deployment: Deployment, own_rabbitmq: RabbitMQ, own_postgres: PostgreSQL, server: str
+) -> None:
+    # Given every stage in the middle of a run, waiting out an outage
+    room = deployment
+    room.fill(150, seed=10)
+    room.start(*STAGES)
+    eventually(lambda: room.outcomes() >= 20, "the first requests")
+    if server == "postgresql":
+        outage = down(own_postgres.stop_server, own_postgres.start_server)
+    else:
+        outage = down(own_rabbitmq.stop_node, own_rabbitmq.start_node)
+    with outage:
+        for stage in STAGES:
+            eventually(lambda s=stage: room.ready(s)[0] == 503, f"{stage} to report not ready")
+
+        # When they are all stopped
+        stopped = room.terminate()
+
+    # Then each exits within 10 s, and once they run again no mail is lost or doubled
+    assert {n: s.status for n, s in stopped.items()} == dict.fromkeys(STAGES, 0)
+    assert all(s.seconds <= 10 for s in stopped.values()), stopped
+    assert not any("Traceback" in room.log(s) for s in STAGES)
+    room.start(*STAGES)
+    assert_every_mail_is_a_request(room, 150)
 
 
 # -- the delivery budget ---------------------------------------------------------------------
@@ -410,11 +502,15 @@ def test_a_worker_gives_up_only_after_the_outage_limit_and_says_what_was_down(
     ],
     ids=["store", "broker"],
 )
-def test_sigterm_during_an_outage_stops_the_worker_at_once(tmp_path: Path, down) -> None:  # type: ignore[no-untyped-def]
+# The poller differs: its stage is built, with its pool of rounds, before the broker is asked.
+@pytest.mark.parametrize("stage", ["router", "poller"])
+def test_sigterm_during_an_outage_stops_the_worker_at_once(  # type: ignore[no-untyped-def]
+    tmp_path: Path, down, stage: str
+) -> None:
     port = str(free_port())
     env = worker_env(tmp_path, **{k: v.format(port=port) for k, v in down.items()})
     proc = subprocess.Popen(
-        mailroom("worker", "router"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        mailroom("worker", stage), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         time.sleep(4)  # well into its wait

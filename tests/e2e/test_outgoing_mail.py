@@ -4,10 +4,9 @@ PostgreSQL) alike."""
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
-from harness import MAILROOM, Mailroom
+from harness import Mailroom
 from outgoing_scenario import REPS, SENDER, emails, settings, write_mail_with_an_exe
 from servers import free_port
 from smtp_servers import SmtpServer
@@ -18,10 +17,7 @@ def start_pipeline(room: Mailroom) -> None:
     if not room.embedded:
         room.start_workers()
         return
-    with (room.workdir / "run.log").open("ab") as log:
-        room.workers["run"] = subprocess.Popen(
-            [*MAILROOM, "run"], env=room.env, cwd=room.workdir, stdout=log, stderr=log
-        )
+    room.start_command("run", "run")
 
 
 def notices(room: Mailroom) -> dict[str, dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 from contracts.settings import MailboxSettings
 from services.poller.sources.base import MailSource, SourceState
@@ -10,11 +10,20 @@ from services.poller.sources.imap import open_imap
 from services.poller.sources.maildir import MaildirSource
 from services.poller.sources.pop import open_pop
 from services.runtime.errors import ConfigError
+from services.runtime.open_sockets import OpenSockets
 
-Factory = Callable[[MailboxSettings, SourceState], MailSource]
+
+class Factory(Protocol):
+    """Makes a protocol's source; ``sockets`` keeps its connections for a stop to cut."""
+
+    def __call__(
+        self, box: MailboxSettings, state: SourceState, *, sockets: OpenSockets | None = None
+    ) -> MailSource: ...
 
 
-def _maildir(box: MailboxSettings, state: SourceState) -> MailSource:
+def _maildir(
+    box: MailboxSettings, state: SourceState, *, sockets: OpenSockets | None = None
+) -> MailSource:
     # A Maildir keeps its state in file names (the S flag); the store remembers only mail
     # left unread because it could not be marked.
     return MaildirSource(
@@ -35,8 +44,12 @@ SOURCES: dict[str, Factory] = {
 }
 
 
-def open_source(box: MailboxSettings, state: SourceState) -> MailSource:
-    """Connect to a mailbox. Raises ``ConfigError`` for a protocol not available yet."""
+def open_source(
+    box: MailboxSettings, state: SourceState, *, sockets: OpenSockets | None = None
+) -> MailSource:
+    """Connect to a mailbox. Raises ``ConfigError`` for a protocol not available yet.
+
+    ``sockets``: where its connections are kept for a stop to cut (a Maildir has none)."""
     factory = SOURCES.get(box.protocol)
     if factory is None:
         available = ", ".join(sorted(SOURCES))
@@ -44,4 +57,4 @@ def open_source(box: MailboxSettings, state: SourceState) -> MailSource:
             f"mailbox {box.name!r}: protocol {box.protocol} is not supported yet "
             f"(available: {available})"
         )
-    return factory(box, state)
+    return factory(box, state, sockets=sockets)

@@ -31,6 +31,7 @@ from services.poller.sources.imap_session import SEEN, ImapSession, oauth_not_se
 from services.poller.sources.tokens import TokenProvider
 from services.runtime.errors import ConfigError, InfraError
 from services.runtime.mail_text import message_id_of
+from services.runtime.open_sockets import OpenSockets
 
 MB = 1024 * 1024
 #: UIDs per command: keeps command lines far below servers' line limits (64 KB on Dovecot).
@@ -79,14 +80,16 @@ class ImapSource:
         *,
         tokens: TokenProvider | None = None,
         now: Callable[[], datetime] = _utcnow,
+        sockets: OpenSockets | None = None,
     ) -> None:
         """Raises ``ConfigError`` when a credential is missing: ``username``, ``password``
-        (basic auth), or a token provider (``auth: oauth``)."""
+        (basic auth), or a token provider (``auth: oauth``). ``sockets``: where the
+        connection is kept for a stop to cut."""
         _require_credentials(box, tokens)
         self._box = box
         self._state = state
         self._now = now
-        self._session = ImapSession(box, tokens)
+        self._session = ImapSession(box, tokens, sockets=sockets)
         self._errors = ErrorFolder(self._session)
         self._synced: int | None = None
         self._listing: NewMailListing | None = None
@@ -343,13 +346,17 @@ class ImapSource:
 
 
 def open_imap(
-    box: MailboxSettings, state: SourceState, tokens: TokenProvider | None = None
+    box: MailboxSettings,
+    state: SourceState,
+    tokens: TokenProvider | None = None,
+    *,
+    sockets: OpenSockets | None = None,
 ) -> ImapSource:
     """The ``SOURCES`` factory for ``imap`` and ``imaps``; connects on first use.
 
     Raises ``ConfigError`` for ``auth: oauth`` without a token provider.
     """
-    return ImapSource(box, state, tokens=tokens)
+    return ImapSource(box, state, tokens=tokens, sockets=sockets)
 
 
 def _require_credentials(box: MailboxSettings, tokens: TokenProvider | None) -> None:

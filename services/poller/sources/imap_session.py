@@ -24,6 +24,7 @@ from services.poller.sources.base import Refused
 from services.poller.sources.debug import ProtocolTrace
 from services.poller.sources.tokens import TokenProvider
 from services.runtime.errors import ConfigError, InfraError, MailroomError
+from services.runtime.open_sockets import OpenSockets
 
 T = TypeVar("T")
 
@@ -89,7 +90,14 @@ class ImapSession:
     connects again.
     """
 
-    def __init__(self, box: MailboxSettings, tokens: TokenProvider | None = None) -> None:
+    def __init__(
+        self,
+        box: MailboxSettings,
+        tokens: TokenProvider | None = None,
+        *,
+        sockets: OpenSockets | None = None,
+    ) -> None:
+        """``sockets``: where the connection is kept for a stop to cut."""
         self.box = box
         self.endpoint = net.Endpoint(
             mailbox=box.name,
@@ -97,6 +105,7 @@ class ImapSession:
             port=box.port or DEFAULT_PORTS.get(box.protocol, 143),
             timeout=box.timeout_seconds,
             proxy=box.proxy,
+            sockets=sockets,
         )
         self.trace = ProtocolTrace(box.name) if box.debug else None
         self._tokens = tokens
@@ -227,6 +236,7 @@ class ImapSession:
             client.starttls(self._tls_context())
         except (OSError, ssl.SSLError) as exc:
             raise net.explain(exc, self.endpoint) from exc
+        self.endpoint.track(client._imap.sock)  # the TLS socket that replaced the plain one
         if self.trace:
             self.trace.note("TLS started (STARTTLS)")
 

@@ -10,16 +10,20 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
 from python_socks.sync import Proxy
 
 from contracts.settings import TlsSettings
 from services.runtime.errors import ConfigError, InfraError, MailroomError
+from services.runtime.open_sockets import OpenSockets
 from services.runtime.tls import tls_context as shared_tls_context
 
 log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=socket.socket)
 
 # OpenSSL verify codes: the certificate's issuer is unknown or it signed itself.
 _UNTRUSTED = {18, 19, 20, 21}
@@ -36,11 +40,17 @@ class Endpoint:
     port: int
     timeout: float
     proxy: str | None = None
+    #: Where the connection's sockets are kept for a stop to cut (the poller's rounds).
+    sockets: OpenSockets | None = field(default=None, compare=False, repr=False)
 
     @property
     def where(self) -> str:
         via = f" through proxy {self.proxy}" if self.proxy else ""
         return f"{self.host}:{self.port}{via}"
+
+    def track(self, sock: S) -> S:
+        """``sock``, kept to be cut when the process stops (when ``sockets`` is set)."""
+        return self.sockets.track(sock) if self.sockets is not None else sock
 
 
 def tls_context(tls: TlsSettings, *, mailbox: str) -> ssl.SSLContext:
@@ -52,18 +62,30 @@ def open_socket(endpoint: Endpoint) -> socket.socket:
     try:
         if endpoint.proxy:
             proxy = Proxy.from_url(endpoint.proxy)
-            return proxy.connect(endpoint.host, endpoint.port, timeout=endpoint.timeout)
-        return socket.create_connection((endpoint.host, endpoint.port), timeout=endpoint.timeout)
+            sock = proxy.connect(endpoint.host, endpoint.port, timeout=endpoint.timeout)
+        else:
+            address = (endpoint.host, endpoint.port)
+            sock = socket.create_connection(address, timeout=endpoint.timeout)
     except Exception as exc:
         raise explain(exc, endpoint, connecting=True) from exc
+    return endpoint.track(sock)
 
 
 def wrap_tls(sock: socket.socket, context: ssl.SSLContext, endpoint: Endpoint) -> ssl.SSLSocket:
     try:
-        return context.wrap_socket(sock, server_hostname=endpoint.host)
+        # Kept before the handshake, which a server that stopped answering would hold up.
+        tls = endpoint.track(
+            context.wrap_socket(sock, server_hostname=endpoint.host, do_handshake_on_connect=False)
+        )
     except Exception as exc:
         sock.close()
         raise explain(exc, endpoint, connecting=True) from exc
+    try:
+        tls.do_handshake()
+    except Exception as exc:
+        tls.close()
+        raise explain(exc, endpoint, connecting=True) from exc
+    return tls
 
 
 def explain(exc: BaseException, endpoint: Endpoint, *, connecting: bool = False) -> MailroomError:
@@ -71,6 +93,8 @@ def explain(exc: BaseException, endpoint: Endpoint, *, connecting: bool = False)
     if isinstance(exc, MailroomError):
         return exc
     box, where = endpoint.mailbox, endpoint.where
+    if endpoint.sockets is not None and endpoint.sockets.is_cut:  # whatever the library saw
+        return InfraError(f"mailbox {box!r}: connection to {where} cut: Mailroom is stopping")
     if isinstance(exc, ProxyTimeoutError | ProxyConnectionError | ProxyError):
         return _proxy_error(exc, endpoint)
     if isinstance(exc, socket.gaierror):

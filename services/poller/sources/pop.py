@@ -29,6 +29,7 @@ from services.poller.sources.base import Cursor, Fetched, NotMarked, SourceState
 from services.poller.sources.debug import ProtocolTrace, describe_mail
 from services.runtime.clock import SystemClock
 from services.runtime.errors import ConfigError, InfraError, MailroomError
+from services.runtime.open_sockets import OpenSockets
 from services.runtime.ports import Clock
 
 log = logging.getLogger(__name__)
@@ -458,10 +459,15 @@ def parse_pairs(lines: list[bytes]) -> list[tuple[int, str]]:
     return pairs
 
 
-def open_pop(box: MailboxSettings, state: SourceState) -> PopSource:
-    """The ``SOURCES`` factory for ``pop`` and ``pops``; connects on first use."""
+def open_pop(
+    box: MailboxSettings, state: SourceState, *, sockets: OpenSockets | None = None
+) -> PopSource:
+    """The ``SOURCES`` factory for ``pop`` and ``pops``; connects on first use. ``sockets``:
+    where the connection is kept for a stop to cut."""
     port = box.port or DEFAULT_PORTS[box.protocol]
-    endpoint = net.Endpoint(box.name, box.host or "", port, box.timeout_seconds, box.proxy)
+    endpoint = net.Endpoint(
+        box.name, box.host or "", port, box.timeout_seconds, box.proxy, sockets=sockets
+    )
     wants_tls = box.protocol == "pops" or box.starttls
     return PopSource(
         endpoint,
