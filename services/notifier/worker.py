@@ -22,7 +22,7 @@ from services.runtime.addresses import AddressSet
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore
 from services.runtime.errors import ConfigError, InfraError
-from services.runtime.ports import Clock
+from services.runtime.ports import Clock, Metrics
 from services.runtime.stage import Stage, dispatcher, secret_box
 from services.runtime.store import Store
 
@@ -47,7 +47,12 @@ def outgoing_for(desk: HelpdeskSettings) -> Outgoing:
 
 
 def build(
-    settings: Settings, *, connection: Connection, store: Store, clock: Clock | None = None
+    settings: Settings,
+    *,
+    connection: Connection,
+    store: Store,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
 ) -> Stage:
     clock = clock or SystemClock()
     config = ConfigStore(store, secret_box(settings))
@@ -72,7 +77,14 @@ def build(
         except InfraError as exc:  # the store is unreachable: the next round tries again
             log.warning("notification retries skipped: %s", exc)
 
-    d = dispatcher("notifier", handle, settings=settings, connection=connection, store=store)
+    d = dispatcher(
+        "notifier",
+        handle,
+        settings=settings,
+        connection=connection,
+        store=store,
+        metrics=metrics,
+    )
     return Stage(
         "notifier", {queues.NOTIFY: d}, tick=every(RETRY_EVERY, retry, clock), catch_up=retry
     )
