@@ -20,7 +20,7 @@ from services.router import worker as router
 from services.runtime.bus import Publisher, consumer, declare_all, drain, is_embedded
 from services.runtime.errors import StoreOutage
 from services.runtime.outages import Outages, Stopping
-from services.runtime.ports import Clock
+from services.runtime.ports import Clock, Metrics
 from services.runtime.shutdown import stop_on_signals
 from services.runtime.stage import Stage
 from services.runtime.store import Store
@@ -42,17 +42,23 @@ BUILDERS: dict[str, Callable[..., Stage]] = {
 
 
 def run_worker(
-    name: str, settings: Settings, *, store: Store, clock: Clock, outages: Outages
+    name: str,
+    settings: Settings,
+    *,
+    store: Store,
+    clock: Clock,
+    outages: Outages,
+    metrics: Metrics | None = None,
 ) -> None:
     """Run one stage until ``outages.stop`` is set (``mailroom worker STAGE``, whose
-    SIGTERM/SIGINT set it).
+    SIGTERM/SIGINT set it), counting what it handles in ``metrics``.
 
     Rides out outages of the broker and the store (see ``worker_loop``); raises
     ``OutageTooLong`` when one lasts past ``settings.outage_limit_seconds``.
     """
     # The stage's publishers connect on first use, so building needs no broker yet.
     origin = Connection(settings.broker_url)
-    stage = BUILDERS[name](settings, connection=origin, store=store, clock=clock)
+    stage = BUILDERS[name](settings, connection=origin, store=store, clock=clock, metrics=metrics)
     # From now on a stop also cuts the stage's connections to mail servers.
     stop_on_signals(stopper(outages, [stage]))
     for start in stage.on_start:
@@ -96,7 +102,7 @@ class Pipeline:
     """Every stage on one connection, in one process (``mailroom run``).
 
     A store that cannot be reached is waited out around each message and tick, as in
-    ``mailroom worker`` (``outages``).
+    ``mailroom worker`` (``outages``). Every stage counts what it handles in ``metrics``.
     """
 
     def __init__(
@@ -107,6 +113,7 @@ class Pipeline:
         store: Store,
         clock: Clock,
         outages: Outages | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._conn = connection
         self._embedded = is_embedded(settings.broker_url)
@@ -114,7 +121,8 @@ class Pipeline:
         self._clock = clock
         self._outages = outages or Outages(settings.outage_limit_seconds)
         self.stages = [
-            b(settings, connection=connection, store=store, clock=clock) for b in BUILDERS.values()
+            b(settings, connection=connection, store=store, clock=clock, metrics=metrics)
+            for b in BUILDERS.values()
         ]
         self._poller = self.stages[0]
         declare_all(connection)

@@ -14,6 +14,7 @@ from services.runtime import tables
 from services.runtime.mail_text import header_summary
 from services.runtime.ports import BlobStore
 from services.runtime.store import as_utc
+from services.runtime.store_gauges import MailboxFigures, StoreFigures
 
 OUTCOME_KEYS = {
     "request_created": "requests_created",
@@ -284,3 +285,32 @@ def mailbox_counts(conn: sa.Connection) -> dict[str, Counter[str]]:
     for mailbox, outcome, n in rows:
         counts.setdefault(mailbox, Counter())[outcome] = n
     return counts
+
+
+def monitoring_figures(conn: sa.Connection) -> StoreFigures:
+    """What ``/metrics`` reads from the store at each scrape: a few small queries, none of
+    them over the mail tables."""
+    m, n, d = tables.mailboxes, tables.notifications, tables.dead_letters
+    mailboxes = [
+        MailboxFigures(
+            helpdesk=row.helpdesk_id,
+            mailbox=row.name,
+            last_success=as_utc(row.last_success_at),
+            consecutive_failures=row.consecutive_failures,
+            error_folder_mails=row.error_count,
+            fetching=row.enabled,
+            stopped_by_errors=row.paused_by_errors,
+        )
+        for row in conn.execute(sa.select(m).order_by(m.c.name))
+    ]
+    # An unsent email is given up once it failed with no next attempt (render._delivery);
+    # suppressed ones (over the rate limit) are neither pending nor given up.
+    unsent = (n.c.channel == "email", n.c.sent_at.is_(None), n.c.suppressed_reason.is_(None))
+    given_up = sa.and_(n.c.error.is_not(None), n.c.next_attempt_at.is_(None))
+    outbox = conn.execute(
+        sa.select(
+            sa.func.count().filter(sa.not_(given_up)), sa.func.count().filter(given_up)
+        ).where(*unsent)
+    ).one()
+    entries = conn.execute(sa.select(sa.func.count()).select_from(d)).scalar_one()
+    return StoreFigures(mailboxes, int(outbox[0]), int(outbox[1]), int(entries))

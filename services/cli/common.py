@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from prometheus_client import CollectorRegistry
 
 from contracts.settings import Settings, SettingsError, load_environment, load_settings_file
 from services.admin import Admin
@@ -89,14 +90,20 @@ def outliving(on_stop: Callable[[], None] = lambda: None) -> Iterator[None]:
 
 
 @contextmanager
-def serving_health(settings: Settings, health: Health, port: int | None) -> Iterator[None]:
-    """``/healthz`` and ``/readyz`` on ``port``, else on ``MAILROOM_HEALTH_PORT``, if set."""
+def serving_health(
+    settings: Settings,
+    health: Health,
+    port: int | None,
+    registry: CollectorRegistry | None = None,
+) -> Iterator[None]:
+    """``/healthz``, ``/readyz`` and ``/metrics`` (from ``registry``) on ``port``, else on
+    ``MAILROOM_HEALTH_PORT``, if set."""
     port = settings.health_port if port is None else port
     if port is None:
         yield
         return
     try:
-        server = HealthServer(health, settings.health_host, port).start()
+        server = HealthServer(health, settings.health_host, port, registry).start()
     except OSError as exc:
         raise Fail(
             f"cannot serve health checks on {settings.health_host}:{port}: {exc.strerror}; "

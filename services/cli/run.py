@@ -18,6 +18,7 @@ from services.cli.common import (
     outliving,
     serving_health,
 )
+from services.cli.monitoring import Monitoring
 from services.pipeline import BUILDERS, Pipeline, RunOnce, run_worker
 from services.runtime.bus import connect
 from services.runtime.clock import SystemClock
@@ -43,7 +44,8 @@ from services.runtime.store import Store
 @click.option(
     "--health-port",
     type=click.IntRange(0, 65535),
-    help="Serve /healthz and /readyz on this port (or MAILROOM_HEALTH_PORT; 0: any free one).",
+    help="Serve /healthz, /readyz and /metrics on this port (or MAILROOM_HEALTH_PORT; "
+    "0: any free one).",
 )
 def run(config_file: Path | None, once: bool, as_json: bool, health_port: int | None) -> None:
     """Run every stage in one process."""
@@ -51,12 +53,20 @@ def run(config_file: Path | None, once: bool, as_json: bool, health_port: int | 
     outages = Outages(settings.outage_limit_seconds)
     stop_on_signals(outages.stop.set)  # a stop ends even a wait for the store at start-up
     stopped = _stopped_before_the_end if once else lambda: None
-    with explained(), serving_health(settings, outages.health, health_port), outliving(stopped):
+    monitoring = Monitoring.of(BUILDERS)
+    health = serving_health(settings, outages.health, health_port, monitoring.registry)
+    with explained(), health, outliving(stopped):
         store = apply_file(settings, config_file)[0] if config_file else open_store(settings)
+        monitoring.watch(store)
         _require_mailboxes(settings, store)
         connection = connect(settings.broker_url)
         pipeline = Pipeline(
-            settings, connection=connection, store=store, clock=SystemClock(), outages=outages
+            settings,
+            connection=connection,
+            store=store,
+            clock=SystemClock(),
+            outages=outages,
+            metrics=monitoring.metrics,
         )
         try:
             if not once:
@@ -108,7 +118,8 @@ def _require_mailboxes(settings: Settings, store: Store) -> None:
 @click.option(
     "--health-port",
     type=click.IntRange(0, 65535),
-    help="Serve /healthz and /readyz on this port (or MAILROOM_HEALTH_PORT; 0: any free one).",
+    help="Serve /healthz, /readyz and /metrics on this port (or MAILROOM_HEALTH_PORT; "
+    "0: any free one).",
 )
 def worker(stage: str, config_file: Path | None, health_port: int | None) -> None:
     """Run one stage: poller, parser, validator, router or notifier.
@@ -121,7 +132,9 @@ def worker(stage: str, config_file: Path | None, health_port: int | None) -> Non
     settings = load_settings()
     outages = Outages(settings.outage_limit_seconds)
     stop_on_signals(outages.stop.set)  # a stop ends even a wait for the store at start-up
-    with explained(), serving_health(settings, outages.health, health_port), outliving():
+    monitoring = Monitoring.of([stage])
+    health = serving_health(settings, outages.health, health_port, monitoring.registry)
+    with explained(), health, outliving():
 
         def migrate(store: Store) -> None:
             outages.ride_out(store.migrate, kinds=(StoreOutage,))
@@ -130,7 +143,15 @@ def worker(stage: str, config_file: Path | None, health_port: int | None) -> Non
             store = apply_file(settings, config_file, migrate=migrate)[0]
         else:
             store = open_store(settings, migrate=migrate)
-        run_worker(stage, settings, store=store, clock=SystemClock(), outages=outages)
+        monitoring.watch(store)
+        run_worker(
+            stage,
+            settings,
+            store=store,
+            clock=SystemClock(),
+            outages=outages,
+            metrics=monitoring.metrics,
+        )
 
 
 @main.group()

@@ -23,7 +23,7 @@ from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore
 from services.runtime.errors import ConfigError, InfraError
 from services.runtime.open_sockets import OpenSockets
-from services.runtime.ports import Clock
+from services.runtime.ports import Clock, Metrics
 from services.runtime.stage import Stage, dispatcher, secret_box
 from services.runtime.store import Store
 
@@ -49,7 +49,12 @@ def outgoing_for(desk: HelpdeskSettings, sockets: OpenSockets | None = None) -> 
 
 
 def build(
-    settings: Settings, *, connection: Connection, store: Store, clock: Clock | None = None
+    settings: Settings,
+    *,
+    connection: Connection,
+    store: Store,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
 ) -> Stage:
     clock = clock or SystemClock()
     config = ConfigStore(store, secret_box(settings))
@@ -76,7 +81,14 @@ def build(
         except InfraError as exc:  # the store is unreachable: the next round tries again
             log.warning("notification retries skipped: %s", exc)
 
-    d = dispatcher("notifier", handle, settings=settings, connection=connection, store=store)
+    d = dispatcher(
+        "notifier",
+        handle,
+        settings=settings,
+        connection=connection,
+        store=store,
+        metrics=metrics,
+    )
     return Stage(
         "notifier",
         {queues.NOTIFY: d},

@@ -9,7 +9,7 @@ from contracts.mail import MailFetched
 from contracts.settings import Settings
 from services.parser.handler import parse
 from services.parser.limits import ParserLimits
-from services.runtime.ports import Clock
+from services.runtime.ports import Clock, Metrics
 from services.runtime.stage import Stage, dispatcher
 from services.runtime.store import BlobsInTransaction, Store
 
@@ -25,7 +25,12 @@ def parser_limits(settings: Settings) -> ParserLimits:
 
 
 def build(
-    settings: Settings, *, connection: Connection, store: Store, clock: Clock | None = None
+    settings: Settings,
+    *,
+    connection: Connection,
+    store: Store,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
 ) -> Stage:
     """The parser needs no clock; the parameter keeps every stage's ``build`` alike."""
     limits = parser_limits(settings)
@@ -35,5 +40,12 @@ def build(
         with store.transaction() as conn:
             return parse(msg, blobs=BlobsInTransaction(conn), limits=limits)
 
-    d = dispatcher("parser", handle, settings=settings, connection=connection, store=store)
+    d = dispatcher(
+        "parser",
+        handle,
+        settings=settings,
+        connection=connection,
+        store=store,
+        metrics=metrics,
+    )
     return Stage("parser", {queues.MAIL_FETCHED: d})

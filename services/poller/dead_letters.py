@@ -105,7 +105,7 @@ class DeadLetterHandler:
                 f"the error folder holds {count} mails (stop_after {stop_after}); "
                 f"`mailroom errors move-to-inbox {name}` resumes fetching"
             )
-            self._ctx.health.pause(name, reason)
+            self._ctx.health.pause(name, reason, by_errors=True)
             self._ctx.tell(
                 state,
                 lambda people, at: error_folder_full(

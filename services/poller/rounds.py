@@ -18,7 +18,8 @@ from services.poller.adapters import SqlFetchedLog
 from services.poller.handler import FetchRound, fetch_new
 from services.poller.sources.base import MailSource, NotMarked, SourceState
 from services.runtime.bus import Publisher
-from services.runtime.ports import Clock
+from services.runtime.metrics import DEAD_LETTERED, FETCHED, NoMetrics
+from services.runtime.ports import Clock, Metrics
 from services.runtime.store import Store, put_blob
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ class MailboxRound:
     stopping: Callable[[], bool] = lambda: False
     #: Mail ids handed off so far; filled as the round goes, so a failure keeps the count.
     handed_off: list[str] = field(default_factory=list)
+    #: Counts the mails handed on (``fetched``) and those not downloaded (``dead_lettered``).
+    metrics: Metrics = field(default_factory=NoMetrics)
 
     def run(self) -> list[str]:
         """Hand off every new mail, batch by batch; returns the mail ids handed off.
@@ -112,6 +115,9 @@ class MailboxRound:
         self.publisher.publish_all([*batch.fetched, *batch.skipped])
         # Counted once published: a mail not downloaded ends as a dead-letter entry.
         self.handed_off += [m.mail_id for m in [*batch.fetched, *batch.skipped]]
+        self.metrics.handled("poller", FETCHED, len(batch.fetched))
+        self.metrics.handled("poller", DEAD_LETTERED, len(batch.skipped))
+        self.metrics.dead_lettered("poller", len(batch.skipped))
         refs = [m.source.ref for m in batch.fetched]
         self.state.mark_taken([(r, batch.message_ids.get(r)) for r in refs], "handed_off")
         # Not downloaded, so never marked (POP would delete it): only remembered, under this

@@ -33,8 +33,9 @@ from services.runtime.clock import SystemClock
 from services.runtime.config_store import MailboxState
 from services.runtime.dispatch import dead_letter_for
 from services.runtime.errors import ConfigError, InfraError, Outage
+from services.runtime.metrics import RECORDED, REQUEUED, NoMetrics, measured
 from services.runtime.open_sockets import OpenSockets
-from services.runtime.ports import Clock
+from services.runtime.ports import Clock, Metrics
 from services.runtime.stage import Polled, Stage
 from services.runtime.store import Store
 from services.runtime.unfinished import mail_fetched_of, unfinished_mails
@@ -59,6 +60,7 @@ class Poller:
         clock: Clock,
         open_mailbox: OpenMailbox | None = None,
         max_parallel: int = 4,
+        metrics: Metrics | None = None,
     ) -> None:
         self._ctx = PollerContext(settings, store, clock, connection)
         #: The rounds' connections to mail servers, which a stop cuts.
@@ -66,6 +68,7 @@ class Poller:
         self._open_round: OpenMailbox = lambda s, state: open_source(
             s.settings, state, sockets=self._sockets
         )
+        self._metrics = metrics or NoMetrics()
         if open_mailbox is not None:
             self._ctx.open = self._open_round = open_mailbox
         self._fetched = SqlFetchedLog(store)
@@ -198,6 +201,7 @@ class Poller:
                 ),
                 stopping=self._stopping.is_set,
                 handed_off=handed_off,
+                metrics=self._metrics,
             ).run()
         finally:
             source.close()
@@ -242,6 +246,7 @@ class Poller:
                 "pipeline", delivery, fetched.model_dump(), error, None, "DeliveryLimitExceeded"
             )
         )
+        self._metrics.dead_lettered("pipeline")
 
 
 def _skipped_for_outage(mailbox: str, exc: Outage) -> None:
@@ -265,14 +270,25 @@ def _is_due(state: MailboxState, now: datetime) -> bool:
 
 
 def build(
-    settings: Settings, *, connection: Connection, store: Store, clock: Clock | None = None
+    settings: Settings,
+    *,
+    connection: Connection,
+    store: Store,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
 ) -> Stage:
-    poller = Poller(settings, connection=connection, store=store, clock=clock or SystemClock())
+    metrics = metrics or NoMetrics()
+    poller = Poller(
+        settings, connection=connection, store=store, clock=clock or SystemClock(), metrics=metrics
+    )
+    record_dead = measured(
+        "poller", poller.handle_dead, metrics, {"ack": RECORDED, "requeue": REQUEUED}
+    )
     # The in-process broker forgets everything when the process stops; the store does not.
     on_start = [poller.recover] if is_embedded(settings.broker_url) else []
     return Stage(
         "poller",
-        {queues.MAIL_DEAD: poller.handle_dead},
+        {queues.MAIL_DEAD: record_dead},
         tick=poller.poll_due,
         on_start=on_start,
         on_stop=[poller.close],

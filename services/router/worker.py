@@ -13,13 +13,18 @@ from services.router.intake import IntakePolicy
 from services.runtime.addresses import AddressSet
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore, MailboxState
-from services.runtime.ports import Clock
+from services.runtime.ports import Clock, Metrics
 from services.runtime.stage import Stage, dispatcher, secret_box
 from services.runtime.store import Store
 
 
 def build(
-    settings: Settings, *, connection: Connection, store: Store, clock: Clock | None = None
+    settings: Settings,
+    *,
+    connection: Connection,
+    store: Store,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
 ) -> Stage:
     clock = clock or SystemClock()
     config = ConfigStore(store, secret_box(settings))
@@ -32,7 +37,14 @@ def build(
             book = SqlRequestBook(conn)
             return route(msg, book=book, intake=intake, own_addresses=own, now=clock.now())
 
-    d = dispatcher("router", handle, settings=settings, connection=connection, store=store)
+    d = dispatcher(
+        "router",
+        handle,
+        settings=settings,
+        connection=connection,
+        store=store,
+        metrics=metrics,
+    )
     return Stage("router", {queues.MAIL_VALIDATED: d})
 
 

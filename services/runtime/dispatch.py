@@ -11,6 +11,9 @@ never retried here, never dead-lettered and never counted; it propagates, and th
 waits it out and handles the same mail again (``outages.py``). A redelivered mail whose
 handling began ``DELIVERY_LIMIT`` times without ending (its worker died each time) is set
 aside as ``DeliveryLimitExceeded``.
+
+Each handling that ends is counted in ``metrics`` with its outcome (``handled`` or
+``dead_lettered``) and its time, retries included; one cut short by an outage is not.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from services.runtime.bus import Delivery
 from services.runtime.crypto import SecretBox
 from services.runtime.errors import InfraError, Outage, retried_in_place
 from services.runtime.mail_text import header_block, mime_tree
-from services.runtime.ports import BlobStore, DeliveryStarts
+from services.runtime.metrics import DEAD_LETTERED, HANDLED, NoMetrics
+from services.runtime.ports import BlobStore, DeliveryStarts, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +120,20 @@ class Dispatcher:
     max_attempts: int = 3
     sleep: Callable[[float], None] | None = None
     starts: DeliveryStarts | None = None
+    metrics: Metrics = field(default_factory=NoMetrics)
+    monotonic: Callable[[], float] = time.monotonic
     #: Starts cut short by an outage that could not be taken back (the store was down).
     _unforgiven: dict[str, int] = field(default_factory=dict, init=False)
 
     def __call__(self, delivery: Delivery) -> str:
+        began = self.monotonic()
         if self.starts is None or not delivery.redelivered:
-            return self._dispatch(delivery, deaths=0)  # a first delivery: nothing to count
-        return self._counted(self.starts, delivery)
+            outcome = self._dispatch(delivery, deaths=0)  # a first delivery: nothing to count
+        else:
+            outcome = self._counted(self.starts, delivery)
+        self.metrics.handled(self.stage, outcome)
+        self.metrics.handling_took(self.stage, self.monotonic() - began)
+        return "ack"
 
     def _counted(self, starts: DeliveryStarts, delivery: Delivery) -> str:
         """Handle a redelivered message, counting this start until it ends.
@@ -130,12 +141,12 @@ class Dispatcher:
         ``deaths``: the deliveries of this message that ended without it being finished:
         the first one (it came back, so it did not finish) and each start on record but
         this one. A start cut short by an outage is taken back; when the store is what is
-        down, the next handover in this process reuses it instead.
+        down, the next handover in this process reuses it instead. Returns the outcome.
         """
         key = f"{delivery.queue}:{content_hash(delivery.body)}"
         deaths = self._unforgiven.pop(key, None) or starts.begin(key)
         try:
-            action = self._dispatch(delivery, deaths=deaths)
+            outcome = self._dispatch(delivery, deaths=deaths)
             starts.finish(key)
         except Outage:
             try:
@@ -143,9 +154,10 @@ class Dispatcher:
             except Outage:
                 self._unforgiven[key] = deaths
             raise
-        return action
+        return outcome
 
     def _dispatch(self, delivery: Delivery, *, deaths: int) -> str:
+        """Handle one delivery; returns its outcome, ``HANDLED`` or ``DEAD_LETTERED``."""
         if deaths >= queues.DELIVERY_LIMIT:
             return self._set_aside(delivery, deaths)
         try:
@@ -174,7 +186,7 @@ class Dispatcher:
                 exc,
             )
             raise
-        return "ack"
+        return HANDLED
 
     def _set_aside(self, delivery: Delivery, deaths: int) -> str:
         error = RuntimeError(
@@ -214,7 +226,8 @@ class Dispatcher:
         error_class: str = "",
         attempts: int = 1,
     ) -> str:
-        """Publish the mail's DeadLetter, with its encrypted log; an outage propagates."""
+        """Publish the mail's DeadLetter, with its encrypted log; an outage propagates.
+        Returns ``DEAD_LETTERED``."""
         log_blob: str | None = None
         payload_blob: str | None = None
         try:
@@ -242,7 +255,8 @@ class Dispatcher:
             dead.error_class,
         )
         self.publish(dead)
-        return "ack"
+        self.metrics.dead_lettered(self.stage)
+        return DEAD_LETTERED
 
 
 def dead_letter_for(

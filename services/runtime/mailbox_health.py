@@ -18,15 +18,22 @@ class MailboxHealth:
         self._store = store
 
     def record_poll(self, name: str, at: datetime, error: str | None) -> int:
-        """Record a poll round; returns the consecutive failure count after it."""
+        """Record a poll round (``error`` None: it succeeded); returns the consecutive
+        failure count after it."""
         t = tables.mailboxes
         with self._store.transaction() as conn:
             row = conn.execute(sa.select(t.c.consecutive_failures).where(t.c.name == name)).first()
             if row is None:
                 return 0
             failures = 0 if error is None else row.consecutive_failures + 1
+            success = {"last_success_at": at} if error is None else {}
             self._set(
-                conn, name, last_polled_at=at, last_error=error, consecutive_failures=failures
+                conn,
+                name,
+                last_polled_at=at,
+                last_error=error,
+                consecutive_failures=failures,
+                **success,
             )
         return failures
 
@@ -45,11 +52,12 @@ class MailboxHealth:
     def reset_errors(self, name: str) -> None:
         self._update(name, error_count=0)
 
-    def pause(self, name: str, reason: str) -> None:
-        self._update(name, enabled=False, paused_reason=reason)
+    def pause(self, name: str, reason: str, *, by_errors: bool = False) -> None:
+        """Stop fetching; ``by_errors``: because the error folder reached its limit."""
+        self._update(name, enabled=False, paused_reason=reason, paused_by_errors=by_errors)
 
     def resume(self, name: str) -> None:
-        self._update(name, enabled=True, paused_reason=None)
+        self._update(name, enabled=True, paused_reason=None, paused_by_errors=False)
 
     def set_alerted(self, name: str, at: datetime | None) -> None:
         self._update(name, alerted_at=at)

@@ -40,3 +40,20 @@ class DeliveryStarts(Protocol):
     def finish(self, key: str) -> None:
         """The message was handled (or set aside): forget its starts."""
         ...
+
+
+class Metrics(Protocol):
+    """What the stages tell ``/metrics`` (``runtime.metrics.StageMetrics``). Every method is
+    safe to call from any thread and never raises."""
+
+    def handled(self, stage: str, outcome: str, count: int = 1) -> None:
+        """``count`` more mails (or messages) of ``stage`` ended with ``outcome``."""
+        ...
+
+    def handling_took(self, stage: str, seconds: float) -> None:
+        """One message of ``stage`` took ``seconds`` to handle, retries included."""
+        ...
+
+    def dead_lettered(self, stage: str, count: int = 1) -> None:
+        """``stage`` sent ``count`` more mails to the dead-letter queue."""
+        ...

@@ -13,7 +13,8 @@ from services.runtime.clock import SystemClock
 from services.runtime.crypto import SecretBox
 from services.runtime.delivery_starts import SqlDeliveryStarts
 from services.runtime.dispatch import Dispatcher, ErrorLog, Handler
-from services.runtime.ports import Clock
+from services.runtime.metrics import NoMetrics
+from services.runtime.ports import Clock, Metrics
 from services.runtime.store import SqlBlobStore, Store
 
 
@@ -62,8 +63,10 @@ def dispatcher(
     connection: Connection,
     store: Store,
     clock: Clock | None = None,
+    metrics: Metrics | None = None,
 ) -> Dispatcher:
-    """A dispatcher for ``stage`` publishing on a connection of its own."""
+    """A dispatcher for ``stage`` publishing on a connection of its own, counting what it
+    handles in ``metrics``."""
     return Dispatcher(
         stage=stage,
         handler=handler,
@@ -71,4 +74,5 @@ def dispatcher(
         error_log=ErrorLog(SqlBlobStore(store), secret_box(settings)),
         max_attempts=settings.max_attempts,
         starts=SqlDeliveryStarts(store, clock or SystemClock()),
+        metrics=metrics or NoMetrics(),
     )

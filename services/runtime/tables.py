@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -56,6 +57,10 @@ mailboxes = Table(
     Column("paused_reason", Text),
     #: When admins were last alerted that the mailbox cannot be reached; None once recovered.
     Column("alerted_at", DateTime(timezone=True)),
+    #: The end of the last poll round that succeeded; None before the first.
+    Column("last_success_at", DateTime(timezone=True)),
+    #: Fetching is paused because the error folder reached its ``stop_after``.
+    Column("paused_by_errors", Boolean, nullable=False, server_default=false()),
 )
 
 fetched_mails = Table(

@@ -11,7 +11,7 @@ from contracts.mail import MailParsed, MailValidated
 from contracts.notify import Notify
 from contracts.settings import HelpdeskSettings, Settings
 from services.runtime.config_store import ConfigStore, MailboxState
-from services.runtime.ports import BlobStore, Clock
+from services.runtime.ports import BlobStore, Clock, Metrics
 from services.runtime.stage import Stage, dispatcher, secret_box
 from services.runtime.store import SqlBlobStore, Store
 from services.validator.adapters import LibmagicSniffer, SqlBlobHeads
@@ -20,7 +20,12 @@ from services.validator.policy import AttachmentPolicy, StripNotices
 
 
 def build(
-    settings: Settings, *, connection: Connection, store: Store, clock: Clock | None = None
+    settings: Settings,
+    *,
+    connection: Connection,
+    store: Store,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
 ) -> Stage:
     """The validator needs no clock; the parameter keeps every stage's ``build`` alike."""
     blobs = SqlBlobStore(store)
@@ -34,7 +39,14 @@ def build(
             msg, desk, config.mailboxes(), blobs=blobs, sniff=sniff, read_head=heads
         )
 
-    d = dispatcher("validator", handle, settings=settings, connection=connection, store=store)
+    d = dispatcher(
+        "validator",
+        handle,
+        settings=settings,
+        connection=connection,
+        store=store,
+        metrics=metrics,
+    )
     return Stage("validator", {queues.MAIL_PARSED: d})
 
 

@@ -53,4 +53,4 @@ def test_not_ready_says_what_cannot_be_reached(served):
 def test_an_unknown_path_is_a_clear_404(served):
     _, port = served
 
-    assert get(port, "/metricz") == (404, "not found: try /healthz or /readyz\n")
+    assert get(port, "/metricz") == (404, "not found: try /healthz, /readyz or /metrics\n")
