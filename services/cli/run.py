@@ -21,7 +21,7 @@ from services.cli.common import (
 from services.pipeline import BUILDERS, Pipeline, run_worker, stop_on_signals
 from services.runtime.bus import connect
 from services.runtime.clock import SystemClock
-from services.runtime.config_store import ConfigStore
+from services.runtime.config_store import ApplyResult, ConfigStore
 from services.runtime.errors import ConfigError, StoreOutage
 from services.runtime.outages import Outages
 from services.runtime.stage import secret_box
@@ -131,6 +131,11 @@ def config_apply(file: Path) -> None:
     settings = load_settings()
     with explained():
         result = apply_file(settings, file)[1]
+    report_applied(file, result)
+
+
+def report_applied(file: Path, result: ApplyResult) -> None:
+    """What applying a settings file changed, for the operator."""
     boxes = ", ".join(result.mailboxes) or "none"
     click.echo(f"applied {file}: help desks {', '.join(result.helpdesks)}; mailboxes {boxes}")
     if result.removed_mailboxes:
