@@ -2,8 +2,9 @@
 # Install the Debian packages the test suite runs for real: RabbitMQ and PostgreSQL servers
 # (started by tests/servers.py on their own ports), Dovecot, tinyproxy, dante and openssl
 # (started by tests/mailservers.py), libmagic for python-magic; podman, runc and debootstrap
-# to build and run the container image and the compose stack (tests/deploy), and prometheus
-# for promtool, which checks the alert rules.
+# to build and run the container image and the compose stack (tests/deploy), with CNI's
+# dnsname plugin so that compose services find each other by name, and prometheus for
+# promtool, which checks the alert rules.
 # Idempotent and silent when everything is present. Arguments name a subset to install
 # (`make run` needs only libmagic1).
 set -euo pipefail
@@ -14,7 +15,7 @@ else
     packages=(
         rabbitmq-server postgresql libmagic1
         dovecot-imapd dovecot-pop3d tinyproxy dante-server openssl
-        podman runc debootstrap prometheus
+        podman runc debootstrap golang-github-containernetworking-plugin-dnsname prometheus
     )
 fi
 

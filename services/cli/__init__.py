@@ -1,6 +1,25 @@
 """The ``mailroom`` command. The only package that loads settings; it wires and delegates."""
 
-from services.cli import failures, inspect, mailboxes, notifications, requests, run
+from services.cli import (
+    failures,
+    health_check,
+    inspect,
+    mailboxes,
+    migrate,
+    notifications,
+    requests,
+    run,
+)
 from services.cli.app import main
 
-__all__ = ["main", "failures", "inspect", "mailboxes", "notifications", "requests", "run"]
+__all__ = [
+    "main",
+    "failures",
+    "health_check",
+    "inspect",
+    "mailboxes",
+    "migrate",
+    "notifications",
+    "requests",
+    "run",
+]

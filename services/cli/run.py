@@ -22,7 +22,7 @@ from services.cli.monitoring import Monitoring
 from services.pipeline import BUILDERS, Pipeline, RunOnce, run_worker
 from services.runtime.bus import connect
 from services.runtime.clock import SystemClock
-from services.runtime.config_store import ConfigStore
+from services.runtime.config_store import ApplyResult, ConfigStore
 from services.runtime.errors import ConfigError, StoreOutage
 from services.runtime.outages import Outages
 from services.runtime.shutdown import stop_on_signals
@@ -166,6 +166,11 @@ def config_apply(file: Path) -> None:
     settings = load_settings()
     with explained():
         result = apply_file(settings, file)[1]
+    report_applied(file, result)
+
+
+def report_applied(file: Path, result: ApplyResult) -> None:
+    """What applying a settings file changed, for the operator."""
     boxes = ", ".join(result.mailboxes) or "none"
     click.echo(f"applied {file}: help desks {', '.join(result.helpdesks)}; mailboxes {boxes}")
     if result.removed_mailboxes:

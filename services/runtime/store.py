@@ -17,6 +17,8 @@ from typing import overload
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
@@ -67,6 +69,15 @@ class Store:
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision; safe to call from every process."""
+        self.upgrade()
+
+    def upgrade(self) -> list[str]:
+        """Bring the schema to the newest revision; returns the revisions applied, oldest
+        first, and none when the schema was there already.
+
+        Safe to call from several processes at once: on PostgreSQL they take turns (an
+        advisory lock), and the later ones find nothing to do.
+        """
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
@@ -76,7 +87,11 @@ class Store:
                 cfg = Config()
                 cfg.set_main_option("script_location", str(MIGRATIONS))
                 cfg.attributes["connection"] = conn
+                before = MigrationContext.configure(conn).get_current_revision()
                 command.upgrade(cfg, "head")
+                script = ScriptDirectory.from_config(cfg)
+                applied = script.iterate_revisions("head", before or "base")
+                return [revision.revision for revision in reversed(list(applied))]
         except SQLAlchemyError as exc:
             raise _translated(exc, f"database {safe_url(self.url)} is not usable") from exc
 
