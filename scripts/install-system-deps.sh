@@ -2,7 +2,8 @@
 # Install the Debian packages the test suite runs for real: RabbitMQ and PostgreSQL servers
 # (started by tests/servers.py on their own ports), Dovecot, tinyproxy, dante and openssl
 # (started by tests/mailservers.py), libmagic for python-magic; podman, runc and debootstrap
-# to build and run the container image and the compose stack (tests/deploy), and prometheus
+# to build and run the container image and the compose stack (tests/deploy); catatonit, the
+# init of the pause container that podman builds for a pod (`podman kube play`); prometheus
 # for promtool, which checks the alert rules.
 # Idempotent and silent when everything is present. Arguments name a subset to install
 # (`make run` needs only libmagic1).
@@ -14,7 +15,7 @@ else
     packages=(
         rabbitmq-server postgresql libmagic1
         dovecot-imapd dovecot-pop3d tinyproxy dante-server openssl
-        podman runc debootstrap prometheus
+        podman runc debootstrap catatonit prometheus
     )
 fi
 
