@@ -7,14 +7,17 @@ mounts, security context):
 - each Deployment runs one replica and publishes its health port on a loopback port of its
   own (podman publishes every containerPort on the host, so five pods would all want 8080);
 - Secrets are made as podman secrets beforehand, because 4.3 cannot use the ones it makes
-  from a manifest: a Secret read as environment is its ``data`` as JSON (values in base64),
-  one mounted as files is its values as JSON, written out as they are.
+  from a manifest. A Secret read as environment is its ``data`` as JSON (values in base64,
+  decoded by podman). A Secret mounted as files is the whole Secret as JSON, and podman
+  writes each entry of its ``data`` as it stands, without decoding it: so such an entry is
+  given as its plain value, which must read as base64 too (``podman_safe_key``).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import json
 import os
 import subprocess
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from cryptography.fernet import Fernet
 from kustomized import Doc, Manifests
 
 #: The machine's own podman settings need two changes (see ../shared/notes/containers.md).
@@ -45,40 +49,78 @@ class Played:
     """What ``kube play`` was given, so that all of it is removed again."""
 
     manifest: Path
-    pods: list[str] = field(default_factory=list)
+    #: The pod of each workload: ``NAME-pod-0`` for a Deployment, ``NAME`` for a Pod.
+    pods: dict[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
-    #: The host port of each stage's health endpoint.
-    health_ports: dict[str, int] = field(default_factory=dict)
+
+
+def job_as_pod(job: Doc) -> Doc:
+    """The pod a Job makes, as a Pod (podman plays no Jobs): its template, run once."""
+    template = copy.deepcopy(job["spec"]["template"])
+    metadata = {"name": job["metadata"]["name"], "labels": template["metadata"]["labels"]}
+    spec = template["spec"] | {"restartPolicy": "Never"}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def pod_spec(workload: Doc) -> Doc:
+    """The pod spec of a Pod or Deployment, itself (changes to it change the workload)."""
+    spec: Doc = workload["spec"]
+    return spec if workload["kind"] == "Pod" else spec["template"]["spec"]
 
 
 def for_podman(
-    manifests: Manifests, *, image: str, ports: Iterator[int], replace: dict[str, str]
+    manifests: Manifests,
+    workloads: list[Doc],
+    *,
+    image: str,
+    ports: Iterator[int],
+    replace: dict[str, str],
 ) -> tuple[list[Doc], dict[str, bytes]]:
-    """The ConfigMaps and Deployments to play, and the podman secrets they need (name:
-    content). ``replace`` sets Secret entries (a real key for the placeholder)."""
+    """The ConfigMaps and the workloads (Deployments, Pods) to play, and the podman secrets
+    they need (name: content). ``replace`` sets Secret entries (a real key for the
+    placeholder)."""
     docs = list(manifests.of_kind("ConfigMap"))
     mounted = set()
-    for deployment in manifests.of_kind("Deployment"):
-        spec = deployment["spec"]
-        spec["replicas"] = 1
-        pod = spec["template"]["spec"]
+    for workload in copy.deepcopy(workloads):
+        if workload["kind"] == "Deployment":
+            workload["spec"]["replicas"] = 1
+        pod = pod_spec(workload)
         for c in pod["containers"]:
             c["image"] = image
             for port in c.get("ports", []):
                 port |= {"hostPort": next(ports), "hostIP": "127.0.0.1"}
         mounted |= {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
-        docs.append(deployment)
+        docs.append(workload)
     secrets = {}
     for secret in manifests.of_kind("Secret"):
         name = secret["metadata"]["name"]
         data = manifests.data("Secret", name)
         data |= {k: v for k, v in replace.items() if k in data}
         if name in mounted:
-            secrets[name] = json.dumps(data).encode()
+            for key, value in data.items():
+                assert _is_base64(value), f"podman 4.3 cannot mount {name}/{key}: see above"
+            whole = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}}
+            secrets[name] = json.dumps(whole | {"data": data}).encode()
         else:
             encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
             secrets[name] = json.dumps(encoded).encode()
     return docs, secrets
+
+
+def podman_safe_key() -> str:
+    """A Fernet key whose text is standard base64 as well (no ``-`` or ``_``), which podman
+    4.3 writes into a Secret volume unchanged (see above)."""
+    while True:
+        key = Fernet.generate_key().decode()
+        if _is_base64(key):
+            return key
+
+
+def _is_base64(text: str) -> bool:
+    try:
+        return base64.b64encode(base64.b64decode(text, validate=True)).decode() == text
+    except ValueError:
+        return False
 
 
 @contextlib.contextmanager
@@ -87,12 +129,9 @@ def played(docs: list[Doc], secrets: dict[str, bytes], folder: Path) -> Iterator
     run = Played(folder / "play.yaml")
     run.manifest.write_text(yaml.safe_dump_all(docs))
     for d in docs:
-        if d["kind"] == "Deployment":
-            stage = d["spec"]["template"]["spec"]["containers"][0]["args"][1]
-            run.pods.append(f"{d['metadata']['name']}-pod-0")
-            run.health_ports[stage] = d["spec"]["template"]["spec"]["containers"][0]["ports"][0][
-                "hostPort"
-            ]
+        name = d["metadata"]["name"]
+        if d["kind"] in ("Deployment", "Pod"):
+            run.pods[name] = f"{name}-pod-0" if d["kind"] == "Deployment" else name
     try:
         for name, content in secrets.items():
             (folder / name).write_bytes(content)
@@ -102,17 +141,17 @@ def played(docs: list[Doc], secrets: dict[str, bytes], folder: Path) -> Iterator
         yield run
     finally:
         podman("kube", "down", str(run.manifest), check=False)
-        for pod in run.pods:
+        for pod in run.pods.values():
             podman("pod", "rm", "--force", "--ignore", pod, check=False)
         for name in run.secrets:
             podman("secret", "rm", name, check=False)
 
 
-def worker_logs(pod: str) -> str:
-    """What the pod's worker wrote, on standard output and error alike."""
+def logs(container: str) -> str:
+    """What a container wrote, on standard output and error alike."""
     env = os.environ | {"CONTAINERS_CONF": str(CONTAINERS_CONF)}
     done = subprocess.run(
-        ["podman", "logs", f"{pod}-worker"],
+        ["podman", "logs", container],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -122,9 +161,9 @@ def worker_logs(pod: str) -> str:
     return done.stdout
 
 
-def container_state(pod: str) -> dict[str, object]:
-    """The state of the pod's worker container (``Running``, ``ExitCode``...)."""
-    name = f"{pod}-worker"
-    state: dict[str, object] = json.loads(podman("inspect", "--format", "{{json .State}}", name))
-    state["RestartCount"] = int(podman("inspect", "--format", "{{.RestartCount}}", name))
+def container_state(container: str) -> dict[str, object]:
+    """A container's state (``Running``, ``ExitCode``...) and ``RestartCount``."""
+    raw = podman("inspect", "--format", "{{json .State}}", container)
+    state: dict[str, object] = json.loads(raw)
+    state["RestartCount"] = int(podman("inspect", "--format", "{{.RestartCount}}", container))
     return state

@@ -8,7 +8,7 @@ import copy
 import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -100,6 +100,32 @@ def pod_specs(manifests: Manifests) -> Iterator[tuple[str, Doc]]:
     """Every pod template: of each Deployment and Job, with a name to report."""
     for doc in manifests.of_kind("Deployment") + manifests.of_kind("Job"):
         yield f"{doc['kind']} {doc['metadata']['name']}", doc["spec"]["template"]["spec"]
+
+
+#: The volume kinds that hold files of an object, and the field naming that object.
+FILE_SOURCES = (("configMap", "ConfigMap", "name"), ("secret", "Secret", "secretName"))
+
+
+def mounted_file(pod: Doc, path: str) -> tuple[str, str, str | None, bool]:
+    """What the pod's container sees at ``path``: (kind, name, key, read-only) of the
+    ConfigMap or Secret entry mounted there (key None: not one of its entries)."""
+    target = PurePosixPath(path)
+    for mount in pod["containers"][0].get("volumeMounts", []):
+        at = PurePosixPath(mount["mountPath"])
+        if "subPath" in mount and at == target:
+            inside = mount["subPath"]
+        elif "subPath" not in mount and at in target.parents:
+            inside = str(target.relative_to(at))
+        else:
+            continue
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        for field, kind, name in FILE_SOURCES:
+            if field in volume:
+                items = volume[field].get("items") or [{"key": inside, "path": inside}]
+                key = next((i["key"] for i in items if i["path"] == inside), None)
+                return kind, volume[field][name], key, bool(mount.get("readOnly"))
+        raise AssertionError(f"{path} is in volume {mount['name']}: no ConfigMap or Secret")
+    raise AssertionError(f"nothing is mounted at {path}")
 
 
 def served_schema(crd_file: Path, version: str) -> Doc:

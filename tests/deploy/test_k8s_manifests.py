@@ -25,6 +25,7 @@ from kustomized import (
     Doc,
     Manifests,
     closed,
+    mounted_file,
     pod_specs,
     render,
     served_schema,
@@ -37,6 +38,7 @@ from services.pipeline import BUILDERS
 from services.runtime.store import Store
 
 HEALTH_PORT = 8080
+SETTINGS_FILE = "/etc/mailroom/settings.yaml"
 #: The built-in kinds the manifests use; each must be checked, none only warned about.
 BUILT_IN = {"Namespace", "ConfigMap", "Secret", "Deployment", "PodDisruptionBudget", "Job"}
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
@@ -337,11 +339,9 @@ def test_every_worker_gets_the_broker_the_store_and_the_key(example: Manifests) 
         env = example.env(c)
         assert env["MAILROOM_BROKER_URL"].startswith("amqp"), where
         assert env["MAILROOM_DATABASE_URL"].startswith("postgresql"), where
-        key_file = Path(env["MAILROOM_SECRET_KEY_FILE"])
-        (mount,) = [m for m in c["volumeMounts"] if Path(m["mountPath"]) == key_file.parent]
-        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-        paths = [i["path"] for i in volume["secret"]["items"]]
-        assert key_file.name in paths, where
+        kind, name, key, read_only = mounted_file(pod, env["MAILROOM_SECRET_KEY_FILE"])
+        assert kind == "Secret" and read_only, where
+        assert key in example.data(kind, name), where
 
 
 def test_passwords_are_only_in_secrets(example: Manifests) -> None:
@@ -362,11 +362,9 @@ def test_the_example_settings_are_valid_with_the_secret_variables_alone(
 ) -> None:
     job = example.named("Job", "mailroom-migrate")
     pod = job["spec"]["template"]["spec"]
-    (mount,) = [
-        m for m in container(pod)["volumeMounts"] if m["mountPath"] == "/etc/mailroom/settings.yaml"
-    ]
-    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    text = example.data("ConfigMap", volume["configMap"]["name"])[mount["subPath"]]
+    kind, name, key, _ = mounted_file(pod, SETTINGS_FILE)
+    assert kind == "ConfigMap" and key is not None
+    text = example.data(kind, name)[key]
     (tmp_path / "settings.yaml").write_text(text)
     # Only the Secret's variables: a ${NAME} it lacks would stop the Job.
     parsed = load_settings_file(tmp_path / "settings.yaml", env=secret_env(example))
@@ -381,9 +379,9 @@ def test_the_migration_job_migrates_and_applies_the_mounted_settings(example: Ma
     spec: dict[str, Any] = job["spec"]
     pod = spec["template"]["spec"]
     c = container(pod)
-    assert c["args"] == ["migrate", "--config", "/etc/mailroom/settings.yaml"]
-    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/etc/mailroom/settings.yaml")
-    assert mount["readOnly"] is True
+    assert c["args"] == ["migrate", "--config", SETTINGS_FILE]
+    kind, name, key, read_only = mounted_file(pod, SETTINGS_FILE)
+    assert read_only and key in example.data(kind, name)
     # Retried a bounded number of times, then gone, so that the next apply runs it again.
     assert 0 < spec["backoffLimit"] <= 6
     assert spec["ttlSecondsAfterFinished"] > 0
