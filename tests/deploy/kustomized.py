@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -41,6 +42,15 @@ def render(folder: Path) -> list[Doc]:
     if done.returncode != 0:
         raise RuntimeError(f"kubectl kustomize {folder} failed:\n{done.stderr}")
     return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def render_prefixed(overlay: Path, folder: Path, prefix: str) -> list[Doc]:
+    """``overlay`` rendered through a kustomization in ``folder`` that adds ``namePrefix``."""
+    relative = os.path.relpath(overlay, folder)
+    (folder / "kustomization.yaml").write_text(
+        f"resources:\n  - {relative}\nnamePrefix: {prefix}\n"
+    )
+    return render(folder)
 
 
 class Manifests:

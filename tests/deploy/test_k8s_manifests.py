@@ -5,7 +5,6 @@ built-in kinds are checked by kubernetes-validate and KEDA's kinds against its C
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from kustomized import (
     mounted_file,
     pod_specs,
     render,
+    render_prefixed,
     served_schema,
     stage_of,
 )
@@ -315,11 +315,7 @@ def test_every_object_a_manifest_names_is_in_the_example(example: Manifests) -> 
 
 def test_names_still_agree_under_a_name_prefix(tmp_path: Path) -> None:
     """An overlay's namePrefix renames the KEDA kinds' targets too (kustomizeconfig.yaml)."""
-    relative = os.path.relpath(EXAMPLE, tmp_path)
-    (tmp_path / "kustomization.yaml").write_text(
-        f"resources:\n  - {relative}\nnamePrefix: staging-\n"
-    )
-    prefixed = Manifests(render(tmp_path))
+    prefixed = Manifests(render_prefixed(EXAMPLE, tmp_path, "staging-"))
     assert all(d["metadata"]["name"].startswith("staging-") for d in prefixed.docs[1:])
     assert_references_resolve(prefixed)
 

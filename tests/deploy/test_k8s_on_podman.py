@@ -23,7 +23,7 @@ from kube_play import (
     podman,
     podman_safe_key,
 )
-from kustomized import EXAMPLE, Manifests, render, stage_of
+from kustomized import EXAMPLE, Manifests, render_prefixed, stage_of
 from servers import free_port
 
 from services.pipeline import BUILDERS
@@ -45,11 +45,7 @@ def image() -> str:
 
 def prefixed(folder: Path, prefix: str) -> Manifests:
     """The example overlay under ``prefix``, so that its pods and secrets are this test's."""
-    relative = os.path.relpath(EXAMPLE, folder)
-    (folder / "kustomization.yaml").write_text(
-        f"resources:\n  - {relative}\nnamePrefix: {prefix}\n"
-    )
-    return Manifests(render(folder))
+    return Manifests(render_prefixed(EXAMPLE, folder, prefix))
 
 
 def get(port: int, path: str) -> tuple[int, str]:
