@@ -3,7 +3,8 @@
 # (started by tests/servers.py on their own ports), Dovecot, tinyproxy, dante and openssl
 # (started by tests/mailservers.py), libmagic for python-magic; podman, runc and debootstrap
 # to build and run the container image and the compose stack (tests/deploy), with CNI's
-# dnsname plugin so that compose services find each other by name, and prometheus for
+# dnsname plugin so that compose services find each other by name; catatonit, the init of
+# the pause container that podman builds for a pod (`podman kube play`); prometheus for
 # promtool, which checks the alert rules.
 # Idempotent and silent when everything is present. Arguments name a subset to install
 # (`make run` needs only libmagic1).
@@ -15,7 +16,8 @@ else
     packages=(
         rabbitmq-server postgresql libmagic1
         dovecot-imapd dovecot-pop3d tinyproxy dante-server openssl
-        podman runc debootstrap golang-github-containernetworking-plugin-dnsname prometheus
+        podman runc debootstrap golang-github-containernetworking-plugin-dnsname catatonit
+        prometheus
     )
 fi
 

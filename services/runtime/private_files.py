@@ -58,7 +58,7 @@ def private_file(path: Path) -> None:
     if stat.S_ISREG(current.st_mode) and stat.S_IMODE(current.st_mode) & 0o077:
         try:
             os.chmod(path, FILE_MODE)
-        except PermissionError:
+        except OSError:  # not ours, or on a read-only mount: a Kubernetes or compose secret
             log.warning("%s can be read by other users; `chmod 600 %s` fixes that", path, path)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -123,6 +124,23 @@ def test_a_looser_file_is_tightened_and_a_looser_folder_is_reported(tmp_path, ca
     assert mode(db) == 0o600
     assert mode(folder) == 0o755, "a folder may be shared: it is not changed behind one's back"
     assert f"chmod 700 {folder}" in caplog.text
+
+
+def test_a_looser_file_that_cannot_be_changed_is_used_and_reported(tmp_path, caplog, monkeypatch):
+    """A key file mounted read-only (a Kubernetes secret through subPath, a compose secret)
+    is the operator's to set: Mailroom uses it and says what is loose, never stops on it."""
+    key = tmp_path / "secret-key"
+    key.write_bytes(b"key")
+    os.chmod(key, 0o444)
+
+    def read_only(path: object, mode: int) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(os, "chmod", read_only)
+    private_file(key)
+
+    assert mode(key) == 0o444
+    assert f"chmod 600 {key}" in caplog.text
 
 
 def test_a_named_pipe_is_never_replaced_even_with_force(tmp_path):

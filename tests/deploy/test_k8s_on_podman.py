@@ -1,0 +1,158 @@
+"""The example overlay's Deployments run by ``podman kube play``: every stage's pod, as
+rendered, with a broker and a store it cannot reach. Each worker stays up, says it is alive
+and not ready (and why, without a password), waits with back-off, and stops on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kube_play import (
+    container_state,
+    for_podman,
+    job_as_pod,
+    logs,
+    played,
+    pod_spec,
+    podman,
+    podman_safe_key,
+)
+from kustomized import EXAMPLE, Manifests, render_prefixed, stage_of
+from servers import free_port
+
+from services.pipeline import BUILDERS
+
+#: The image deploy/Dockerfile makes (the compose file takes the same variable).
+IMAGE = os.environ.get("MAILROOM_IMAGE", "localhost/mailroom:latest")
+DEADLINE_S = 60
+#: What the example's store URL hides: the password must never be shown.
+PASSWORD = "REPLACE-WITH-THE-POSTGRES-PASSWORD"
+VAR_DIR = "/var/lib/mailroom"
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    if podman("images", "--quiet", IMAGE).strip() == "":
+        pytest.fail(f"no image {IMAGE}: build it from deploy/Dockerfile (see deploy/README.md)")
+    return IMAGE
+
+
+def prefixed(folder: Path, prefix: str) -> Manifests:
+    """The example overlay under ``prefix``, so that its pods and secrets are this test's."""
+    return Manifests(render_prefixed(EXAMPLE, folder, prefix))
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def wait_until(done: dict[str, bool], check: Callable[[str], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not all(done.values()):
+        assert time.monotonic() < deadline, f"{what} within {DEADLINE_S} s: {done}"
+        for stage in [s for s, ok in done.items() if not ok]:
+            done[stage] = check(stage)
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def stages_without_store(image: str, tmp_path: Path) -> Iterator[dict[str, tuple[str, int]]]:
+    """Every stage's pod, played; stage: (its worker container, its health port)."""
+    manifests = prefixed(tmp_path, f"t{os.getpid()}-")
+    deployments = manifests.of_kind("Deployment")
+    ports = iter([free_port() for _ in deployments])
+    key = {"secret-key": podman_safe_key()}
+    docs, secrets = for_podman(manifests, deployments, image=image, ports=ports, replace=key)
+    with played(docs, secrets, tmp_path) as run:
+        stages = {}
+        for d in docs:
+            if d["kind"] == "Deployment":
+                pod = run.pods[d["metadata"]["name"]]
+                port = pod_spec(d)["containers"][0]["ports"][0]["hostPort"]
+                stages[stage_of(d)] = (f"{pod}-worker", port)
+        yield stages
+
+
+def test_a_worker_that_cannot_reach_its_store_is_alive_not_ready_and_stops_on_sigterm(
+    stages_without_store: dict[str, tuple[str, int]],
+) -> None:
+    assert sorted(stages_without_store) == sorted(BUILDERS)
+    answers: dict[str, str] = {}
+
+    def alive_not_ready(stage: str) -> bool:
+        """Not ready, and why: "starting" at first, then what it cannot reach."""
+        port = stages_without_store[stage][1]
+        status, body = get(port, "/readyz")
+        answers[stage] = body
+        why = body.startswith("not ready: the store cannot be reached")
+        return get(port, "/healthz")[0] == 200 and status == 503 and why
+
+    wait_until(dict.fromkeys(stages_without_store, False), alive_not_ready, "alive, not ready")
+    for stage, body in answers.items():
+        assert PASSWORD not in body, stage
+
+    def retried(stage: str) -> bool:
+        """Waited with back-off, twice at least: it retries, and it did not crash meanwhile."""
+        written = logs(stages_without_store[stage][0])
+        return len(re.findall(r"waiting, not ready \(down [1-9]\d* s", written)) >= 2
+
+    wait_until(dict.fromkeys(stages_without_store, False), retried, "retried with back-off")
+    for stage, (worker, _) in stages_without_store.items():
+        state = container_state(worker)
+        assert state["Running"] is True and state["RestartCount"] == 0, (stage, state)
+        assert PASSWORD not in logs(worker), stage
+        # Inside the grace period (30 s): a worker that did not stop would be killed (137).
+        podman("stop", "--time", "30", worker)
+        state = container_state(worker)
+        assert state["Running"] is False and state["ExitCode"] in (0, 143), (stage, state)
+
+
+def test_the_migration_job_run_twice_does_nothing_the_second_time(
+    image: str, tmp_path: Path
+) -> None:
+    """The Job's pod, run twice on one store. The store is SQLite in a folder of the host
+    instead of the Job's emptyDir, so that it outlives the first pod; all else is the Job's
+    own: command, settings file, key, environment, security context."""
+    manifests = prefixed(tmp_path, f"t{os.getpid()}-")
+    pod = job_as_pod(manifests.of_kind("Job")[0])
+    store = tmp_path / "store"
+    store.mkdir(mode=0o700)
+    os.chown(store, 10001, 10001)
+    spec = pod_spec(pod)
+    (var,) = [m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == VAR_DIR]
+    spec["volumes"] = [v for v in spec["volumes"] if v["name"] != var["name"]]
+    spec["volumes"].append(
+        {"name": var["name"], "hostPath": {"path": str(store), "type": "Directory"}}
+    )
+    replace = {
+        "secret-key": podman_safe_key(),
+        "MAILROOM_DATABASE_URL": f"sqlite:///{VAR_DIR}/mailroom.db",
+    }
+    said = []
+    for run in ("first", "second"):
+        folder = tmp_path / run
+        folder.mkdir()
+        docs, secrets = for_podman(manifests, [pod], image=image, ports=iter(()), replace=replace)
+        with played(docs, secrets, folder) as played_run:
+            container = f"{played_run.pods[pod['metadata']['name']]}-migrate"
+            podman("wait", container, timeout=DEADLINE_S)
+            state = container_state(container)
+            said.append(logs(container))
+            assert state["ExitCode"] == 0, f"the {run} run failed:\n{said[-1]}"
+    first, second = said
+    assert "migrated the store to revision" in first
+    assert "already at the newest revision; nothing to do" in second
+    assert "migrated" not in second and "settings changed" not in second, second
+    assert "applied /etc/mailroom/settings.yaml" in second
