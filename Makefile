@@ -42,7 +42,7 @@ run: $(STAMP)
 
 ## test: the lint gates, then every test tier against real RabbitMQ and PostgreSQL on loopback
 test: $(STAMP) system-deps lint
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadgroup
 
 ## unit: the fast loop, no servers
 unit: $(STAMP)

@@ -20,10 +20,10 @@ from services.cli.common import (
     serving_health,
 )
 from services.cli.run import report_applied
-from services.pipeline import stop_on_signals
 from services.runtime import data_folder
 from services.runtime.errors import StoreOutage
 from services.runtime.outages import Outages
+from services.runtime.shutdown import stop_on_signals
 from services.runtime.store import Store
 
 log = logging.getLogger(__name__)

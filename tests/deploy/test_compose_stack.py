@@ -23,13 +23,14 @@ import yaml
 from compose_stack import MAILDIR_IN_CONTAINER, OVERRIDE, Stack, outcome_refs
 from cryptography.fernet import Fernet
 from mail_accounting import DEAD, Audit, audit, deliver
-from podman_images import BASE_IMAGE, REPO, build, ensure_base_image, image_size, podman
+from podman_images import BASE_IMAGE, REPO, build, podman
 from servers import free_port
 
 from bench.room import settings_for
 from contracts.queues import MAIL_FETCHED, MAIL_VALIDATED
 
-pytestmark = pytest.mark.containers
+# One test process builds and runs the images (pytest-xdist keeps a group on one worker).
+pytestmark = [pytest.mark.containers, pytest.mark.xdist_group("containers")]
 
 MAILROOM_IMAGE = "localhost/mailroom:latest"
 DEPLOY = REPO / "deploy"
@@ -40,32 +41,12 @@ Say = Callable[[str], None]
 
 
 @pytest.fixture(scope="module")
-def say(request: pytest.FixtureRequest) -> Say:
-    """A line on the terminal, shown whether the tests pass or not."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-
-    def line(text: str) -> None:
-        if reporter is not None and capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(text)
-
-    return line
-
-
-@pytest.fixture(scope="module")
-def images(say: Say) -> None:
+def images(mailroom_image: str, say: Say) -> None:
+    """Mailroom's image, and the RabbitMQ and PostgreSQL stand-ins of the override file."""
     started = time.monotonic()
-    made = ensure_base_image()
-    build(MAILROOM_IMAGE, REPO, dockerfile=REPO / "deploy" / "Dockerfile")
     for service in yaml.safe_load(OVERRIDE.read_text())["services"].values():
         build(service["image"], (REPO / "deploy" / service["build"]["context"]).resolve())
-    size = image_size(MAILROOM_IMAGE)
-    base = "made the Debian base image, then " if made else ""
-    say(
-        f"\n{base}built the images in {time.monotonic() - started:.0f} s; "
-        f"{MAILROOM_IMAGE}: {size / 1e6:.0f} MB"
-    )
+    say(f"built the RabbitMQ and PostgreSQL stand-ins in {time.monotonic() - started:.0f} s")
 
 
 def inspect(name: str) -> dict[str, Any]:

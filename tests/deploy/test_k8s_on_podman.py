@@ -28,8 +28,9 @@ from servers import free_port
 
 from services.pipeline import BUILDERS
 
-#: The image deploy/Dockerfile makes (the compose file takes the same variable).
-IMAGE = os.environ.get("MAILROOM_IMAGE", "localhost/mailroom:latest")
+# Built by the same test process as the compose stack's tests (pytest-xdist keeps a group on
+# one worker), so the image is built once.
+pytestmark = [pytest.mark.containers, pytest.mark.xdist_group("containers")]
 DEADLINE_S = 60
 #: What the example's store URL hides: the password must never be shown.
 PASSWORD = "REPLACE-WITH-THE-POSTGRES-PASSWORD"
@@ -37,10 +38,8 @@ VAR_DIR = "/var/lib/mailroom"
 
 
 @pytest.fixture(scope="module")
-def image() -> str:
-    if podman("images", "--quiet", IMAGE).strip() == "":
-        pytest.fail(f"no image {IMAGE}: build it from deploy/Dockerfile (see deploy/README.md)")
-    return IMAGE
+def image(mailroom_image: str) -> str:
+    return mailroom_image
 
 
 def prefixed(folder: Path, prefix: str) -> Manifests:
