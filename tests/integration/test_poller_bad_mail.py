@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 
 from contracts import queues
 from contracts.dead import DeadLetter
@@ -30,16 +29,6 @@ from services.runtime.stage import secret_box
 from services.runtime.store import Store
 
 MAIL = b"From: a@example.com\r\nSubject: hi\r\nMessage-ID: <%d@example.com>\r\n\r\nbody\r\n"
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        broker_url="memory://",
-        database_url=f"sqlite:///{tmp_path / 'db'}",
-        secret_key=Fernet.generate_key().decode(),
-        var_dir=tmp_path,
-    )
 
 
 @pytest.fixture

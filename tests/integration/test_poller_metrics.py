@@ -7,7 +7,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 from prometheus_client import CollectorRegistry
 
 from contracts.settings import Settings, parse_settings
@@ -38,16 +37,6 @@ class OneTooLarge(FakeMailSource):
                 yield Fetched(ref, None, skipped="over 25 MB", error_class="MailTooLarge")
             else:
                 yield Fetched(ref, self.fetch_raw(ref))
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        broker_url="memory://",
-        database_url=f"sqlite:///{tmp_path / 'db'}",
-        secret_key=Fernet.generate_key().decode(),
-        var_dir=tmp_path,
-    )
 
 
 @pytest.fixture

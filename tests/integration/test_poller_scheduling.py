@@ -7,7 +7,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 
 from contracts.settings import Settings, parse_settings
 from services.poller.adapters import SqlLeases
@@ -33,16 +32,6 @@ class SlowSource(FakeMailSource):
     def list_new(self, limit: int) -> list[str]:
         self.release.wait(timeout=30)
         return super().list_new(limit)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        broker_url="memory://",
-        database_url=f"sqlite:///{tmp_path / 'db'}",
-        secret_key=Fernet.generate_key().decode(),
-        var_dir=tmp_path,
-    )
 
 
 @pytest.fixture

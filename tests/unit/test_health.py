@@ -4,21 +4,6 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-
-import pytest
-
-from services.runtime.health import Health, HealthServer
-
-
-@pytest.fixture
-def served() -> Iterator[tuple[Health, int]]:
-    health = Health()
-    server = HealthServer(health, "127.0.0.1", 0).start()
-    try:
-        yield health, server.port
-    finally:
-        server.close()
 
 
 def get(port: int, path: str) -> tuple[int, str]:

@@ -3,22 +3,8 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
-import pytest
-
-from services.runtime.health import Health, HealthServer
 from services.runtime.health_probe import probe, probe_address
-
-
-@pytest.fixture
-def served() -> Iterator[tuple[Health, int]]:
-    health = Health()
-    server = HealthServer(health, "127.0.0.1", 0).start()
-    try:
-        yield health, server.port
-    finally:
-        server.close()
 
 
 def unused_port() -> int:
