@@ -20,10 +20,12 @@ import sqlalchemy as sa
 from contracts.base import Envelope
 from contracts.registry import CONTRACT_OF_QUEUE
 from services.poller.adapters import SqlSourceState
-from services.poller.sources import open_source
+from services.poller.opener import mailbox_opener
+from services.poller.sources import capabilities
+from services.poller.sources.base import MailSource
 from services.runtime import tables
 from services.runtime.clock import SystemClock
-from services.runtime.config_store import ConfigStore
+from services.runtime.config_store import ConfigStore, MailboxState
 from services.runtime.crypto import SecretBox
 from services.runtime.errors import ConfigError, InfraError
 from services.runtime.mail_text import message_id_of
@@ -54,9 +56,9 @@ class Admin:
             {
                 "mailbox": s.settings.name,
                 "protocol": s.settings.protocol,
-                "error_folder": None
-                if _is_pop(s.settings.protocol)
-                else s.settings.error_folder.name,
+                "error_folder": s.settings.error_folder.name
+                if capabilities(s.settings.protocol).error_folder
+                else None,
                 "error_count": s.error_count,
                 "dead_letters": entries.get(s.settings.name, 0),
                 "stopped": not s.enabled,
@@ -138,12 +140,12 @@ class Admin:
         again from the raw copy in the store, so nothing is lost.
         """
         state = self.config.mailbox(mailbox)
-        if _is_pop(state.settings.protocol):
+        if not capabilities(state.settings.protocol).error_folder:
             raise ConfigError(
-                f"mailbox {mailbox!r} is POP, which has no error folder: "
-                "use `mailroom dlq replay --all` to process its failed mail again"
+                f"mailbox {mailbox!r} is {state.settings.protocol.upper()}, which has no "
+                "error folder: use `mailroom dlq replay --all` to process its failed mail again"
             )
-        source = open_source(state.settings, SqlSourceState(self.store, mailbox, SystemClock()))
+        source = self._open(state)
         try:
             held = source.error_folder_message_ids()
             source.move_to_inbox(list(held))
@@ -277,6 +279,11 @@ class Admin:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _open(self, state: MailboxState) -> MailSource:
+        clock = SystemClock()
+        source_state = SqlSourceState(self.store, state.settings.name, clock)
+        return mailbox_opener(self.store, self.box, clock)(state, source_state)
+
     def _dead_letters(self, mailbox: str | None = None) -> list[Any]:
         d = tables.dead_letters
         query = sa.select(d).order_by(d.c.id)
@@ -290,7 +297,7 @@ class Admin:
         entries whose mail was found there (by ref on a Maildir, by Message-ID on IMAP,
         where the folder gives each mail a ref of its own)."""
         state = self.config.mailbox(mailbox)
-        source = open_source(state.settings, SqlSourceState(self.store, mailbox, SystemClock()))
+        source = self._open(state)
         try:
             found = self._in_folder(entries, source.error_folder_message_ids())
             source.move_to_inbox(list(found))
@@ -393,10 +400,6 @@ class Downloaded:
 class MovedBack:
     moved: int  # mails moved from the error folder to the inbox
     missing: int  # entries whose mail was gone from the folder, replayed from the store
-
-
-def _is_pop(protocol: str) -> bool:
-    return protocol in ("pop", "pops")
 
 
 def _safe(text: str) -> str:

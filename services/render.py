@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from contracts.settings import SECRET_FIELDS
+from services.poller.sources import capabilities
 from services.reports import RunSummary
 from services.runtime.config_store import MailboxState
 from services.safe_text import shown
@@ -96,11 +97,12 @@ def mailbox_detail(state: MailboxState, counts: Counter[str] | None) -> dict[str
     data["settings"] = {
         k: ("********" if k in SECRET_FIELDS and v else v) for k, v in settings.items()
     }
-    has_folders = state.settings.protocol not in ("pop", "pops")
+    protocol = state.settings.protocol
     data["error_folder"] = (
         f"{state.settings.error_folder.name}"
-        if has_folders
-        else "none: POP has no folders; failed mail is kept as dead-letter entries only"
+        if capabilities(protocol).error_folder
+        else f"none: {protocol.upper()} has no folders; failed mail is kept as dead-letter "
+        "entries only"
     )
     return data
 

@@ -13,10 +13,11 @@ from services.cli.common import (
     say,
 )
 from services.poller.adapters import SqlSourceState
+from services.poller.opener import mailbox_opener
 from services.poller.sample import describe_sample
-from services.poller.sources import open_source
 from services.runtime.clock import SystemClock
 from services.runtime.mailbox_health import MailboxHealth
+from services.runtime.stage import secret_box
 
 
 @main.group()
@@ -56,9 +57,9 @@ def mailbox_show(name: str, as_json: bool) -> None:
 def mailbox_test(name: str, as_json: bool) -> None:
     """Fetch a sample mail: the oldest, without marking or moving it."""
     with explained():
-        _, store, cfg = config_store_for()
+        settings, store, cfg = config_store_for()
         state = SqlSourceState(store, name, SystemClock())
-        source = open_source(cfg.mailbox(name).settings, state)
+        source = mailbox_opener(store, secret_box(settings))(cfg.mailbox(name), state)
         try:
             raw = source.fetch_oldest_unmarked()
         finally:

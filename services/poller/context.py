@@ -12,7 +12,7 @@ from contracts.notify import Notify
 from contracts.settings import HelpdeskSettings, Settings
 from services.poller.adapters import SqlSourceState
 from services.poller.notices import People
-from services.poller.sources import open_source
+from services.poller.opener import mailbox_opener
 from services.poller.sources.base import MailSource, SourceState
 from services.runtime.bus import Publisher
 from services.runtime.config_store import ConfigStore, MailboxState
@@ -32,7 +32,8 @@ class PollerContext:
     store: Store
     clock: Clock
     connection: Connection
-    open: OpenMailbox = field(default=lambda s, state: open_source(s.settings, state))
+    #: Opens a mailbox for the commands' calls (samples, moves); rounds set their own.
+    open: OpenMailbox | None = None
     box: SecretBox = field(init=False)
     blobs: SqlBlobStore = field(init=False)
     config: ConfigStore = field(init=False)
@@ -43,8 +44,11 @@ class PollerContext:
         self.blobs = SqlBlobStore(self.store)
         self.config = ConfigStore(self.store, self.box)
         self.health = MailboxHealth(self.store)
+        if self.open is None:
+            self.open = mailbox_opener(self.store, self.box, self.clock)
 
     def open_mailbox(self, state: MailboxState) -> MailSource:
+        assert self.open is not None  # set in __post_init__
         return self.open(state, SqlSourceState(self.store, state.settings.name, self.clock))
 
     def helpdesk(self, state: MailboxState) -> HelpdeskSettings:

@@ -26,8 +26,8 @@ from services.poller.notices import (
     connectivity_alert,
     connectivity_recovered,
 )
+from services.poller.opener import mailbox_opener
 from services.poller.rounds import MailboxRound
-from services.poller.sources import open_source
 from services.runtime.bus import Delivery, Publisher, is_embedded
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import MailboxState
@@ -65,8 +65,8 @@ class Poller:
         self._ctx = PollerContext(settings, store, clock, connection)
         #: The rounds' connections to mail servers, which a stop cuts.
         self._sockets = OpenSockets()
-        self._open_round: OpenMailbox = lambda s, state: open_source(
-            s.settings, state, sockets=self._sockets
+        self._open_round: OpenMailbox = mailbox_opener(
+            store, self._ctx.box, clock, sockets=self._sockets
         )
         self._metrics = metrics or NoMetrics()
         if open_mailbox is not None:

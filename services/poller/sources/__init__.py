@@ -1,60 +1,80 @@
-"""Mailbox protocols by ``protocol`` name; only the poller's wiring reads this table."""
+"""Mailbox protocols by ``protocol`` name: how to open each, and what each can do.
+
+A new protocol is one module with a factory, one line in ``SOURCES`` and a test class that
+runs the shared contract suite (``tests/contract/test_mail_source.py``). Only the poller's
+wiring opens sources; the commands read ``capabilities`` to know what a mailbox offers.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from contracts.settings import MailboxSettings
 from services.poller.sources.base import MailSource, SourceState
 from services.poller.sources.imap import open_imap
-from services.poller.sources.maildir import MaildirSource
+from services.poller.sources.maildir import open_maildir
+from services.poller.sources.needs import SourceNeeds
 from services.poller.sources.pop import open_pop
 from services.runtime.errors import ConfigError
-from services.runtime.open_sockets import OpenSockets
+
+__all__ = ["SOURCES", "Capabilities", "SourceKind", "SourceNeeds", "capabilities", "open_source"]
 
 
-class Factory(Protocol):
-    """Makes a protocol's source; ``sockets`` keeps its connections for a stop to cut."""
+@dataclass(frozen=True)
+class Capabilities:
+    """What a protocol's mailbox offers, known without connecting."""
 
-    def __call__(
-        self, box: MailboxSettings, state: SourceState, *, sockets: OpenSockets | None = None
-    ) -> MailSource: ...
-
-
-def _maildir(
-    box: MailboxSettings, state: SourceState, *, sockets: OpenSockets | None = None
-) -> MailSource:
-    # A Maildir keeps its state in file names (the S flag); the store remembers only mail
-    # left unread because it could not be marked.
-    return MaildirSource(
-        box.path or "",
-        mailbox=box.name,
-        error_folder=box.error_folder.name,
-        state=state,
-        max_mail_mb=box.max_mail_mb,
-    )
+    #: Failed mail is moved to an error folder (else it stays in the dead-letter queue only).
+    error_folder: bool
+    #: Handed-off mail is marked seen/read and stays in the mailbox.
+    marks_seen: bool
+    #: Handed-off mail is deleted from the mailbox (POP).
+    deletes_after_hand_off: bool
 
 
-SOURCES: dict[str, Factory] = {
-    "maildir": _maildir,
-    "pop": open_pop,
-    "pops": open_pop,
-    "imap": open_imap,
-    "imaps": open_imap,
+#: Makes a protocol's source from its settings, its remembered state and what it depends on.
+Factory = Callable[[MailboxSettings, SourceState, SourceNeeds], MailSource]
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    open: Factory
+    capabilities: Capabilities
+
+
+_FOLDERS = Capabilities(error_folder=True, marks_seen=True, deletes_after_hand_off=False)
+_POP = Capabilities(error_folder=False, marks_seen=False, deletes_after_hand_off=True)
+
+SOURCES: dict[str, SourceKind] = {
+    "maildir": SourceKind(open_maildir, _FOLDERS),
+    "pop": SourceKind(open_pop, _POP),
+    "pops": SourceKind(open_pop, _POP),
+    "imap": SourceKind(open_imap, _FOLDERS),
+    "imaps": SourceKind(open_imap, _FOLDERS),
 }
 
 
-def open_source(
-    box: MailboxSettings, state: SourceState, *, sockets: OpenSockets | None = None
-) -> MailSource:
-    """Connect to a mailbox. Raises ``ConfigError`` for a protocol not available yet.
+def capabilities(protocol: str) -> Capabilities:
+    """What mailboxes of ``protocol`` offer; a protocol not built yet offers folders."""
+    kind = SOURCES.get(protocol)
+    return kind.capabilities if kind is not None else _FOLDERS
 
-    ``sockets``: where its connections are kept for a stop to cut (a Maildir has none)."""
-    factory = SOURCES.get(box.protocol)
-    if factory is None:
+
+def open_source(
+    box: MailboxSettings, state: SourceState, needs: SourceNeeds | None = None
+) -> MailSource:
+    """Connect to a mailbox (lazily: most sources connect on first use).
+
+    ``needs``: what the adapter depends on (clock, token provider, HTTP sessions, protocol
+    trace, the sockets a stop cuts); the defaults suit a mailbox without OAuth.
+    Raises ``ConfigError`` for a protocol not available.
+    """
+    kind = SOURCES.get(box.protocol)
+    if kind is None:
         available = ", ".join(sorted(SOURCES))
         raise ConfigError(
             f"mailbox {box.name!r}: protocol {box.protocol} is not supported yet "
             f"(available: {available})"
         )
-    return factory(box, state, sockets=sockets)
+    return kind.open(box, state, needs or SourceNeeds.plain(box))

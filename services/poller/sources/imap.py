@@ -24,10 +24,11 @@ from imapclient import IMAPClient
 
 from contracts.settings import MailboxSettings
 from services.poller.sources.base import Cursor, Fetched, NotMarked, Refused, SourceState
-from services.poller.sources.debug import describe_mail
+from services.poller.sources.debug import ProtocolTrace, describe_mail
 from services.poller.sources.imap_folders import ErrorFolder
 from services.poller.sources.imap_listing import NewMailListing, make_ref
 from services.poller.sources.imap_session import SEEN, ImapSession, oauth_not_set_up
+from services.poller.sources.needs import SourceNeeds
 from services.poller.sources.tokens import TokenProvider
 from services.runtime.errors import ConfigError, InfraError
 from services.runtime.mail_text import message_id_of
@@ -81,15 +82,17 @@ class ImapSource:
         tokens: TokenProvider | None = None,
         now: Callable[[], datetime] = _utcnow,
         sockets: OpenSockets | None = None,
+        trace: ProtocolTrace | None = None,
     ) -> None:
         """Raises ``ConfigError`` when a credential is missing: ``username``, ``password``
         (basic auth), or a token provider (``auth: oauth``). ``sockets``: where the
-        connection is kept for a stop to cut."""
+        connection is kept for a stop to cut; ``trace``: the ``debug`` trace (made from
+        ``box.debug`` when not given)."""
         _require_credentials(box, tokens)
         self._box = box
         self._state = state
         self._now = now
-        self._session = ImapSession(box, tokens, sockets=sockets)
+        self._session = ImapSession(box, tokens, sockets=sockets, trace=trace)
         self._errors = ErrorFolder(self._session)
         self._synced: int | None = None
         self._listing: NewMailListing | None = None
@@ -345,18 +348,12 @@ class ImapSource:
             self._session.trace.note(f"mail {ref}, {len(raw)} bytes:\n{describe_mail(raw)}")
 
 
-def open_imap(
-    box: MailboxSettings,
-    state: SourceState,
-    tokens: TokenProvider | None = None,
-    *,
-    sockets: OpenSockets | None = None,
-) -> ImapSource:
+def open_imap(box: MailboxSettings, state: SourceState, needs: SourceNeeds) -> ImapSource:
     """The ``SOURCES`` factory for ``imap`` and ``imaps``; connects on first use.
 
     Raises ``ConfigError`` for ``auth: oauth`` without a token provider.
     """
-    return ImapSource(box, state, tokens=tokens, sockets=sockets)
+    return ImapSource(box, state, tokens=needs.tokens, sockets=needs.sockets, trace=needs.trace)
 
 
 def _require_credentials(box: MailboxSettings, tokens: TokenProvider | None) -> None:

@@ -96,8 +96,10 @@ class ImapSession:
         tokens: TokenProvider | None = None,
         *,
         sockets: OpenSockets | None = None,
+        trace: ProtocolTrace | None = None,
     ) -> None:
-        """``sockets``: where the connection is kept for a stop to cut."""
+        """``sockets``: where the connection is kept for a stop to cut; ``trace``: the
+        ``debug`` trace (made from ``box.debug`` when not given)."""
         self.box = box
         self.endpoint = net.Endpoint(
             mailbox=box.name,
@@ -107,7 +109,7 @@ class ImapSession:
             proxy=box.proxy,
             sockets=sockets,
         )
-        self.trace = ProtocolTrace(box.name) if box.debug else None
+        self.trace = trace or (ProtocolTrace(box.name) if box.debug else None)
         self._tokens = tokens
         self._client: IMAPClient | None = None
         self._selected: tuple[str, int] | None = None

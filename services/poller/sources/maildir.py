@@ -18,7 +18,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from contracts.file_kinds import file_kind
+from contracts.settings import MailboxSettings
 from services.poller.sources.base import Fetched, NotMarked, SourceState
+from services.poller.sources.needs import SourceNeeds
 from services.runtime.errors import ConfigError, InfraError
 from services.runtime.mail_text import message_id_of
 
@@ -358,3 +360,17 @@ def _require_regular(path: Path, mode: int) -> None:
             f"{_ref(path.name)!r} is {file_kind(mode)}, not a mail file: remove it from "
             f"{_ref(path.parent.name)}/"
         )
+
+
+def open_maildir(box: MailboxSettings, state: SourceState, needs: SourceNeeds) -> MaildirSource:
+    """The ``SOURCES`` factory for ``maildir``.
+
+    A Maildir keeps its state in file names (the S flag); the store remembers only mail left
+    unread because it could not be marked."""
+    return MaildirSource(
+        box.path or "",
+        mailbox=box.name,
+        error_folder=box.error_folder.name,
+        state=state,
+        max_mail_mb=box.max_mail_mb,
+    )

@@ -27,9 +27,9 @@ from contracts.settings import DEFAULT_PORTS, MailboxSettings
 from services.poller.sources import net
 from services.poller.sources.base import Cursor, Fetched, NotMarked, SourceState
 from services.poller.sources.debug import ProtocolTrace, describe_mail
+from services.poller.sources.needs import SourceNeeds
 from services.runtime.clock import SystemClock
 from services.runtime.errors import ConfigError, InfraError, MailroomError
-from services.runtime.open_sockets import OpenSockets
 from services.runtime.ports import Clock
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,7 @@ class PopSource:
         import_existing: str = "unread",
         max_mail_mb: float = 50,
         debug: bool = False,
+        trace: ProtocolTrace | None = None,
         clock: Clock | None = None,
         client_factory: ClientFactory = PopClient,
     ) -> None:
@@ -179,7 +180,7 @@ class PopSource:
         self._implicit_tls = None if starttls else tls
         self._import_existing = import_existing
         self._max_mail_mb = max_mail_mb
-        self._trace = ProtocolTrace(endpoint.mailbox) if debug else None
+        self._trace = trace or (ProtocolTrace(endpoint.mailbox) if debug else None)
         self._clock = clock or SystemClock()
         self._client_factory = client_factory
         self._client: PopClient | None = None
@@ -459,14 +460,11 @@ def parse_pairs(lines: list[bytes]) -> list[tuple[int, str]]:
     return pairs
 
 
-def open_pop(
-    box: MailboxSettings, state: SourceState, *, sockets: OpenSockets | None = None
-) -> PopSource:
-    """The ``SOURCES`` factory for ``pop`` and ``pops``; connects on first use. ``sockets``:
-    where the connection is kept for a stop to cut."""
+def open_pop(box: MailboxSettings, state: SourceState, needs: SourceNeeds) -> PopSource:
+    """The ``SOURCES`` factory for ``pop`` and ``pops``; connects on first use."""
     port = box.port or DEFAULT_PORTS[box.protocol]
     endpoint = net.Endpoint(
-        box.name, box.host or "", port, box.timeout_seconds, box.proxy, sockets=sockets
+        box.name, box.host or "", port, box.timeout_seconds, box.proxy, sockets=needs.sockets
     )
     wants_tls = box.protocol == "pops" or box.starttls
     return PopSource(
@@ -479,4 +477,6 @@ def open_pop(
         import_existing=box.import_existing,
         max_mail_mb=box.max_mail_mb,
         debug=box.debug,
+        trace=needs.trace,
+        clock=needs.clock,
     )
