@@ -28,6 +28,7 @@ from services.poller.notices import (
 )
 from services.poller.opener import mailbox_opener
 from services.poller.rounds import MailboxRound
+from services.poller.sources.base import Throttled
 from services.runtime.bus import Delivery, Publisher, is_embedded
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import MailboxState
@@ -143,6 +144,9 @@ class Poller:
             self._hand_off_new_mail(state, handed_off)
         except Outage as exc:  # what was handed off stays so; the rest comes next round
             _skipped_for_outage(name, exc)
+            return handed_off
+        except Throttled as exc:  # the server asked to slow down: no fault of the mailbox
+            log.info("mailbox=%s round ended early, throttled by the server: %s", name, exc)
             return handed_off
         except (ConfigError, InfraError) as exc:
             if self._stopping.is_set():  # the stop cut the connection: no fault of the mailbox

@@ -27,6 +27,16 @@ class Refused(InfraError):
     """The server answered and refused one command: the connection itself is fine."""
 
 
+class Throttled(InfraError):
+    """The server asked Mailroom to slow down (EWS ErrorServerBusy, HTTP 429/503 with
+    Retry-After) for longer than a round waits. No fault of the mailbox: the round ends and
+    the next one carries on; it never counts toward the connectivity alert."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotMarked(InfraError):
     """Some mails could not be marked as handed off; every other one was.
 

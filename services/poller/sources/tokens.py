@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from services.runtime.errors import ConfigError
+
 
 class TokenProvider(Protocol):
     """A source of OAuth access tokens for one mailbox."""
@@ -21,6 +23,11 @@ class TokenProvider(Protocol):
         """
         ...
 
+    def refreshed_token(self) -> str:
+        """A new access token, for when the server refused the current one before it
+        expired (revoked, or a clock that runs apart). Raises as ``access_token`` does."""
+        ...
+
 
 class StaticTokenProvider:
     """Always the same token: for tests, and for tokens managed outside Mailroom."""
@@ -32,6 +39,16 @@ class StaticTokenProvider:
         """The token given at construction; never raises."""
         return self._token
 
+    def refreshed_token(self) -> str:
+        """The same token: nothing here can renew it."""
+        return self._token
+
     def __repr__(self) -> str:
         # Keeps the token out of tracebacks and logs that show the object.
         return "StaticTokenProvider(<token>)"
+
+
+class ReauthorizeNeeded(ConfigError):
+    """The authorization server refused the stored grant (``invalid_grant``, a revoked or
+    lapsed refresh token) or the client (``invalid_client``, an expired secret): only an
+    admin can fix it, with ``mailroom oauth authorize MAILBOX`` or new client settings."""
