@@ -30,6 +30,20 @@ from contracts.folders import (
     maildir_folder_problem,
     same_imap_folder,
 )
+from contracts.mailbox_oauth import (
+    CLOUD_FIELDS,
+    DEFAULT_GRAPH_ENDPOINT,
+    DEFAULT_REDIRECT_URL,
+    GOOGLE_AUTHORIZATION_URL,
+    GOOGLE_TOKEN_URL,
+    cloud_problems,
+    default_scope,
+    host_of,
+    is_google,
+    is_microsoft_token_url,
+    is_us_government,
+    microsoft_authorization_url,
+)
 from contracts.settings_yaml import SettingsError as SettingsError
 from contracts.settings_yaml import load_yaml, read_settings_text
 
@@ -294,9 +308,87 @@ class MailboxSettings(_Strict):
 
     @model_validator(mode="after")
     def _fits_protocol(self) -> MailboxSettings:
-        if problems := _protocol_problems(self) + _folder_problems(self):
+        if self.auth == "oauth":
+            _fill_oauth_defaults(self)
+        if self.protocol == "graph" and self.graph_endpoint is None:
+            self.graph_endpoint = DEFAULT_GRAPH_ENDPOINT
+        problems = _protocol_problems(self) + _url_problems(self) + _folder_problems(self)
+        if problems:
             raise ValueError("\n".join(problems))
         return self
+
+
+def _fill_oauth_defaults(box: MailboxSettings) -> None:
+    """Fill what an OAuth mailbox's provider implies: Gmail's URLs, Microsoft's authorization
+    URL, and the scope of the protocol in the mailbox's cloud."""
+    if box.protocol == "imaps" and is_google(box.host, box.token_url):
+        box.token_url = box.token_url or GOOGLE_TOKEN_URL
+        box.authorization_url = box.authorization_url or GOOGLE_AUTHORIZATION_URL
+    if box.authorization_url is None and is_microsoft_token_url(box.token_url):
+        box.authorization_url = microsoft_authorization_url(box.token_url or "")
+    if box.scope is None:
+        us = any(is_us_government(host_of(u)) for u in _cloud_fields(box).values())
+        box.scope = default_scope(
+            box.protocol,
+            host=box.host,
+            token_url=box.token_url,
+            graph_endpoint=box.graph_endpoint,
+            us_government=us,
+        )
+    box.redirect_url = box.redirect_url or DEFAULT_REDIRECT_URL
+
+
+def _cloud_fields(box: MailboxSettings) -> dict[str, str | None]:
+    return {name: getattr(box, name) for name in CLOUD_FIELDS}
+
+
+def _url_problems(box: MailboxSettings) -> list[str]:
+    """Each URL field checked: https (a redirect URL may be http on loopback), a host, and
+    every host in one Microsoft cloud. A problem names its field."""
+    found: list[tuple[str, str]] = []
+    for name in ("connect_url", "graph_endpoint", "authorization_url", "token_url"):
+        if (problem := _https_url_problem(getattr(box, name))) is not None:
+            found.append((name, problem))
+    if (problem := _redirect_url_problem(box.redirect_url)) is not None:
+        found.append(("redirect_url", problem))
+    if box.auth == "oauth" or box.protocol in ("ews", "graph"):
+        found += cloud_problems(_cloud_fields(box))
+    return [f".{name}: {problem}" for name, problem in found]
+
+
+def _https_url_problem(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = _split_url(url)
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not a URL: write it as https://host/path"
+    if parts.scheme != "https":
+        return f"{url!r} is plain http, which would send credentials unencrypted: use https://"
+    return None
+
+
+def _redirect_url_problem(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = _split_url(url)
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not a URL: write it as http://localhost:8765/oauth/callback"
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme == "http" and not loopback:
+        return (
+            f"{url!r} is plain http on another host, which would send the authorization code "
+            "unencrypted: use https://, or http://localhost"
+        )
+    return None
+
+
+def _split_url(url: str) -> Any:
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return None
+    return parts
 
 
 def _protocol_problems(box: MailboxSettings) -> list[str]:
@@ -317,6 +409,20 @@ def _protocol_problems(box: MailboxSettings) -> list[str]:
         problems.append("protocol graph takes only auth oauth: set `auth: oauth`")
     if box.auth == "oauth" and not (box.client_id and box.token_url):
         problems.append("auth oauth needs `client_id` and `token_url`")
+    elif box.auth == "oauth" and not box.authorization_url:
+        problems.append(
+            "auth oauth needs `authorization_url`: the provider's page where the mailbox's "
+            "owner consents"
+        )
+    if box.auth == "oauth" and not box.scope:
+        problems.append(
+            f"auth oauth needs `scope` for this provider (no default for protocol {p} "
+            "there): set the scope its documentation names for mail access"
+        )
+    if box.auth == "oauth" and not box.username:
+        problems.append(
+            "auth oauth needs `username`: the account that consents, which Mailroom checks"
+        )
     if box.starttls and p not in ("imap", "pop"):
         problems.append(
             f"`starttls` applies to plain imap and pop only; protocol {p} is already encrypted "

@@ -76,7 +76,11 @@ def settings(dovecot: Dovecot, user: str, password: str, /, **changes: object) -
 
 
 # auth: oauth needs an OAuth client in the settings; the token itself comes from a provider.
-OAUTH = {"auth": "oauth", "client_id": "mailroom", "token_url": "http://127.0.0.1:9/token"}
+OAUTH = {
+    "auth": "oauth",
+    "client_id": "mailroom",
+    "token_url": "https://127.0.0.1:9/common/oauth2/v2.0/token",
+}
 
 
 @pytest.fixture
