@@ -239,6 +239,13 @@ class GraphServer:
             self._mails[mail.id] = mail
             return mail.id
 
+    def create_folder(self, name: str) -> str:
+        """Make a child folder of the inbox behind the client's back; its id."""
+        with self._lock:
+            folder = _Folder(_new_id("AAMkAGF"), name, self._inbox.id)
+            self._folders[folder.id] = folder
+            return folder.id
+
     def inbox(self) -> list[MailView]:
         """The inbox's mails, oldest first."""
         with self._lock:
@@ -266,6 +273,21 @@ class GraphServer:
 
     # -- faults -----------------------------------------------------------------------------
 
+    def respond(
+        self,
+        match: str,
+        status: int,
+        body: dict[str, Any],
+        *,
+        times: int = 1,
+        method: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """The next ``times`` requests whose path contains ``match`` (and of ``method``) get
+        this answer instead of the mailbox's (a stale listing, an error)."""
+        payload = json.dumps(body).encode()
+        self._add(_Fault(match, method, times, status, payload, headers=dict(headers or {})))
+
     def fail(
         self,
         match: str,
@@ -278,8 +300,8 @@ class GraphServer:
     ) -> None:
         """The next ``times`` requests whose path contains ``match`` (and of ``method``) get
         ``status`` with Graph's error body."""
-        body = json.dumps({"error": {"code": code, "message": f"injected {code}"}}).encode()
-        self._add(_Fault(match, method, times, status, body, headers=dict(headers or {})))
+        body = {"error": {"code": code, "message": f"injected {code}"}}
+        self.respond(match, status, body, times=times, method=method, headers=headers)
 
     def throttle(
         self,
