@@ -154,21 +154,24 @@ def _tls_error(box: MailboxSettings, exc: requests.exceptions.SSLError) -> Confi
 
 
 def _cause(exc: BaseException, kind: type[ssl.SSLCertVerificationError]) -> Any:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind):
-            return seen
-        for arg in getattr(seen, "args", ()):
-            if isinstance(arg, BaseException) and (found := _cause(arg, kind)) is not None:
-                return found
-        seen = seen.__cause__ or seen.__context__
+    """The first ``kind`` among the exceptions ``exc`` wraps (urllib3 nests them in args)."""
+    todo, seen = [exc], set()
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return current
+        todo += [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+        todo += [e for e in (current.__cause__, current.__context__) if e is not None]
     return None
 
 
 def _reason(exc: BaseException) -> str:
     # urllib3 nests the real reason; the innermost exception says it plainly.
     inner: BaseException = exc
-    while True:
+    for _ in range(10):  # a bound, in case a library's exceptions wrap each other
         nested = next((a for a in getattr(inner, "args", ()) if isinstance(a, BaseException)), None)
         reason = getattr(inner, "reason", None)
         nested = nested or (reason if isinstance(reason, BaseException) else None)
