@@ -44,7 +44,7 @@ def settings(graph: GraphServer, **changes: Any) -> MailboxSettings:
         "protocol": "graph",
         "auth": "oauth",
         "client_id": "mailroom",
-        "token_url": "https://login.example.test/token",
+        "token_url": "https://login.example.test/contoso/oauth2/v2.0/token",
         "username": USER,
         "graph_endpoint": graph.endpoint,
         "timeout_seconds": 5,
@@ -476,7 +476,11 @@ def test_a_certificate_from_an_unknown_ca_names_tls_ca_file(
 
 
 def test_a_national_cloud_endpoint_is_the_base_of_every_url(graph: GraphServer):
-    box = settings(graph, graph_endpoint="https://graph.microsoft.us/")
+    box = settings(
+        graph,
+        graph_endpoint="https://graph.microsoft.us/",
+        token_url="https://login.microsoftonline.us/contoso/oauth2/v2.0/token",
+    )
     client = GraphClient(box, requests.Session(), StaticTokenProvider(TOKEN))
 
     assert client.url("/messages/x") == f"https://graph.microsoft.us/v1.0/users/{USER}/messages/x"
