@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ class MailboxOpener:
     tokens_for: TokensFor
     sockets: OpenSockets | None = None
     http: HttpSessions = http_session
+    sleep: Callable[[float], None] = time.sleep
 
     def __call__(self, state: MailboxState, source_state: SourceState) -> MailSource:
         return self.open(state.settings, source_state)
@@ -42,6 +44,7 @@ class MailboxOpener:
             sockets=plain.sockets,
             http=self.http,
             trace=plain.trace,
+            sleep=self.sleep,
         )
         return open_source(box, source_state, needs)
 
@@ -53,9 +56,10 @@ def mailbox_opener(
     *,
     sockets: OpenSockets | None = None,
     http: HttpSessions = http_session,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> MailboxOpener:
     """The opener for mailboxes configured in ``store``, OAuth tokens read from it too."""
     clock = clock or SystemClock()
     return MailboxOpener(
-        clock, stored_tokens_for(store, box, clock, http), sockets=sockets, http=http
+        clock, stored_tokens_for(store, box, clock, http), sockets=sockets, http=http, sleep=sleep
     )

@@ -66,8 +66,9 @@ class Poller:
         self._ctx = PollerContext(settings, store, clock, connection)
         #: The rounds' connections to mail servers, which a stop cuts.
         self._sockets = OpenSockets()
+        self._stopping = threading.Event()
         self._open_round: OpenMailbox = mailbox_opener(
-            store, self._ctx.box, clock, sockets=self._sockets
+            store, self._ctx.box, clock, sockets=self._sockets, sleep=self._wait
         )
         self._metrics = metrics or NoMetrics()
         if open_mailbox is not None:
@@ -79,7 +80,6 @@ class Poller:
         self._leases = SqlLeases(store, holder=holder)
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="poll")
         self._running: dict[str, Future[list[str]]] = {}
-        self._stopping = threading.Event()
         #: Mailboxes whose lease another poller held, and the sentence that says so.
         self.held_elsewhere: dict[str, str] = {}
 
@@ -210,6 +210,10 @@ class Poller:
         finally:
             source.close()
             publisher.close()
+
+    def _wait(self, seconds: float) -> None:
+        """A wait a server asked for (Retry-After), cut short by a stop."""
+        self._stopping.wait(seconds)
 
     def stop_soon(self) -> None:
         """Rounds under way end now: after their batch in hand, or at once where they wait

@@ -101,9 +101,9 @@ def open_box(graph: GraphServer, sleeps: Sleeps) -> Iterator[Open]:
         **changes: Any,
     ) -> GraphSource:
         box = settings(graph, **changes)
-        needs = SourceNeeds(tokens=tokens or StaticTokenProvider(TOKEN), trace=trace)
+        needs = SourceNeeds(tokens=tokens or StaticTokenProvider(TOKEN), trace=trace, sleep=sleeps)
         if page_size is None:
-            source = open_graph(box, None, needs, sleep=sleeps)  # type: ignore[arg-type]
+            source = open_graph(box, None, needs)  # type: ignore[arg-type]
         else:
             client = GraphClient(box, needs.http(box), needs.tokens, trace=trace, sleep=sleeps)  # type: ignore[arg-type]
             source = GraphSource(box, client, page_size=page_size)

@@ -8,8 +8,7 @@ store, so ``import_existing`` cannot tell old mail from new: every setting reads
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from contracts.settings import MailboxSettings
@@ -231,8 +230,6 @@ def open_graph(
     box: MailboxSettings,
     state: SourceState,
     needs: SourceNeeds,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> GraphSource:
     """The ``SOURCES`` factory for ``graph``; nothing is sent before the first call.
 
@@ -245,7 +242,7 @@ def open_graph(
         )
     if needs.tokens is None:
         raise no_token_provider(box)
-    client = GraphClient(box, needs.http(box), needs.tokens, trace=needs.trace, sleep=sleep)
+    client = GraphClient(box, needs.http(box), needs.tokens, trace=needs.trace, sleep=needs.sleep)
     return GraphSource(box, client)
 
 

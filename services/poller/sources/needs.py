@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +30,9 @@ class SourceNeeds:
     http: HttpSessions = http_session
     #: The protocol trace of ``debug: true``; None when debug is off.
     trace: ProtocolTrace | None = None
+    #: How a source waits when a server asks it to (Retry-After): the poller's ends early
+    #: when the process is asked to stop.
+    sleep: Callable[[float], None] = time.sleep
 
     @classmethod
     def plain(
