@@ -27,8 +27,9 @@ TOKEN_URL = re.compile(r"^https://(?P<host>[^/?#]+)/(?P<tenant>[^/?#]+)/oauth2/v
 RESERVED_SCOPES = frozenset({"offline_access", "openid", "profile"})
 
 # msal logs a non-JSON token answer in full with a traceback; the error raised here says
-# what it means in one sentence.
+# what it means in one sentence. Its DEBUG lines describe token requests: kept out of -vv.
 logging.getLogger("msal.oauth2cli.oauth2").setLevel(logging.CRITICAL)
+logging.getLogger("msal").setLevel(logging.INFO)
 
 
 def is_microsoft(token_url: str | None) -> bool:
