@@ -10,6 +10,7 @@ from contracts.settings import MailboxSettings
 from services.oauth.grant import OAuthClient
 from services.oauth.token_store import SqlTokenStore, StoredTokens
 from services.poller.sources.imap_session import oauth_not_set_up
+from services.poller.sources.tokens import ReauthorizeNeeded
 from services.runtime.errors import MailroomError, Outage
 from services.runtime.ports import Clock
 
@@ -48,9 +49,17 @@ class StoredTokenProvider:
             return self._refresh(self._stored())
 
     def _stored(self) -> StoredTokens:
-        stored = self._tokens.get(self._box.name)
+        box = self._box
+        stored = self._tokens.get(box.name)
         if stored is None:
-            raise oauth_not_set_up(self._box.name)
+            raise oauth_not_set_up(box.name)
+        if stored.account and box.username and stored.account.lower() != box.username.lower():
+            # `username` was changed after consent: these tokens open another mailbox.
+            raise ReauthorizeNeeded(
+                f"mailbox {box.name!r}: the stored tokens were granted by {stored.account!r}, "
+                f"but the mailbox logs in as {box.username!r}: re-authorize with "
+                f"`mailroom oauth authorize {box.name}`"
+            )
         return stored
 
     def _refresh(self, stored: StoredTokens) -> str:

@@ -128,11 +128,13 @@ def test_an_oauth_mailbox_is_fetched_until_its_grant_is_revoked(
     dovecot.deliver(oauth_user, MAIL % (b"cloud one", b"c1"))
     dovecot.deliver(basic_user, MAIL % (b"onprem one", b"p1"))
 
+    before = room.json("mailbox", "show", "cloud")["oauth"]
     said = authorize(room, idp)
     shown = room.cli("mailbox", "show", "cloud").stdout
     shown_json = room.json("mailbox", "show", "cloud")
     first = room.json("run", "--once")
 
+    assert before == {"authorized": False, "fix": "run `mailroom oauth authorize cloud`"}
     assert f"mailbox cloud: authorized by {oauth_user}; tokens stored encrypted" in said
     assert re.search(r"access token valid until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", said)
     health = shown_json["oauth"]

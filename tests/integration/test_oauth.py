@@ -334,6 +334,17 @@ def test_refreshed_token_asks_the_server_even_while_the_token_is_valid(
     assert token == idp.issued_access_tokens[-1] and len(idp.issued_access_tokens) == 2
 
 
+def test_tokens_of_another_account_than_username_ask_for_re_authorization(
+    idp: OAuthServer, store: Store, secret_box: SecretBox, clock: FakeClock
+) -> None:
+    box = configured(store, secret_box, mailbox(idp))
+    run_authorize(store, secret_box, clock, box, pasting(idp))
+    renamed = configured(store, secret_box, mailbox(idp, username="other@example.test"))
+
+    with pytest.raises(ReauthorizeNeeded, match=f"granted by {USER!r}.*'other@example.test'"):
+        provider_for(store, secret_box, clock, renamed).access_token()
+
+
 def test_no_provider_before_authorization(
     idp: OAuthServer, store: Store, secret_box: SecretBox, clock: FakeClock
 ) -> None:
