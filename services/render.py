@@ -91,7 +91,10 @@ def mailbox_row(state: MailboxState, counts: Counter[str] | None) -> dict[str, A
     }
 
 
-def mailbox_detail(state: MailboxState, counts: Counter[str] | None) -> dict[str, Any]:
+def mailbox_detail(
+    state: MailboxState, counts: Counter[str] | None, oauth: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``oauth``: the tokens' health of an ``auth: oauth`` mailbox (never the tokens)."""
     data = mailbox_row(state, counts)
     settings = state.settings.model_dump(mode="json")
     data["settings"] = {
@@ -104,6 +107,8 @@ def mailbox_detail(state: MailboxState, counts: Counter[str] | None) -> dict[str
         else f"none: {protocol.upper()} has no folders; failed mail is kept as dead-letter "
         "entries only"
     )
+    if oauth is not None:
+        data["oauth"] = oauth
     return data
 
 

@@ -7,6 +7,7 @@ from services.cli import (
     mailboxes,
     migrate,
     notifications,
+    oauth,
     requests,
     run,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "mailboxes",
     "migrate",
     "notifications",
+    "oauth",
     "requests",
     "run",
 ]

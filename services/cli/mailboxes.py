@@ -12,6 +12,8 @@ from services.cli.common import (
     explained,
     say,
 )
+from services.oauth.health import token_health
+from services.oauth.token_store import SqlTokenStore
 from services.poller.adapters import SqlSourceState
 from services.poller.opener import mailbox_opener
 from services.poller.sample import describe_sample
@@ -43,11 +45,15 @@ def mailbox_list(as_json: bool) -> None:
 def mailbox_show(name: str, as_json: bool) -> None:
     """One mailbox's settings (secrets hidden) and state."""
     with explained():
-        _, store, cfg = config_store_for()
+        settings, store, cfg = config_store_for()
         state = cfg.mailbox(name)
         with store.transaction() as conn:
             counts = reports.mailbox_counts(conn).get(name)
-        data = render.mailbox_detail(state, counts)
+        oauth = None
+        if state.settings.auth == "oauth":
+            stored = SqlTokenStore(store, secret_box(settings)).get(name)
+            oauth = token_health(state.settings, stored, SystemClock().now())
+        data = render.mailbox_detail(state, counts, oauth)
     emit(data) if as_json else render.detail(data)
 
 

@@ -76,3 +76,33 @@ def error_folder_full(
         f"then `mailroom errors move-to-inbox {mailbox}` moves them back and resumes fetching."
     )
     return _notices(mailbox, helpdesk, "error_folder_full", at, people, subject, body)
+
+
+def reauthorization_needed(
+    mailbox: str, helpdesk: str, error: str, people: People, at: datetime
+) -> list[Notify]:
+    """To admins only (bell): only they can sign in again."""
+    subject = f"Mailbox {mailbox}: OAuth authorization needed, fetching paused"
+    body = (
+        f"The authorization server refused Mailroom's access to mailbox {mailbox}, so "
+        f"fetching from it is paused.\n\n{error}\n\nRe-authorize with "
+        f"`mailroom oauth authorize {mailbox}`; that resumes fetching."
+    )
+    admins = People(people.admins, ())
+    return _notices(mailbox, helpdesk, "oauth_reauthorize", at, admins, subject, body)
+
+
+def refresh_token_lapsing(
+    mailbox: str, helpdesk: str, lapses_at: datetime, people: People, at: datetime
+) -> list[Notify]:
+    """To admins only (bell); one per lapse date (the key holds the date, not ``at``)."""
+    subject = f"Mailbox {mailbox}: OAuth authorization lapses on {lapses_at:%Y-%m-%d}"
+    body = (
+        f"Mailbox {mailbox}'s OAuth refresh token is expected to lapse on "
+        f"{lapses_at:%Y-%m-%d %H:%M} UTC, when it will have gone unused for too long (90 days "
+        "at Microsoft). Each successful fetch renews it: check that the mailbox is enabled and "
+        f"fetching (`mailroom mailbox show {mailbox}`), or re-authorize with "
+        f"`mailroom oauth authorize {mailbox}`."
+    )
+    admins = People(people.admins, ())
+    return _notices(mailbox, helpdesk, "oauth_lapsing", lapses_at, admins, subject, body)

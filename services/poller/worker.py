@@ -11,6 +11,7 @@ import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import uuid4
 
@@ -19,21 +20,27 @@ from sqlalchemy import Row
 
 from contracts import queues
 from contracts.settings import Settings
+from services.oauth.consent import PAUSED_FOR_REAUTHORIZATION
+from services.oauth.health import lapsing
+from services.oauth.token_store import SqlTokenStore
 from services.poller.adapters import SqlFetchedLog, SqlLeases, SqlSourceState
 from services.poller.context import OpenMailbox, PollerContext
 from services.poller.dead_letters import DeadLetterHandler
 from services.poller.notices import (
     connectivity_alert,
     connectivity_recovered,
+    reauthorization_needed,
+    refresh_token_lapsing,
 )
 from services.poller.opener import mailbox_opener
 from services.poller.rounds import MailboxRound
 from services.poller.sources.base import Throttled
+from services.poller.sources.tokens import ReauthorizeNeeded
 from services.runtime.bus import Delivery, Publisher, is_embedded
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import MailboxState
 from services.runtime.dispatch import dead_letter_for
-from services.runtime.errors import ConfigError, InfraError, Outage
+from services.runtime.errors import ConfigError, InfraError, MailroomError, Outage
 from services.runtime.metrics import RECORDED, REQUEUED, NoMetrics, measured
 from services.runtime.open_sockets import OpenSockets
 from services.runtime.ports import Clock, Metrics
@@ -42,6 +49,9 @@ from services.runtime.store import Store
 from services.runtime.unfinished import mail_fetched_of, unfinished_mails
 
 log = logging.getLogger(__name__)
+
+#: How often the schedule looks for refresh tokens about to lapse.
+LAPSE_CHECK_EVERY = timedelta(hours=1)
 
 
 class Poller:
@@ -82,6 +92,8 @@ class Poller:
         self._running: dict[str, Future[list[str]]] = {}
         #: Mailboxes whose lease another poller held, and the sentence that says so.
         self.held_elsewhere: dict[str, str] = {}
+        self._tokens = SqlTokenStore(store, self._ctx.box)
+        self._lapses_checked_at: datetime | None = None
 
     # -- polling ---------------------------------------------------------------------------
 
@@ -89,6 +101,9 @@ class Poller:
         """Start a round on every enabled mailbox whose interval has passed and that is idle."""
         self._running = {n: f for n, f in self._running.items() if not f.done()}
         now = self._ctx.clock.now()
+        if self._lapses_checked_at is None or now - self._lapses_checked_at >= LAPSE_CHECK_EVERY:
+            self._lapses_checked_at = now
+            self.warn_of_lapsing_tokens()
         for state in self._ctx.config.mailboxes():
             name = state.settings.name
             if state.enabled and name not in self._running and _is_due(state, now):
@@ -98,6 +113,7 @@ class Poller:
         """Poll every enabled mailbox now and wait (``run --once``): the mail ids handed
         on, and the mailboxes another poller held."""
         self.held_elsewhere = {}
+        self.warn_of_lapsing_tokens()
         futures = [
             self._pool.submit(self.poll, s) for s in self._ctx.config.mailboxes() if s.enabled
         ]
@@ -148,6 +164,9 @@ class Poller:
         except Throttled as exc:  # the server asked to slow down: no fault of the mailbox
             log.info("mailbox=%s round ended early, throttled by the server: %s", name, exc)
             return handed_off
+        except ReauthorizeNeeded as exc:
+            self._needs_reauthorization(state, str(exc))
+            return handed_off
         except (ConfigError, InfraError) as exc:
             if self._stopping.is_set():  # the stop cut the connection: no fault of the mailbox
                 log.info("mailbox=%s round cut short by the stop: %s", name, exc)
@@ -181,6 +200,33 @@ class Poller:
             )
             self._ctx.health.reset_failures(name)
             self._ctx.health.set_alerted(name, self._ctx.clock.now())
+
+    def _needs_reauthorization(self, state: MailboxState, error: str) -> None:
+        """Only an admin can fix a refused grant: fetching is paused until they re-authorize
+        (which resumes it), and they are told once; the failure counts toward the alert."""
+        name = state.settings.name
+        self._failed(state, error)
+        self._ctx.health.pause(name, PAUSED_FOR_REAUTHORIZATION.format(name=name))
+        self._ctx.tell(
+            state,
+            lambda people, at: reauthorization_needed(name, state.helpdesk, error, people, at),
+        )
+
+    def warn_of_lapsing_tokens(self) -> None:
+        """Tell admins, once per date, of refresh tokens about to lapse (paused mailboxes
+        included: theirs are the ones that go unused)."""
+        try:
+            states = {s.settings.name: s for s in self._ctx.config.mailboxes()}
+            stored = {t.mailbox: t for t in self._tokens.all()}
+            now = self._ctx.clock.now()
+            for box, lapse in lapsing([s.settings for s in states.values()], stored, now):
+                state = states[box.name]
+                self._ctx.tell(
+                    state, partial(refresh_token_lapsing, box.name, state.helpdesk, lapse)
+                )
+                self._tokens.mark_lapse_warned(box.name, lapse)
+        except MailroomError as exc:  # an outage too: the next check tries again
+            log.warning("checking OAuth refresh tokens for lapses failed: %s", exc)
 
     def _hand_off_new_mail(self, state: MailboxState, handed_off: list[str]) -> None:
         name = state.settings.name

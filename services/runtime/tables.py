@@ -197,3 +197,29 @@ delivery_starts = Table(
     Column("starts", Integer, nullable=False),
     Column("last_at", DateTime(timezone=True), nullable=False),
 )
+
+oauth_tokens = Table(
+    "oauth_tokens",
+    metadata,
+    #: A removed mailbox takes its tokens with it.
+    Column(
+        "mailbox",
+        String(100),
+        ForeignKey("mailboxes.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    #: Both tokens sealed with the SecretBox (``enc:`` + Fernet), never in clear.
+    Column("refresh_token", Text, nullable=False),
+    Column("access_token", Text),
+    Column("access_expires_at", DateTime(timezone=True)),
+    #: When the refresh token was issued: at consent, or when a refresh rotated it.
+    Column("refresh_issued_at", DateTime(timezone=True), nullable=False),
+    #: The last refresh that succeeded; None before the first.
+    Column("refresh_used_at", DateTime(timezone=True)),
+    #: The account that consented (from the id token), as the server spelled it.
+    Column("account", String(320)),
+    Column("last_failure", Text),
+    Column("last_failure_at", DateTime(timezone=True)),
+    #: The lapse date admins were warned about, so each date is warned about once.
+    Column("lapse_warned_for", DateTime(timezone=True)),
+)
