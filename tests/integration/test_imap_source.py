@@ -425,6 +425,36 @@ def test_xoauth2_with_a_bad_token_says_to_re_authorize(dovecot, account) -> None
     )
 
 
+class RevokedThenRenewed:
+    """Tokens whose current one the server no longer takes; the refreshed one it does."""
+
+    def __init__(self, current: str, renewed: str) -> None:
+        self.current, self.renewed, self.refreshes = current, renewed, 0
+
+    def access_token(self) -> str:
+        return self.current
+
+    def refreshed_token(self) -> str:
+        self.refreshes += 1
+        self.current = self.renewed
+        return self.renewed
+
+
+def test_a_token_refused_before_it_expired_is_refreshed_once_and_the_login_succeeds(
+    dovecot, account
+) -> None:
+    open_imap, user, _ = account
+    renewed = uuid.uuid4().hex
+    dovecot.add_token(renewed, user)
+    dovecot.deliver(user, mail("one"))
+    tokens = RevokedThenRenewed("revoked-" + uuid.uuid4().hex, renewed)
+
+    source = open_imap(tokens=tokens, password=None, **OAUTH)
+
+    assert len(source.list_new(10)) == 1
+    assert tokens.refreshes == 1
+
+
 def test_oauth_without_a_token_provider_is_not_set_up(dovecot, account, store) -> None:
     _, user, password = account
     box = settings(dovecot, user, password, **OAUTH)

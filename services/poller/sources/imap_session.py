@@ -274,10 +274,23 @@ class ImapSession:
         if self._tokens is None:
             raise oauth_not_set_up(self.box.name)
         token = self._tokens.access_token()
+        what = f"the OAuth access token for {self.box.username!r}"
         try:
             client.oauth2_login(self.box.username or "", token)
+            return
         except LoginError as exc:
-            raise self._refused(exc, f"the OAuth access token for {self.box.username!r}") from exc
+            refused = self._refused(exc, what)
+            if not isinstance(refused, ConfigError):
+                raise refused from exc
+        # Refused before it expired (revoked, clocks apart): one fresh token, on the same
+        # connection, which stays unauthenticated after a failed AUTHENTICATE.
+        fresh = self._tokens.refreshed_token()
+        if fresh == token:
+            raise refused
+        try:
+            client.oauth2_login(self.box.username or "", fresh)
+        except LoginError as exc:
+            raise self._refused(exc, what) from exc
 
     def _refused(self, exc: LoginError, what: str) -> MailroomError:
         # imapclient wraps every failure during login in LoginError, a dropped connection too.
