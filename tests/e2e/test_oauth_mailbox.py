@@ -5,16 +5,15 @@ mailbox stops, paused until it is authorized again."""
 from __future__ import annotations
 
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from harness import MAILROOM, Mailroom
+from harness import Mailroom
 from mailservers import Dovecot
+from oauth_consent import authorize
 from oauth_server import OAuthServer
 from servers import free_port
 
@@ -70,45 +69,6 @@ def settings(dovecot: Dovecot, idp: OAuthServer, users: tuple[str, str], ca_file
     )
 
 
-def authorize(room: Mailroom, idp: OAuthServer, *, paste: bool = False) -> str:
-    """Run ``mailroom oauth authorize cloud`` and be the browser it sends the admin to."""
-    args = ["oauth", "authorize", "cloud", "--timeout", "30", *(["--paste"] if paste else [])]
-    proc = subprocess.Popen(
-        [*MAILROOM, *args],
-        env=room.env,
-        cwd=room.workdir,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdin is not None
-        shown = ""
-        while not (line := proc.stdout.readline()).startswith("https://"):
-            assert line, (
-                f"no authorization URL in: {shown}{proc.stderr.read() if proc.stderr else ''}"
-            )
-            shown += line
-        with requests.Session() as browser:
-            browser.trust_env = False
-            consent = browser.get(line.strip(), verify=str(idp.ca_file), allow_redirects=False)
-            back_to = consent.headers["Location"]
-            if paste:
-                proc.stdin.write(back_to + "\n")
-                proc.stdin.flush()
-            else:
-                page = browser.get(back_to, timeout=10)
-                assert "Authorization received" in page.text
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    return shown + line + out + err
-
-
 def requests_of(room: Mailroom) -> list[dict[str, Any]]:
     return room.json("requests", "list")  # type: ignore[no-any-return]
 
@@ -129,7 +89,7 @@ def test_an_oauth_mailbox_is_fetched_until_its_grant_is_revoked(
     dovecot.deliver(basic_user, MAIL % (b"onprem one", b"p1"))
 
     before = room.json("mailbox", "show", "cloud")["oauth"]
-    said = authorize(room, idp)
+    said = authorize(room, idp, "cloud")
     shown = room.cli("mailbox", "show", "cloud").stdout
     shown_json = room.json("mailbox", "show", "cloud")
     first = room.json("run", "--once")
@@ -164,7 +124,7 @@ def test_an_oauth_mailbox_is_fetched_until_its_grant_is_revoked(
     assert [(b["channel"], b["to"]) for b in bells] == [("bell", ["admin@example.test"])]
     assert third["fetched"] == 0, "a paused mailbox waits for its admin"
 
-    said_again = authorize(room, idp, paste=True)
+    said_again = authorize(room, idp, "cloud", paste=True)
     resumed = room.json("run", "--once")
 
     assert "mailbox cloud: fetching resumed" in said_again

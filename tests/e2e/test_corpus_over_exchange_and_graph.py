@@ -1,0 +1,136 @@
+"""All of the shared real-world corpus, served by the fake Exchange (EWS) and Microsoft Graph
+servers and fetched with OAuth tokens from the fake authorization server, through
+``mailroom oauth authorize`` and ``mailroom run --once``, on the embedded default and on
+RabbitMQ + PostgreSQL.
+
+Every mail ends as exactly one request, conversation, duplicate, rejection or dead-letter
+entry; the dead-lettered ones sit in the mailbox's error folder and every other one is
+marked read in the inbox.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+from graph_server import GraphServer
+from harness import Mailroom
+from oauth_consent import authorize
+from oauth_server import OAuthServer
+from servers import free_port
+from test_corpus_over_mail_servers import OUTCOMES, corpus_mails
+
+CLIENT_SECRET = "client-secret"
+
+
+class MailView(Protocol):
+    raw: bytes
+    is_read: bool
+
+
+@dataclass
+class Served:
+    """A fake server holding one mailbox: its settings lines and what it now holds."""
+
+    settings: str
+    ca_file: Path
+    accept_token: object
+    inbox: object
+    error_folder: object
+
+
+@pytest.fixture
+def user() -> str:
+    return f"corpus-{uuid.uuid4().hex[:8]}@example.test"
+
+
+@pytest.fixture
+def graph(tmp_path: Path, user: str) -> Iterator[GraphServer]:
+    with GraphServer(tmp_path / "graph", username=user, tokens=()) as server:
+        yield server
+
+
+@pytest.fixture(params=["embedded", "rabbitmq"])
+def room(request, tmp_path: Path) -> Iterator[Mailroom]:  # type: ignore[no-untyped-def]
+    if request.param == "embedded":
+        room = Mailroom.on_sqlite(tmp_path / "room")
+    else:
+        rabbitmq = request.getfixturevalue("rabbitmq")
+        postgres = request.getfixturevalue("postgres")
+        room = Mailroom(tmp_path / "room", rabbitmq.new_vhost(), postgres.new_database())
+    yield room
+    room.stop_workers()
+
+
+def settings_text(user: str, protocol_lines: str, idp: OAuthServer, ca_file: Path) -> str:
+    return f"""
+helpdesks:
+  - id: corpus
+    attachments: {{max_size_mb: 10}}
+    notifications: {{support_reps: [reps@corpus.example], admins: [admin@corpus.example]}}
+    mailboxes:
+      - name: corpus
+{protocol_lines}
+        auth: oauth
+        username: {user}
+        addresses: [{user}]
+        client_id: mailroom
+        client_secret: {CLIENT_SECRET}
+        token_url: {idp.token_url()}
+        redirect_url: http://localhost:{free_port()}/callback
+        timeout_seconds: 20
+        tls: {{ca_file: {ca_file}}}
+"""
+
+
+def both_cas(room: Mailroom, *servers: object) -> Path:
+    """One ``tls.ca_file`` trusting the mail server and the authorization server."""
+    path = room.workdir / "cas.pem"
+    path.write_bytes(b"".join(Path(s.ca_file).read_bytes() for s in servers))  # type: ignore[attr-defined]
+    return path
+
+
+def assert_every_mail_ends_exactly_once(room: Mailroom, summary: dict, mails: list[bytes]) -> list:  # type: ignore[type-arg]
+    print({k: summary[k] for k in ("fetched", *OUTCOMES, "attachments_stripped")})
+    assert summary["fetched"] == len(mails)
+    assert sum(summary[k] for k in OUTCOMES) == len(mails), "a mail has no outcome"
+    ids = Counter(m["mail_id"] for m in summary["mails"])
+    assert len(ids) == len(mails) and max(ids.values()) == 1
+    dead = room.json("dlq", "list")
+    assert len(dead) == summary["dead_lettered"]
+    assert all(d["error"] for d in dead), "every dead letter has a reason"
+    return dead  # type: ignore[no-any-return]
+
+
+def test_every_corpus_mail_over_graph_ends_exactly_once(
+    room: Mailroom, graph: GraphServer, user: str, tmp_path: Path
+) -> None:
+    idp = OAuthServer.start(
+        tmp_path / "idp", account=user, on_issue=lambda token, _: graph.accept_token(token)
+    )
+    try:
+        mails = corpus_mails()
+        for raw in mails:
+            graph.deliver(raw)
+        lines = f"        protocol: graph\n        graph_endpoint: {graph.endpoint}"
+        room.apply_settings(settings_text(user, lines, idp, both_cas(room, graph, idp)))
+        said = authorize(room, idp, "corpus")
+        summary = room.json("run", "--once")
+    finally:
+        idp.stop()
+
+    assert f"authorized by {user}" in said
+    dead = assert_every_mail_ends_exactly_once(room, summary, mails)
+    in_errors = graph.folder_mail("Errors") or []
+    assert len(in_errors) == len(dead), "the dead-lettered mails sit in the error folder"
+    assert sorted(m.raw for m in in_errors) == sorted(
+        raw for raw in mails if raw in {m.raw for m in in_errors}
+    )
+    inbox = graph.inbox()
+    assert len(inbox) == len(mails) - len(dead)
+    assert all(m.is_read for m in inbox), "every handed-off mail is marked read"
