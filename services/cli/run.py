@@ -89,7 +89,8 @@ def _report(settings: Settings, store: Store, done: RunOnce, *, as_json: bool) -
     summary.mailbox_errors = [
         {"mailbox": s.settings.name, "error": s.last_error}
         for s in ConfigStore(store, secret_box(settings)).mailboxes()
-        if s.enabled and s.last_error
+        # Polled by this run: a round may end by pausing its mailbox (a refused OAuth grant).
+        if s.last_error and s.last_polled_at and s.last_polled_at >= done.started_at
     ] + [{"mailbox": name, "error": why} for name, why in done.not_polled.items()]
     if as_json:
         emit(summary.counts() | {k: getattr(summary, k) for k in reports.RunSummary.DETAILS})

@@ -9,10 +9,13 @@ from harness import MAILROOM, Mailroom
 from oauth_server import OAuthServer
 
 
-def authorize(room: Mailroom, idp: OAuthServer, mailbox: str, *, paste: bool = False) -> str:
+def authorize(
+    room: Mailroom, idp: OAuthServer, mailbox: str, *, paste: bool = False, check: bool = True
+) -> str:
     """Run ``mailroom oauth authorize MAILBOX`` and be the browser it sends the admin to:
     consent at the fake IdP, then follow its redirect to the command's listener, or paste
-    the redirected address (``paste``). Returns what the command said."""
+    the redirected address (``paste``). Returns what the command said; with ``check`` it
+    must succeed, else a refusal (before or after consent) is returned as said."""
     args = ["oauth", "authorize", mailbox, "--timeout", "30", *(["--paste"] if paste else [])]
     proc = subprocess.Popen(
         [*MAILROOM, *args],
@@ -27,9 +30,10 @@ def authorize(room: Mailroom, idp: OAuthServer, mailbox: str, *, paste: bool = F
         assert proc.stdout is not None and proc.stdin is not None
         shown = ""
         while not (line := proc.stdout.readline()).startswith("https://"):
-            assert line, (
-                f"no authorization URL in: {shown}{proc.stderr.read() if proc.stderr else ''}"
-            )
+            if not line:  # refused before showing the URL
+                out, err = proc.communicate(timeout=60)
+                assert not check, f"no authorization URL in: {shown}{out}{err}"
+                return shown + out + err
             shown += line
         with requests.Session() as browser:
             browser.trust_env = False
@@ -40,11 +44,11 @@ def authorize(room: Mailroom, idp: OAuthServer, mailbox: str, *, paste: bool = F
                 proc.stdin.flush()
             else:
                 page = browser.get(back_to, timeout=10)
-                assert "Authorization received" in page.text
+                assert not check or "Authorization received" in page.text
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0 or not check, err
     return shown + line + out + err

@@ -120,7 +120,7 @@ def test_a_pop_mailbox_has_no_error_folder_to_move_back_from(tmp_path: Path) -> 
     done = room.cli("errors", "move-to-inbox", "pop", check=False)
 
     assert done.returncode == 2
-    assert "POP, which has no error folder" in done.stderr and "dlq replay --all" in done.stderr
+    assert "is POPS, which has no error folder" in done.stderr and "dlq replay --all" in done.stderr
 
 
 def test_an_entry_whose_mailbox_is_gone_does_not_block_the_others(tmp_path: Path) -> None:
