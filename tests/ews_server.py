@@ -87,7 +87,9 @@ class Fault:
     @classmethod
     def http(cls, status: int = 503, retry_after: float | str | None = None) -> Fault:
         """A bare HTTP error (503, 429, 500, ...), with ``Retry-After`` when given."""
-        return cls("status", status=status, retry_after=None if retry_after is None else str(retry_after))
+        return cls(
+            "status", status=status, retry_after=None if retry_after is None else str(retry_after)
+        )
 
     @classmethod
     def html(cls) -> Fault:
@@ -149,7 +151,9 @@ class FakeEws:
         context = self.certificates.server_context() if self.certificates else None
         self._server = _Server(("127.0.0.1", 0), _Handler, self, context)
         self._port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
         self._thread.start()
         return self
 
@@ -252,7 +256,9 @@ class FakeEws:
     def _new_folder(
         self, name: str, parent_id: str | None, distinguished: str | None = None
     ) -> StoredFolder:
-        folder = StoredFolder(f"AQMkAGZvbGRlc{uuid.uuid4().hex}AAA=", name, parent_id, distinguished)
+        folder = StoredFolder(
+            f"AQMkAGZvbGRlc{uuid.uuid4().hex}AAA=", name, parent_id, distinguished
+        )
         self._folders[folder.folder_id] = folder
         return folder
 
@@ -334,7 +340,10 @@ class FakeEws:
         return out
 
     def op_find_folder(self, request: ET.Element) -> list[str]:
-        parents = [self._resolve_folder(r) for r in self._folder_refs(request.find(f"{{{M}}}ParentFolderIds"))]
+        parents = [
+            self._resolve_folder(r)
+            for r in self._folder_refs(request.find(f"{{{M}}}ParentFolderIds"))
+        ]
         deep = request.get("Traversal") == "Deep"
         restriction = request.find(f"{{{M}}}Restriction")
         out = []
@@ -364,19 +373,27 @@ class FakeEws:
 
     def op_create_folder(self, request: ET.Element) -> list[str]:
         parent_ref = request.find(f"{{{M}}}ParentFolderId")
-        parent = self._resolve_folder(parent_ref[0]) if parent_ref is not None and len(parent_ref) else None
+        parent = (
+            self._resolve_folder(parent_ref[0])
+            if parent_ref is not None and len(parent_ref)
+            else None
+        )
         out = []
         for elem in _kids(request, "Folders"):
             name = elem.findtext(f"{{{T}}}DisplayName") or ""
             if parent is None:
                 out.append(_error("CreateFolder", "ErrorParentFolderNotFound", "Parent not found."))
             elif any(f.name == name for f in self._children(parent, False)):
-                out.append(_error("CreateFolder", "ErrorFolderExists", "A folder with that name exists."))
+                out.append(
+                    _error("CreateFolder", "ErrorFolderExists", "A folder with that name exists.")
+                )
             else:
                 folder = self._new_folder(name, parent.folder_id)
                 tag = _local(elem.tag)
-                ids = f"<t:FolderId Id={quoteattr(folder.folder_id)} ChangeKey=\"AQAAAA==\"/>"
-                out.append(_success("CreateFolder", f"<m:Folders><t:{tag}>{ids}</t:{tag}></m:Folders>"))
+                ids = f'<t:FolderId Id={quoteattr(folder.folder_id)} ChangeKey="AQAAAA=="/>'
+                out.append(
+                    _success("CreateFolder", f"<m:Folders><t:{tag}>{ids}</t:{tag}></m:Folders>")
+                )
         return out
 
     def op_find_item(self, request: ET.Element) -> list[str]:
@@ -426,7 +443,9 @@ class FakeEws:
                 out.append(found)
                 continue
             folder, mail = found
-            out.append(_success("GetItem", f"<m:Items>{self._item_xml(folder, mail, shape)}</m:Items>"))
+            out.append(
+                _success("GetItem", f"<m:Items>{self._item_xml(folder, mail, shape)}</m:Items>")
+            )
         return out
 
     def _item_or_error(self, operation: str, item_id: str) -> tuple[StoredFolder, StoredMail] | str:
@@ -476,13 +495,17 @@ class FakeEws:
                 out.append(found)
                 continue
             if target is None:
-                out.append(_error("MoveItem", "ErrorMoveCopyFailed", "The destination was not found."))
+                out.append(
+                    _error("MoveItem", "ErrorMoveCopyFailed", "The destination was not found.")
+                )
                 continue
             source, mail = found
             del source.mails[mail.item_id]
             moved = StoredMail(self._new_id(), mail.raw, mail.received_at, mail.is_read, mail.seq)
             target.mails[moved.item_id] = moved
-            out.append(_success("MoveItem", f"<m:Items><t:Message>{_item_id(moved)}</t:Message></m:Items>"))
+            out.append(
+                _success("MoveItem", f"<m:Items><t:Message>{_item_id(moved)}</t:Message></m:Items>")
+            )
         return out
 
     def op_convert_id(self, request: ET.Element) -> list[str]:
@@ -492,14 +515,14 @@ class FakeEws:
 
     def _folder_xml(self, folder: StoredFolder) -> str:
         parent = (
-            f"<t:ParentFolderId Id={quoteattr(folder.parent_id)} ChangeKey=\"AQAAAA==\"/>"
+            f'<t:ParentFolderId Id={quoteattr(folder.parent_id)} ChangeKey="AQAAAA=="/>'
             if folder.parent_id
             else ""
         )
         unread = sum(1 for m in folder.mails.values() if not m.is_read)
         children = sum(1 for f in self._folders.values() if f.parent_id == folder.folder_id)
         return (
-            f"<t:Folder><t:FolderId Id={quoteattr(folder.folder_id)} ChangeKey=\"AQAAAA==\"/>{parent}"
+            f'<t:Folder><t:FolderId Id={quoteattr(folder.folder_id)} ChangeKey="AQAAAA=="/>{parent}'
             f"<t:FolderClass>IPF.Note</t:FolderClass><t:DisplayName>{escape(folder.name)}</t:DisplayName>"
             f"<t:TotalCount>{len(folder.mails)}</t:TotalCount>"
             f"<t:ChildFolderCount>{children}</t:ChildFolderCount>"
@@ -516,10 +539,14 @@ class FakeEws:
             parts.append(f'<t:MimeContent CharacterSet="UTF-8">{encoded}</t:MimeContent>')
         parts.append(_item_id(mail))
         if "item:ParentFolderId" in shape:
-            parts.append(f"<t:ParentFolderId Id={quoteattr(folder.folder_id)} ChangeKey=\"AQAAAA==\"/>")
+            parts.append(
+                f'<t:ParentFolderId Id={quoteattr(folder.folder_id)} ChangeKey="AQAAAA=="/>'
+            )
         if "item:ItemClass" in shape:
             parts.append("<t:ItemClass>IPM.Note</t:ItemClass>")
-        headers = _headers(mail.raw) if shape & {"item:Subject", "message:InternetMessageId"} else {}
+        headers = (
+            _headers(mail.raw) if shape & {"item:Subject", "message:InternetMessageId"} else {}
+        )
         if "item:Subject" in shape:
             parts.append(f"<t:Subject>{_text(headers.get('subject', ''))}</t:Subject>")
         if "item:DateTimeReceived" in shape:
@@ -528,7 +555,9 @@ class FakeEws:
         if "item:Size" in shape:
             parts.append(f"<t:Size>{len(mail.raw)}</t:Size>")
         if "message:InternetMessageId" in shape and headers.get("message-id"):
-            parts.append(f"<t:InternetMessageId>{_text(headers['message-id'])}</t:InternetMessageId>")
+            parts.append(
+                f"<t:InternetMessageId>{_text(headers['message-id'])}</t:InternetMessageId>"
+            )
         if "message:IsRead" in shape:
             parts.append(f"<t:IsRead>{_bool(mail.is_read)}</t:IsRead>")
         return "<t:Message>" + "".join(parts) + "</t:Message>"
@@ -565,7 +594,10 @@ def _shape(elem: ET.Element | None) -> set[str]:
 
 
 def _mail_fields(mail: StoredMail) -> dict[str, str]:
-    return {"message:IsRead": _bool(mail.is_read), "item:Subject": _headers(mail.raw).get("subject", "")}
+    return {
+        "message:IsRead": _bool(mail.is_read),
+        "item:Subject": _headers(mail.raw).get("subject", ""),
+    }
 
 
 def _folder_fields(folder: StoredFolder) -> dict[str, str]:
@@ -705,8 +737,16 @@ def operation_of(request_body: bytes) -> tuple[str, ET.Element | None]:
     return _local(body[0].tag), body[0]
 
 
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+    # Connection threads are joined by server_close(), after close_connections() ended them.
+    daemon_threads = False
     block_on_close = True
 
     def __init__(self, address, handler, ews: FakeEws, context: ssl.SSLContext | None):  # type: ignore[no-untyped-def]
@@ -714,19 +754,20 @@ class _Server(ThreadingHTTPServer):
         self.ews = ews
         self.context = context
         self._open: set[socket.socket] = set()
+        self.closing = False
         self._open_lock = threading.Lock()
 
     def track(self, sock: socket.socket, add: bool) -> None:
         with self._open_lock:
             (self._open.add if add else self._open.discard)(sock)
+            if add and self.closing:
+                _shut(sock)
 
     def close_connections(self) -> None:
         with self._open_lock:
+            self.closing = True
             for sock in list(self._open):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                _shut(sock)
 
     def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         pass  # a client that hangs up or refuses the certificate is no news here
@@ -738,18 +779,22 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30
 
     def setup(self) -> None:
-        raw = self.request
-        self.server.track(raw, True)
-        self._raw = raw
         if self.server.context is not None:
-            self.request = self.server.context.wrap_socket(raw, server_side=True)
+            # Wrapping detaches the plain socket: track the TLS one, from before its handshake.
+            self.request = self.server.context.wrap_socket(
+                self.request, server_side=True, do_handshake_on_connect=False
+            )
+        self._tracked = self.request
+        self.server.track(self._tracked, True)
+        if self.server.context is not None:
+            self.request.do_handshake()
         super().setup()
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            self.server.track(self._raw, False)
+            self.server.track(self._tracked, False)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -786,11 +831,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, envelope(_fault_xml("ErrorServerBusy", text, fault.back_off_ms)))
         elif fault.kind == "status":
             extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-            self._send(fault.status, b"<html><body>Service Unavailable</body></html>", "text/html", extra)
+            self._send(
+                fault.status, b"<html><body>Service Unavailable</body></html>", "text/html", extra
+            )
         elif fault.kind == "html":
             self._send(200, b"<!DOCTYPE html><html><body>Sign in</body></html>", "text/html")
         elif fault.kind == "cut":
-            full = envelope(self.server.ews.answer(operation, request)) if request is not None else b""
+            full = (
+                envelope(self.server.ews.answer(operation, request)) if request is not None else b""
+            )
             self.send_response(200)
             self.send_header("Content-Type", "text/xml; charset=utf-8")
             self.send_header("Content-Length", str(len(full) + 100))

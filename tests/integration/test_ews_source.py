@@ -7,6 +7,8 @@ keeps mail in memory, so tests read its inbox and folders directly.
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -451,7 +453,36 @@ def test_mailboxes_with_other_tls_settings_do_not_share_exchangelib_state(
 
         for source in (a, b, crossed):
             source.close()
-        cached = [key for key in CachingProtocol._protocol_cache if key[0] in (first.url, second.url)]
+        cached = [
+            key for key in CachingProtocol._protocol_cache if key[0] in (first.url, second.url)
+        ]
         assert cached == [], "closing drops the mailbox's protocol from exchangelib's cache"
 
         assert b.list_new(10) == [b_ref], "a closed source connects again when used"
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_a_server_that_never_answers_times_out_as_an_infra_error(open_ews, scheme) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never says a word
+        port = silent.getsockname()[1]
+        source = open_ews(
+            connect_url=f"{scheme}://127.0.0.1:{port}/EWS/Exchange.asmx", timeout_seconds=0.5
+        )
+
+        error = error_of(source)
+
+    assert type(error) is InfraError
+    assert "did not answer within 0.5 s" in str(error)
+
+
+def test_the_fake_leaves_no_thread_running(tmp_path) -> None:
+    before = set(threading.enumerate())
+    with FakeEws(tmp_path / "ews", users={USER: PASSWORD}) as ews:
+        ews.deliver(mail("one"))
+        box = settings(ews)
+        source = EwsSource(box, SourceNeeds.plain(box))
+        source.list_new(10)
+        # the client keeps its connection open: stopping must end it all the same
+    source.close()
+
+    assert set(threading.enumerate()) - before == set()

@@ -104,9 +104,15 @@ class EwsSource:
             return
 
         def move(account: Account) -> None:
-            _raise_failures(self._box, "move to the error folder", _move(account, refs, self._errors(account)))
+            _raise_failures(
+                self._box, "move to the error folder", _move(account, refs, self._errors(account))
+            )
 
-        self._client.run("moving mail to the error folder", move)
+        try:
+            self._client.run("moving mail to the error folder", move)
+        except Exception:
+            self._error_folder = None  # it may have been deleted: look it up again next time
+            raise
 
     def move_to_inbox(self, refs: Sequence[str]) -> None:
         """Move mails of the error folder back to the inbox, unread, to be fetched again
@@ -123,7 +129,9 @@ class EwsSource:
             # Unread first: a move that then fails leaves an unread mail in the error folder,
             # never a read one in the inbox that would not be fetched again.
             _raise_failures(self._box, "mark unread", _set_read(account, chosen, False))
-            _raise_failures(self._box, "move back to the inbox", _move(account, chosen, inbox(account)))
+            _raise_failures(
+                self._box, "move back to the inbox", _move(account, chosen, inbox(account))
+            )
 
         self._client.run("moving mail back to the inbox", move_back)
 
@@ -259,7 +267,9 @@ def _all_ids(folder: Any) -> list[str]:
 
 def _get(account: Account, refs: list[str], fields: list[str]) -> list[Any]:
     """GetItem: one Item or exception per ref, in order."""
-    return list(account.fetch(ids=[(r, None) for r in refs], folder=inbox(account), only_fields=fields))
+    return list(
+        account.fetch(ids=[(r, None) for r in refs], folder=inbox(account), only_fields=fields)
+    )
 
 
 def _sizes(account: Account, refs: list[str]) -> dict[str, int]:
@@ -278,7 +288,10 @@ def _set_read(account: Account, refs: Iterable[str], read: bool) -> dict[str, st
     """UpdateItem IsRead; the failures by ref (refs that are gone are not failures)."""
     failures: dict[str, str] = {}
     for chunk in _chunks(list(dict.fromkeys(refs)), IDS_PER_REQUEST):
-        changes = [(Message(account=account, id=r, changekey=None, is_read=read), ["is_read"]) for r in chunk]
+        changes = [
+            (Message(account=account, id=r, changekey=None, is_read=read), ["is_read"])
+            for r in chunk
+        ]
         for ref, result in zip(chunk, account.bulk_update(items=changes), strict=True):
             if isinstance(result, Exception) and not isinstance(result, _GONE):
                 failures[ref] = f"{type(result).__name__}: {result}"
@@ -299,7 +312,9 @@ def _move(account: Account, refs: Sequence[str], to_folder: Any) -> dict[str, st
 def _raise_failures(box: MailboxSettings, what: str, failures: dict[str, str]) -> None:
     if failures:
         detail = "; ".join(f"{ref}: {why}" for ref, why in failures.items())
-        raise InfraError(f"mailbox {box.name!r}: Exchange refused to {what} {len(failures)} mails ({detail})")
+        raise InfraError(
+            f"mailbox {box.name!r}: Exchange refused to {what} {len(failures)} mails ({detail})"
+        )
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

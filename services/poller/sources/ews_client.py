@@ -83,7 +83,9 @@ class EwsClient:
 
     def _wait_or_give_up(self, retry_after: float | None, answers: int, what: str) -> None:
         if retry_after is None or retry_after > MAX_WAIT_SECONDS or answers >= MAX_BUSY_ANSWERS:
-            asked = f"for {retry_after:g} s" if retry_after is not None else "without saying how long"
+            asked = (
+                f"for {retry_after:g} s" if retry_after is not None else "without saying how long"
+            )
             self._note(f"{what}: server busy, asked to wait {asked}; giving up this round")
             raise Throttled(
                 f"mailbox {self.box.name!r}: the Exchange server asked to slow down {asked} "

@@ -60,7 +60,7 @@ class HttpAnswer(Exception):
         self.content_type = content_type
 
 
-class MailroomRetryPolicy(FailFast):
+class MailroomRetryPolicy(FailFast):  # type: ignore[misc]
     """Fails fast, and raises ``HttpAnswer`` for anything but a SOAP answer (exchangelib
     would turn a 503 into a 10 s wait of its own, drop ``Retry-After`` and fail on 429)."""
 
@@ -213,8 +213,8 @@ def forget_protocol(config: Configuration) -> None:
 def _tracer(trace: ProtocolTrace) -> Callable[..., None]:
     def note(response: requests.Response, *args: Any, **kwargs: Any) -> None:
         # The operation is read from the request; no header nor body is logged.
-        body = response.request.body or b""
-        found = _OPERATION.search(body if isinstance(body, bytes) else body.encode())
+        body = response.request.body
+        found = _OPERATION.search(body if isinstance(body, bytes) else str(body or "").encode())
         operation = found.group(1).decode() if found else "?"
         trace.note(f"POST {response.request.url} {operation} -> HTTP {response.status_code}")
 
