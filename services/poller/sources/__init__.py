@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from contracts.settings import MailboxSettings
 from services.poller.sources.base import MailSource, SourceState
+from services.poller.sources.ews import open_ews
 from services.poller.sources.graph import open_graph
 from services.poller.sources.imap import open_imap
 from services.poller.sources.maildir import open_maildir
@@ -53,6 +54,7 @@ SOURCES: dict[str, SourceKind] = {
     "pops": SourceKind(open_pop, _POP),
     "imap": SourceKind(open_imap, _FOLDERS),
     "imaps": SourceKind(open_imap, _FOLDERS),
+    "ews": SourceKind(open_ews, _FOLDERS),
     "graph": SourceKind(open_graph, _FOLDERS),
 }
 
