@@ -15,8 +15,7 @@ server cannot tell what arrived before Mailroom's first connection.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from exchangelib import Account, Message
@@ -52,16 +51,11 @@ class EwsSource:
 
     supports_error_folder = True
 
-    def __init__(
-        self,
-        box: MailboxSettings,
-        needs: SourceNeeds,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        """Raises ``ConfigError`` for a missing ``connect_url``, ``username`` or credential."""
+    def __init__(self, box: MailboxSettings, needs: SourceNeeds) -> None:
+        """Raises ``ConfigError`` for a missing ``connect_url``, ``username`` or credential.
+        The waits a busy server asks for go through ``needs.sleep``."""
         self._box = box
-        self._client = EwsClient(box, needs, sleep=sleep)
+        self._client = EwsClient(box, needs, sleep=needs.sleep)
         self._error_folder: Any = None
 
     # -- MailSource ------------------------------------------------------------------------
