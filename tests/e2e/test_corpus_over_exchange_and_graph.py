@@ -13,11 +13,10 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import pytest
+from ews_server import FakeEws
 from graph_server import GraphServer
 from harness import Mailroom
 from oauth_consent import authorize
@@ -28,22 +27,6 @@ from test_corpus_over_mail_servers import OUTCOMES, corpus_mails
 CLIENT_SECRET = "client-secret"
 
 
-class MailView(Protocol):
-    raw: bytes
-    is_read: bool
-
-
-@dataclass
-class Served:
-    """A fake server holding one mailbox: its settings lines and what it now holds."""
-
-    settings: str
-    ca_file: Path
-    accept_token: object
-    inbox: object
-    error_folder: object
-
-
 @pytest.fixture
 def user() -> str:
     return f"corpus-{uuid.uuid4().hex[:8]}@example.test"
@@ -52,6 +35,12 @@ def user() -> str:
 @pytest.fixture
 def graph(tmp_path: Path, user: str) -> Iterator[GraphServer]:
     with GraphServer(tmp_path / "graph", username=user, tokens=()) as server:
+        yield server
+
+
+@pytest.fixture
+def ews(tmp_path: Path) -> Iterator[FakeEws]:
+    with FakeEws(tmp_path / "ews") as server:
         yield server
 
 
@@ -132,5 +121,32 @@ def test_every_corpus_mail_over_graph_ends_exactly_once(
         raw for raw in mails if raw in {m.raw for m in in_errors}
     )
     inbox = graph.inbox()
+    assert len(inbox) == len(mails) - len(dead)
+    assert all(m.is_read for m in inbox), "every handed-off mail is marked read"
+
+
+def test_every_corpus_mail_over_ews_ends_exactly_once(
+    room: Mailroom, ews: FakeEws, user: str, tmp_path: Path
+) -> None:
+    idp = OAuthServer.start(
+        tmp_path / "idp", account=user, on_issue=lambda token, _: ews.add_token(token)
+    )
+    try:
+        mails = corpus_mails()
+        for raw in mails:
+            ews.deliver(raw)
+        lines = f"        protocol: ews\n        connect_url: {ews.url}"
+        room.apply_settings(settings_text(user, lines, idp, both_cas(room, ews, idp)))
+        said = authorize(room, idp, "corpus")
+        summary = room.json("run", "--once")
+    finally:
+        idp.stop()
+
+    assert f"authorized by {user}" in said
+    assert all(scheme == "Bearer" for scheme, _ in ews.logins), "every request used a token"
+    dead = assert_every_mail_ends_exactly_once(room, summary, mails)
+    in_errors = ews.folder("Errors") or []
+    assert len(in_errors) == len(dead), "the dead-lettered mails sit in the error folder"
+    inbox = ews.inbox()
     assert len(inbox) == len(mails) - len(dead)
     assert all(m.is_read for m in inbox), "every handed-off mail is marked read"
