@@ -10,6 +10,7 @@ import pytest
 
 from contracts.settings import Settings, parse_settings
 from services.poller.adapters import SqlLeases
+from services.poller.sources.base import Throttled
 from services.poller.testing import FakeMailSource
 from services.poller.worker import Poller
 from services.reports import run_summary
@@ -184,3 +185,24 @@ def test_an_edit_waits_for_the_round_under_way_then_pauses_the_mailbox(
     state = next(s for s in config.mailboxes() if s.settings.name == "hanging")
     assert not state.enabled and "settings changed" in (state.paused_reason or "")
     assert str(state.settings.path) == str(moved), "the next round will use the new settings"
+
+
+def test_a_throttled_round_is_no_failure_and_the_next_round_carries_on(
+    settings: Settings, store: Store
+) -> None:
+    busy = FakeMailSource()
+    busy.deliver(MAIL % 1)
+    busy.fail_with = Throttled("mailbox 'quick': the server asked to wait 120 s", 120)
+    poller = make_poller(settings, store, {"quick": busy, "hanging": FakeMailSource()})
+    config = ConfigStore(store, secret_box(settings))
+    state = next(s for s in config.mailboxes() if s.settings.name == "quick")
+
+    for _ in range(5):  # more than the connectivity alert's threshold of 3
+        poller.poll(state)
+    throttled = next(s for s in config.mailboxes() if s.settings.name == "quick")
+    busy.fail_with = None
+    poller.poll(state)
+
+    assert throttled.consecutive_failures == 0 and throttled.last_error is None
+    assert throttled.alerted_at is None and throttled.enabled
+    assert len(busy.handed_off) == 1, "the next round takes the mail"
