@@ -58,3 +58,25 @@ def _require_pem_file(path: str, *, who: str) -> None:
             f"{who}: tls.ca_file {path} {problem}: point it at a PEM file of the CA that "
             "signed the server's certificate"
         )
+
+
+def https_verify(tls: TlsSettings, *, who: str) -> bool | str:
+    """What ``requests`` takes as ``verify`` for these settings: False (loudly), a checked
+    ``ca_file``, or True for the system store."""
+    if not tls.verify:
+        log.warning(
+            "%s: TLS certificate verification is OFF (tls.verify: false); "
+            "the connection can be intercepted",
+            who,
+        )
+        return False
+    if tls.ca_file is None:
+        return True
+    try:
+        _require_pem_file(tls.ca_file, who=who)
+    except OSError as exc:
+        raise ConfigError(
+            f"{who}: cannot read tls.ca_file {tls.ca_file}: {exc}; "
+            "point it at a PEM file of the CA that signed the server's certificate"
+        ) from exc
+    return tls.ca_file

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import socket
 import threading
 import uuid
@@ -31,7 +32,11 @@ USER = "help@example.test"
 PASSWORD = "s3cret-Passw0rd"
 MAILDEBUG = "mailroom.maildebug"
 # auth: oauth needs an OAuth client in the settings; the token itself comes from a provider.
-OAUTH = {"auth": "oauth", "client_id": "mailroom", "token_url": "https://127.0.0.1:9/contoso/oauth2/v2.0/token"}
+OAUTH = {
+    "auth": "oauth",
+    "client_id": "mailroom",
+    "token_url": "https://127.0.0.1:9/contoso/oauth2/v2.0/token",
+}
 
 Open = Callable[..., EwsSource]
 
@@ -486,3 +491,14 @@ def test_the_fake_leaves_no_thread_running(tmp_path) -> None:
     source.close()
 
     assert set(threading.enumerate()) - before == set()
+
+
+def test_mail_is_fetched_through_an_http_proxy(open_ews, ews: FakeEws, http_proxy) -> None:  # type: ignore[no-untyped-def]
+    raw = mail("through the proxy")
+    ref = ews.deliver(raw)
+    source = open_ews(proxy=http_proxy.url)
+
+    assert source.list_new(10) == [ref]
+    assert source.fetch_raw(ref) == raw
+    port = ews.port
+    assert re.search(rf"CONNECT \S+:{port} HTTP", http_proxy.log_file.read_text()), "no proxy"

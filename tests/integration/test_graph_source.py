@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -534,3 +535,13 @@ def test_the_debug_trace_shows_requests_and_never_the_token_or_the_body(
     assert TOKEN not in text
     assert "Body 1" not in text
     assert json.dumps(TOKEN) not in caplog.text and TOKEN not in caplog.text
+
+
+def test_mail_is_fetched_through_an_http_proxy(open_box, graph: GraphServer, http_proxy) -> None:  # type: ignore[no-untyped-def]
+    ref = graph.deliver(raw_mail(7))
+    source = open_box(proxy=http_proxy.url)
+
+    assert source.list_new(10) == [ref]
+    assert source.fetch_raw(ref) == raw_mail(7)
+    port = graph.endpoint.rsplit(":", 1)[1]
+    assert re.search(rf"CONNECT \S+:{port} HTTP", http_proxy.log_file.read_text()), "no proxy"

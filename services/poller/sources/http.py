@@ -9,18 +9,17 @@ from __future__ import annotations
 import requests
 
 from contracts.settings import MailboxSettings
+from services.runtime.tls import https_verify
 
 USER_AGENT = "Mailroom"
 
 
 def http_session(box: MailboxSettings) -> requests.Session:
+    """Raises ``ConfigError`` for a ``tls.ca_file`` that cannot be a CA file."""
     session = requests.Session()
     session.trust_env = False
     session.headers["User-Agent"] = USER_AGENT
-    if not box.tls.verify:
-        session.verify = False
-    elif box.tls.ca_file:
-        session.verify = box.tls.ca_file
+    session.verify = https_verify(box.tls, who=f"mailbox {box.name!r}")
     if box.proxy:
         # socks5h: the proxy resolves names, as it does for IMAP and POP.
         proxy = box.proxy.replace("socks5://", "socks5h://", 1)
