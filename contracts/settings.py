@@ -207,6 +207,9 @@ class NotificationSettings(_Strict):
     attachment_stripped: bool = True
     connectivity: ConnectivitySettings = ConnectivitySettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    #: Admins are warned this many days before an OAuth refresh token is expected to lapse
+    #: unused (Microsoft: 90 days after its last use).
+    token_lapse_warning_days: int = Field(default=14, ge=1, le=89)
 
 
 class TlsSettings(_Strict):

@@ -13,9 +13,6 @@ from services.oauth.token_store import StoredTokens
 
 #: Microsoft's refresh tokens lapse after 90 days without use (each refresh rotates them).
 MICROSOFT_IDLE_LIFETIME = timedelta(days=90)
-#: Admins are warned this long before a refresh token is expected to lapse. A constant: the
-#: help desk's notification settings have no field for it.
-LAPSE_WARNING = timedelta(days=14)
 
 
 def lapses_at(box: MailboxSettings, stored: StoredTokens) -> datetime | None:
@@ -50,16 +47,19 @@ def token_health(
 
 
 def lapsing(
-    boxes: Iterable[MailboxSettings], stored: dict[str, StoredTokens], now: datetime
+    boxes: Iterable[tuple[MailboxSettings, timedelta]],
+    stored: dict[str, StoredTokens],
+    now: datetime,
 ) -> Iterator[tuple[MailboxSettings, datetime]]:
-    """Mailboxes whose refresh token lapses within ``LAPSE_WARNING`` and whose admins were not
-    warned about that date yet, with the date."""
-    for box in boxes:
+    """Of ``(mailbox, how long before a lapse its admins want to know)``: the mailboxes whose
+    refresh token lapses within that time and whose admins were not warned about that date
+    yet, with the date."""
+    for box, warning in boxes:
         tokens = stored.get(box.name)
         if box.auth != "oauth" or tokens is None:
             continue
         lapse = lapses_at(box, tokens)
-        if lapse is not None and now >= lapse - LAPSE_WARNING and tokens.lapse_warned_for != lapse:
+        if lapse is not None and now >= lapse - warning and tokens.lapse_warned_for != lapse:
             yield box, lapse
 
 

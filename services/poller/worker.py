@@ -219,7 +219,8 @@ class Poller:
             states = {s.settings.name: s for s in self._ctx.config.mailboxes()}
             stored = {t.mailbox: t for t in self._tokens.all()}
             now = self._ctx.clock.now()
-            for box, lapse in lapsing([s.settings for s in states.values()], stored, now):
+            boxes = [(s.settings, self._lapse_warning(s)) for s in states.values()]
+            for box, lapse in lapsing(boxes, stored, now):
                 state = states[box.name]
                 self._ctx.tell(
                     state, partial(refresh_token_lapsing, box.name, state.helpdesk, lapse)
@@ -227,6 +228,10 @@ class Poller:
                 self._tokens.mark_lapse_warned(box.name, lapse)
         except MailroomError as exc:  # an outage too: the next check tries again
             log.warning("checking OAuth refresh tokens for lapses failed: %s", exc)
+
+    def _lapse_warning(self, state: MailboxState) -> timedelta:
+        days = self._ctx.helpdesk(state).notifications.token_lapse_warning_days
+        return timedelta(days=days)
 
     def _hand_off_new_mail(self, state: MailboxState, handed_off: list[str]) -> None:
         name = state.settings.name

@@ -116,3 +116,24 @@ def test_a_refresh_moves_the_lapse_date_and_a_new_date_is_warned_about_again(
 
     assert len(first) == 1 and len(second) == 1
     assert first[0]["subject"] != second[0]["subject"]
+
+
+def test_a_help_desk_chooses_how_many_days_ahead_its_admins_are_warned(
+    settings: Settings, store: Store, clock: FakeClock, connection: Connection, tmp_path: Path
+) -> None:
+    longer = SETTINGS.replace(
+        "support_reps: [reps@example.test]}}",
+        "support_reps: [reps@example.test], token_lapse_warning_days: 30}}",
+    )
+    ConfigStore(store, secret_box(settings)).apply(
+        parse_settings(longer.format(path=tmp_path / "maildir"))
+    )
+    poller = Poller(settings, connection=connection, store=store, clock=clock)
+    clock.advance(days=59)  # 31 days left
+    poller.warn_of_lapsing_tokens()
+    early = lapse_notices(connection)
+    clock.advance(days=2)  # 29 days left
+    poller.warn_of_lapsing_tokens()
+
+    assert early == []
+    assert len(lapse_notices(connection)) == 1
