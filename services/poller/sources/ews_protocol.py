@@ -159,6 +159,7 @@ class MailroomProtocol(Protocol):  # type: ignore[misc]
     def raw_session(self, prefix: str, *args: Any, **kwargs: Any) -> requests.Session:
         session = self._http(self._box)
         session.headers.update({"Content-Type": "text/xml; charset=utf-8"})
+        session.hooks["response"].append(_read_in_chunks)
         if self._trace is not None:
             session.hooks["response"].append(_tracer(self._trace))
         return session
@@ -167,6 +168,22 @@ class MailroomProtocol(Protocol):  # type: ignore[misc]
         session = self.raw_session(self.service_endpoint)
         session.auth = _Bearer(self.credentials)
         return session
+
+
+#: How much of a SOAP answer exchangelib's XML parser is fed at a time.
+READ_CHUNK = 64 * 1024
+
+
+def _read_in_chunks(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    """exchangelib parses ``response.iter_content()``, whose default is one byte per step: a
+    mailbox of large mails spent nine tenths of its time there. The same bytes, in chunks."""
+    one_byte_steps = response.iter_content
+
+    def iter_content(chunk_size: int | None = READ_CHUNK, decode_unicode: Any = False) -> Any:
+        return one_byte_steps(chunk_size, decode_unicode)
+
+    response.iter_content = iter_content  # type: ignore[method-assign]
+    return response
 
 
 def connect(
