@@ -2,7 +2,7 @@
 
 Nothing is asserted: the figures are printed as tables and written to ``var/bench.json``.
 RabbitMQ and PostgreSQL (and Dovecot, for the IMAPS figures) are started on loopback and
-stopped after.
+stopped after; the Graph and EWS figures use the fake servers of ``tests/``, in process.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import big_mail, claim_check, corpus_rate, embedded, imap, scaled
+from bench import big_mail, claim_check, corpus_rate, embedded, exchange, imap, scaled
 from bench.procs import REPO
 from bench.report import Results, machine, render, write_json
 
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = Console(stderr=True)
     results = Results(machine(args.mails))
     results.machine["imap_mails"] = args.imap_mails
+    results.machine["exchange_mails"] = args.exchange_mails
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mailroom-bench-") as tmp:
         progress.log(f"embedded pipeline, {args.mails} mails")
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.imap_mails:
             progress.log(f"IMAPS: Dovecot, RabbitMQ and PostgreSQL, {args.imap_mails} mails")
             imap.measure(Path(tmp) / "imap", args.imap_mails, results)
+        if args.exchange_mails:
+            progress.log(f"Graph and EWS: fake servers over TLS, {args.exchange_mails} mails")
+            exchange.measure(Path(tmp) / "exchange", args.exchange_mails, results)
         progress.log("one 50 MB mail through the scaled pipeline")
         big_mail.measure(Path(tmp) / "big", results)
     progress.log("claim check; parse + validate over the corpus")
@@ -51,6 +55,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mails", type=int, default=1000, help="generated mails per pipeline")
     parser.add_argument(
         "--imap-mails", type=int, default=5000, help="mails in the IMAPS mailbox (0 skips it)"
+    )
+    parser.add_argument(
+        "--exchange-mails",
+        type=int,
+        default=500,
+        help="mails in the Graph and EWS mailboxes (0 skips them)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench.json")
     return parser.parse_args(argv)

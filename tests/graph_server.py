@@ -563,6 +563,9 @@ class _TlsServer(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = self.socket.accept()
+        # Headers and body go out in two writes: with Nagle, the second waits for the
+        # client's delayed ACK (40 ms a request), which no real server makes it wait.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # The handshake happens in the connection's thread: a stalled client holds up no one.
         tls = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         with self.connections_lock:
