@@ -49,18 +49,23 @@ class GraphSource:
         self._client = client
         self._page_size = max(1, min(page_size, 1000))
         self._folders = GraphFolders(client, box.error_folder.name)
+        #: Mails the last listing found in the inbox and this source has not moved since:
+        #: fetched without asking where they are (a request per mail saved).
+        self._listed: set[str] = set()
 
     # -- MailSource ------------------------------------------------------------------------
 
     def list_new(self, limit: int) -> list[str]:
         """Ids of unread inbox mail, oldest first, at most ``limit``."""
-        return [str(m["id"]) for m in self._unread(limit)]
+        refs = [str(m["id"]) for m in self._unread(limit)]
+        self._listed = set(refs)
+        return refs
 
     def fetch_many(self, refs: Sequence[str]) -> Iterator[Fetched]:
         """The mails' MIME bytes (``$value``; reading does not mark). Mails no longer in the
         inbox are left out; one over ``max_mail_mb`` comes back with ``raw=None``."""
         for ref in refs:
-            if self._where(ref) != self._folders.inbox():
+            if ref not in self._listed and self._where(ref) != self._folders.inbox():
                 continue
             fetched = self._fetch(ref)
             if fetched is not None:
@@ -95,6 +100,7 @@ class GraphSource:
         assert target is not None  # created when missing
         inbox, failures = self._folders.inbox(), {}
         for ref in refs:
+            self._listed.discard(ref)
             where = self._where(ref)
             if where == target:
                 continue
