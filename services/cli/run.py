@@ -19,10 +19,12 @@ from services.cli.common import (
     serving_health,
 )
 from services.cli.monitoring import Monitoring
+from services.oauth.token_store import SqlTokenStore
 from services.pipeline import BUILDERS, Pipeline, RunOnce, run_worker
 from services.runtime.bus import connect
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ApplyResult, ConfigStore
+from services.runtime.crypto import SecretBox
 from services.runtime.errors import ConfigError, StoreOutage
 from services.runtime.outages import Outages
 from services.runtime.shutdown import stop_on_signals
@@ -166,8 +168,24 @@ def config_apply(file: Path) -> None:
     """Check a settings file and load it into the store."""
     settings = load_settings()
     with explained():
-        result = apply_file(settings, file)[1]
+        store, result = apply_file(settings, file)
+        waiting = not_authorized(store, secret_box(settings))
     report_applied(file, result)
+    for name in waiting:
+        click.echo(
+            f"mailbox {name}: not authorized yet; `mailroom oauth authorize {name}` "
+            "gives consent so it can be fetched"
+        )
+
+
+def not_authorized(store: Store, box: SecretBox) -> list[str]:
+    """The ``auth: oauth`` mailboxes that have no tokens yet."""
+    authorized = SqlTokenStore(store, box).authorized()
+    return [
+        s.settings.name
+        for s in ConfigStore(store, box).mailboxes()
+        if s.settings.auth == "oauth" and s.settings.name not in authorized
+    ]
 
 
 def report_applied(file: Path, result: ApplyResult) -> None:

@@ -49,6 +49,12 @@ class SqlTokenStore:
             row = conn.execute(sa.select(t).where(t.c.mailbox == mailbox)).first()
         return None if row is None else self._opened(row)
 
+    def authorized(self) -> set[str]:
+        """The mailboxes that have tokens (nothing decrypted)."""
+        t = tables.oauth_tokens
+        with self._store.transaction() as conn:
+            return set(conn.execute(sa.select(t.c.mailbox)).scalars())
+
     def all(self) -> list[StoredTokens]:
         with self._store.transaction() as conn:
             rows = conn.execute(sa.select(tables.oauth_tokens)).all()

@@ -89,12 +89,17 @@ def test_an_oauth_mailbox_is_fetched_until_its_grant_is_revoked(
     dovecot.deliver(basic_user, MAIL % (b"onprem one", b"p1"))
 
     before = room.json("mailbox", "show", "cloud")["oauth"]
+    applied = room.cli("config", "apply", str(room.workdir / "settings.yaml")).stdout
     said = authorize(room, idp, "cloud")
+    applied_after = room.cli("config", "apply", str(room.workdir / "settings.yaml")).stdout
     shown = room.cli("mailbox", "show", "cloud").stdout
     shown_json = room.json("mailbox", "show", "cloud")
     first = room.json("run", "--once")
 
     assert before == {"authorized": False, "fix": "run `mailroom oauth authorize cloud`"}
+    assert "mailbox cloud: not authorized yet; `mailroom oauth authorize cloud`" in applied
+    assert "onprem" not in applied.split("\n", 1)[1], "a basic mailbox needs no consent"
+    assert "not authorized" not in applied_after
     assert f"mailbox cloud: authorized by {oauth_user}; tokens stored encrypted" in said
     assert re.search(r"access token valid until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", said)
     health = shown_json["oauth"]
