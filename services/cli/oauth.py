@@ -54,7 +54,7 @@ def oauth_authorize(mailbox: str, paste: bool, timeout: float) -> None:
         if not box.redirect_url:
             raise ConfigError(
                 f"mailbox {mailbox!r}: authorizing needs `redirect_url`, as registered with "
-                "the OAuth client, e.g. http://localhost:8400/"
+                "the OAuth client, e.g. http://localhost:8765/oauth/callback"
             )
         clock = SystemClock()
         client = client_for(box, http_session, clock)

@@ -53,7 +53,7 @@ class GenericClient:
         if not box.redirect_url:
             raise ConfigError(
                 f"mailbox {box.name!r}: authorizing needs `redirect_url`, as registered with "
-                "the OAuth client, e.g. http://localhost:8400/"
+                "the OAuth client, e.g. http://localhost:8765/oauth/callback"
             )
         if not box.scope:
             raise ConfigError(f"mailbox {box.name!r}: authorizing needs `scope`")

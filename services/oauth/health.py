@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+from contracts.mailbox_oauth import is_microsoft_token_url
 from contracts.settings import MailboxSettings
-from services.oauth.microsoft import is_microsoft
 from services.oauth.token_store import StoredTokens
 
 #: Microsoft's refresh tokens lapse after 90 days without use (each refresh rotates them).
@@ -18,7 +18,7 @@ MICROSOFT_IDLE_LIFETIME = timedelta(days=90)
 def lapses_at(box: MailboxSettings, stored: StoredTokens) -> datetime | None:
     """When the refresh token is expected to lapse unused; None when the provider does not say
     (other providers keep refresh tokens until revoked, or publish no rule)."""
-    if not is_microsoft(box.token_url):
+    if not is_microsoft_token_url(box.token_url):
         return None
     last = max(d for d in (stored.refresh_issued_at, stored.refresh_used_at) if d is not None)
     return last + MICROSOFT_IDLE_LIFETIME

@@ -32,10 +32,6 @@ logging.getLogger("msal.oauth2cli.oauth2").setLevel(logging.CRITICAL)
 logging.getLogger("msal").setLevel(logging.INFO)
 
 
-def is_microsoft(token_url: str | None) -> bool:
-    return bool(token_url and TOKEN_URL.match(token_url))
-
-
 class _Http:
     """The mailbox's HTTP session as msal's ``http_client``: with the mailbox's timeout, and
     the last answer kept to tell what a failure of msal was about."""
@@ -208,6 +204,6 @@ def _redirect_url(box: MailboxSettings) -> str:
     if not box.redirect_url:
         raise ConfigError(
             f"mailbox {box.name!r}: authorizing needs `redirect_url`, as registered with the "
-            "app, e.g. http://localhost:8400/"
+            "app, e.g. http://localhost:8765/oauth/callback"
         )
     return box.redirect_url
