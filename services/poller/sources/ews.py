@@ -55,7 +55,7 @@ class EwsSource:
         """Raises ``ConfigError`` for a missing ``connect_url``, ``username`` or credential.
         The waits a busy server asks for go through ``needs.sleep``."""
         self._box = box
-        self._client = EwsClient(box, needs, sleep=needs.sleep)
+        self._client = EwsClient(box, needs)
         self._error_folder: Any = None
 
     # -- MailSource ------------------------------------------------------------------------

@@ -8,7 +8,6 @@ once, so each must be safe to repeat (list, read, mark, move).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
@@ -37,18 +36,13 @@ MAX_BUSY_ANSWERS = 3
 
 
 class EwsClient:
-    def __init__(
-        self,
-        box: MailboxSettings,
-        needs: SourceNeeds,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, box: MailboxSettings, needs: SourceNeeds) -> None:
+        """Waits a busy server asks for go through ``needs.sleep``."""
         _require_credentials(box, needs)
         self.box = box
         self.trace: ProtocolTrace | None = needs.trace
         self._needs = needs
-        self._sleep = sleep
+        self._sleep = needs.sleep
         self._account: Account | None = None
         self._credentials: BasicCredentials | TokenCredentials | None = None
 
