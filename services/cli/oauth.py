@@ -35,7 +35,7 @@ def oauth() -> None:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=1),
+    type=click.FloatRange(min=1, max=3600),
     default=DEFAULT_TIMEOUT_S,
     show_default=True,
     help="Seconds to wait for the browser to come back to the redirect URL.",
