@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import requests
 from exchangelib import BASIC, DELEGATE, Account, Build, Configuration, Credentials, Version
-from exchangelib.protocol import BaseProtocol, Protocol
+from exchangelib.protocol import BaseProtocol
 
 from bench.imap import MB, Transfer
 from bench.mailgen import MIXED_TO, make_mixed_mail
@@ -34,6 +34,7 @@ from contracts.settings import MailboxSettings
 from services.poller.rounds import BATCH
 from services.poller.sources import open_source
 from services.poller.sources.base import MailSource
+from services.poller.sources.ews_protocol import forget_protocol
 from services.poller.sources.graph import PAGE_SIZE, UNREAD_OLDEST_FIRST
 from services.poller.sources.needs import SourceNeeds
 from services.poller.sources.tokens import StaticTokenProvider
@@ -226,7 +227,7 @@ def ews_bare(ews: FakeEws) -> Transfer:
     )
     with ExitStack() as stack:
         stack.enter_context(_TrustingCa(ews.ca_file))
-        stack.callback(_forget, config)
+        stack.callback(forget_protocol, config)
         account = Account(MIXED_TO, config=config, autodiscover=False, access_type=DELEGATE)
         query = account.inbox.filter(is_read=False).order_by("datetime_received")
         items, size = [], 0
@@ -259,14 +260,3 @@ class _TrustingCa:
 
     def __exit__(self, *exc: object) -> None:
         BaseProtocol.HTTP_ADAPTER_CLS = self._before
-
-
-def _forget(config: Configuration) -> None:
-    """Close the baseline's sessions and drop its protocol from exchangelib's cache."""
-    try:
-        protocol, _ = Protocol[config]
-        del Protocol[config]
-    except KeyError:
-        return
-    if isinstance(protocol, Protocol):
-        protocol.close()

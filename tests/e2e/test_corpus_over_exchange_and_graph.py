@@ -11,9 +11,9 @@ marked read in the inbox.
 from __future__ import annotations
 
 import uuid
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ews_server import FakeEws
@@ -22,7 +22,7 @@ from harness import Mailroom
 from oauth_consent import authorize
 from oauth_server import OAuthServer
 from servers import free_port
-from test_corpus_over_mail_servers import OUTCOMES, corpus_mails
+from test_corpus_over_mail_servers import assert_every_mail_ends_exactly_once, corpus_mails
 
 CLIENT_SECRET = "client-secret"
 
@@ -84,34 +84,37 @@ def both_cas(room: Mailroom, *servers: object) -> Path:
     return path
 
 
-def assert_every_mail_ends_exactly_once(room: Mailroom, summary: dict, mails: list[bytes]) -> list:  # type: ignore[type-arg]
-    print({k: summary[k] for k in ("fetched", *OUTCOMES, "attachments_stripped")})
-    assert summary["fetched"] == len(mails)
-    assert sum(summary[k] for k in OUTCOMES) == len(mails), "a mail has no outcome"
-    ids = Counter(m["mail_id"] for m in summary["mails"])
-    assert len(ids) == len(mails) and max(ids.values()) == 1
-    dead = room.json("dlq", "list")
-    assert len(dead) == summary["dead_lettered"]
-    assert all(d["error"] for d in dead), "every dead letter has a reason"
-    return dead  # type: ignore[no-any-return]
+def run_corpus_with_oauth(
+    room: Mailroom,
+    user: str,
+    folder: Path,
+    server: FakeEws | GraphServer,
+    accept: Callable[[str], None],
+    protocol_lines: str,
+) -> tuple[list[bytes], str, dict[str, Any]]:
+    """The corpus delivered into ``server``; settings applied, consent given at a fake IdP
+    whose tokens ``accept`` registers, and one ``run --once``: the mails, what ``oauth
+    authorize`` said, and the run's summary."""
+    mails = corpus_mails()
+    for raw in mails:
+        server.deliver(raw)
+    idp = OAuthServer.start(folder / "idp", account=user, on_issue=lambda token, _: accept(token))
+    try:
+        room.apply_settings(settings_text(user, protocol_lines, idp, both_cas(room, server, idp)))
+        said = authorize(room, idp, "corpus")
+        summary = room.json("run", "--once")
+    finally:
+        idp.stop()
+    return mails, said, summary
 
 
 def test_every_corpus_mail_over_graph_ends_exactly_once(
     room: Mailroom, graph: GraphServer, user: str, tmp_path: Path
 ) -> None:
-    idp = OAuthServer.start(
-        tmp_path / "idp", account=user, on_issue=lambda token, _: graph.accept_token(token)
+    lines = f"        protocol: graph\n        graph_endpoint: {graph.endpoint}"
+    mails, said, summary = run_corpus_with_oauth(
+        room, user, tmp_path, graph, graph.accept_token, lines
     )
-    try:
-        mails = corpus_mails()
-        for raw in mails:
-            graph.deliver(raw)
-        lines = f"        protocol: graph\n        graph_endpoint: {graph.endpoint}"
-        room.apply_settings(settings_text(user, lines, idp, both_cas(room, graph, idp)))
-        said = authorize(room, idp, "corpus")
-        summary = room.json("run", "--once")
-    finally:
-        idp.stop()
 
     assert f"authorized by {user}" in said
     dead = assert_every_mail_ends_exactly_once(room, summary, mails)
@@ -128,19 +131,8 @@ def test_every_corpus_mail_over_graph_ends_exactly_once(
 def test_every_corpus_mail_over_ews_ends_exactly_once(
     room: Mailroom, ews: FakeEws, user: str, tmp_path: Path
 ) -> None:
-    idp = OAuthServer.start(
-        tmp_path / "idp", account=user, on_issue=lambda token, _: ews.add_token(token)
-    )
-    try:
-        mails = corpus_mails()
-        for raw in mails:
-            ews.deliver(raw)
-        lines = f"        protocol: ews\n        connect_url: {ews.url}"
-        room.apply_settings(settings_text(user, lines, idp, both_cas(room, ews, idp)))
-        said = authorize(room, idp, "corpus")
-        summary = room.json("run", "--once")
-    finally:
-        idp.stop()
+    lines = f"        protocol: ews\n        connect_url: {ews.url}"
+    mails, said, summary = run_corpus_with_oauth(room, user, tmp_path, ews, ews.add_token, lines)
 
     assert f"authorized by {user}" in said
     assert all(scheme == "Bearer" for scheme, _ in ews.logins), "every request used a token"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import Mailroom
@@ -44,6 +45,22 @@ helpdesks:
 """
 
 
+def assert_every_mail_ends_exactly_once(
+    room: Mailroom, summary: dict[str, Any], mails: list[bytes]
+) -> list[dict[str, Any]]:
+    """Each mail has exactly one outcome in the run's summary and every dead letter a
+    reason; returns the dead-letter entries."""
+    print({k: summary[k] for k in ("fetched", *OUTCOMES, "attachments_stripped")})
+    assert summary["fetched"] == len(mails)
+    assert sum(summary[k] for k in OUTCOMES) == len(mails), "a mail has no outcome"
+    ids = Counter(m["mail_id"] for m in summary["mails"])
+    assert len(ids) == len(mails) and max(ids.values()) == 1
+    dead: list[dict[str, Any]] = room.json("dlq", "list")
+    assert len(dead) == summary["dead_lettered"]
+    assert all(d["error"] for d in dead), "every dead letter has a reason"
+    return dead
+
+
 @pytest.mark.parametrize("protocol", ["imaps", "pops"])
 def test_every_corpus_mail_ends_exactly_once(
     protocol: str,
@@ -62,14 +79,7 @@ def test_every_corpus_mail_ends_exactly_once(
 
     summary = room.json("run", "--once")
 
-    print({k: summary[k] for k in ("fetched", *OUTCOMES, "attachments_stripped")})
-    assert summary["fetched"] == len(mails)
-    assert sum(summary[k] for k in OUTCOMES) == len(mails), "a mail has no outcome"
-    ids = Counter(m["mail_id"] for m in summary["mails"])
-    assert len(ids) == len(mails) and max(ids.values()) == 1
-    dead = room.json("dlq", "list")
-    assert len(dead) == summary["dead_lettered"]
-    assert all(d["error"] for d in dead), "every dead letter has a reason"
+    dead = assert_every_mail_ends_exactly_once(room, summary, mails)
     on_requests = [m for r in room.json("requests", "list") for m in r["mails"]]
     assert any(m["defects"] for m in on_requests), "parse defects are kept on the requests"
     if protocol == "imaps":

@@ -15,8 +15,9 @@ from contracts.settings import MailboxSettings
 from services.poller.sources.base import Fetched, NotMarked, SourceState
 from services.poller.sources.debug import describe_mail
 from services.poller.sources.graph_client import GraphClient
-from services.poller.sources.graph_errors import GraphRefused, no_token_provider
+from services.poller.sources.graph_errors import GraphRefused
 from services.poller.sources.graph_folders import INBOX, GraphFolders, path_id
+from services.poller.sources.imap_session import oauth_not_set_up
 from services.poller.sources.needs import SourceNeeds
 from services.runtime.errors import ConfigError, InfraError
 from services.runtime.message_ids import first_message_id
@@ -247,7 +248,7 @@ def open_graph(
             f"mailbox {box.name!r}: protocol graph needs `username`: the mailbox's address"
         )
     if needs.tokens is None:
-        raise no_token_provider(box)
+        raise oauth_not_set_up(box.name)
     client = GraphClient(box, needs.http(box), needs.tokens, trace=needs.trace, sleep=needs.sleep)
     return GraphSource(box, client)
 

@@ -101,13 +101,6 @@ def unauthorized(box: MailboxSettings) -> ConfigError:
     )
 
 
-def no_token_provider(box: MailboxSettings) -> ConfigError:
-    return ConfigError(
-        f"mailbox {box.name!r}: OAuth is not set up for this mailbox: "
-        f"run `mailroom oauth authorize {box.name}`"
-    )
-
-
 def explain(box: MailboxSettings, exc: requests.RequestException, what: str) -> MailroomError:
     """One sentence for a failure of ``requests`` itself (no answer, or a broken one)."""
     name, endpoint = repr(box.name), endpoint_of(box)
