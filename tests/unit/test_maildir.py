@@ -259,6 +259,54 @@ def test_moving_a_mail_no_longer_there_to_the_error_folder_fails(tmp_path):
         source.move_to_error_folder(["gone.host"])
 
 
+def _marked_by_the_poller_after_listing(
+    monkeypatch: pytest.MonkeyPatch, source: MaildirSource, root: Path, ref: str
+) -> None:
+    """The poller marks ``ref`` read just after ``source`` has listed the inbox: the dead
+    letter of a fast parser races the poller's own marking."""
+    poller, listed = MaildirSource(root, mailbox="local"), source._index
+
+    def listed_then_marked(where: Path) -> dict[str, list[tuple[str, Path]]]:
+        found = listed(where)
+        if where == root and (root / "new" / ref).exists():
+            poller.mark_handed_off([ref])
+        return found
+
+    monkeypatch.setattr(source, "_index", listed_then_marked)
+
+
+def test_a_mail_marked_read_while_it_is_moved_to_the_error_folder_still_gets_there(
+    tmp_path, monkeypatch
+):
+    root = maildir(tmp_path / "Maildir")
+    put(root, "new", "a.host")
+    source = MaildirSource(root, mailbox="local")
+    _marked_by_the_poller_after_listing(monkeypatch, source, root, "a.host")
+
+    source.move_to_error_folder(["a.host"])
+
+    assert (names(root / "new"), names(root / "cur")) == ([], [])
+    assert names(root / ".Errors" / "cur") == ["a.host:2,S"]
+
+
+def test_a_mail_moved_to_the_error_folder_while_it_is_marked_read_is_no_failure(tmp_path):
+    root = maildir(tmp_path / "Maildir")
+    put(root, "new", "a.host")
+    poller, mover = MaildirSource(root, mailbox="local"), MaildirSource(root, mailbox="local")
+    listed = poller._index
+
+    def listed_then_moved(where: Path) -> dict[str, list[tuple[str, Path]]]:
+        found = listed(where)
+        mover.move_to_error_folder(["a.host"])
+        return found
+
+    poller._index = listed_then_moved  # type: ignore[method-assign]
+
+    poller.mark_handed_off(["a.host"])  # raises no NotMarked: the mail has left the inbox
+
+    assert names(root / ".Errors" / "cur") == ["a.host:2,"]
+
+
 def test_moving_a_mail_already_in_the_error_folder_again_changes_nothing(tmp_path):
     root = maildir(tmp_path / "Maildir")
     put(root, "new", "a.host")

@@ -179,7 +179,8 @@ class MaildirSource:
 
     def mark_handed_off(self, refs: Sequence[str]) -> None:
         """Move each unread mail to ``cur/`` with the ``S`` flag. Raises ``NotMarked`` for
-        those that cannot be (after marking the rest); mails no longer unread are skipped."""
+        those that cannot be (after marking the rest); mails no longer unread are skipped,
+        as is one moved away meanwhile (to the error folder, by a quick dead letter)."""
         index = self._index(self.path)
         failures: dict[str, str] = {}
         for ref in refs:
@@ -187,28 +188,38 @@ class MaildirSource:
                 continue
             flags, src = copy
             target = self.path / "cur" / f"{_key(src)}{INFO_SEP}{_with_flag(flags, 'S')}"
-            if (why := _move_file(src, target)) is not None:
+            if (why := _move_file(src, target)) is not None and os.path.lexists(src):
                 failures[ref] = why
         if failures:
             raise NotMarked(failures)
 
     def move_to_error_folder(self, refs: Sequence[str]) -> None:
         self._make_error_folder()
-        inbox, held = self._index(self.path), self._index(self.error_path)
+        inbox = self._index(self.path)
         failures: dict[str, str] = {}
         for ref in refs:
-            copy = _preferred(inbox.get(ref, []))
-            if copy is None:
-                if ref not in held:
-                    failures[ref] = f"it is no longer in {self.path} (deleted or moved meanwhile)"
-                continue  # in the folder already: moved by an earlier delivery
-            flags, src = copy
-            target = self.error_path / "cur" / f"{_key(src)}{INFO_SEP}{flags}"
-            if (why := _move_file(src, target)) is not None:
+            if (why := self._move_one_to_error_folder(ref, inbox)) is not None:
                 failures[ref] = why
         if failures:
             detail = "; ".join(f"{ref}: {why}" for ref, why in failures.items())
             raise InfraError(f"not moved to the error folder {self.error_folder!r}: {detail}")
+
+    def _move_one_to_error_folder(self, ref: str, inbox: Index) -> str | None:
+        """Why the mail was not moved, or None. The poller may mark it read (``new/`` to
+        ``cur/``) while this moves it, so a file gone meanwhile is looked for again."""
+        why = None
+        for _ in range(_MOVE_TRIES):
+            copy = _preferred(inbox.get(ref, []))
+            if copy is None:
+                if ref in self._index(self.error_path):
+                    return None  # in the folder already: moved by an earlier delivery
+                return f"it is no longer in {self.path} (deleted or moved meanwhile)"
+            flags, src = copy
+            target = self.error_path / "cur" / f"{_key(src)}{INFO_SEP}{flags}"
+            if (why := _move_file(src, target)) is None or os.path.lexists(src):
+                return why
+            inbox = self._index(self.path)
+        return why
 
     def move_to_inbox(self, refs: Sequence[str]) -> None:
         # Back in new/ without flags: unread again, so it is fetched again.
@@ -251,6 +262,10 @@ class MaildirSource:
             raise InfraError(
                 f"cannot make the error folder {self.error_path}: {exc.strerror}"
             ) from exc
+
+
+#: How often a mail renamed under a move (marked read meanwhile) is looked for again.
+_MOVE_TRIES = 3
 
 
 def _ref(key: str) -> str:
