@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     max_header_kb: float = Field(default=256, gt=0, le=MAX_MB * 1024)
     #: Sum of the decoded sizes of all parts of one mail.
     max_decoded_mb: float = Field(default=100, gt=0, le=MAX_MB)
+    #: Parser, validator and router take up to this many mails at a time: one store
+    #: transaction and one round of broker confirms per batch. 1 handles one at a time.
+    batch_size: int = Field(default=32, ge=1, le=1000)
+    #: How long a batch waits for more mail after its first, before it is handled anyway.
+    batch_linger_ms: float = Field(default=20, ge=0, le=10_000)
 
     @field_validator("var_dir", mode="before")
     @classmethod

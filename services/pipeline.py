@@ -17,7 +17,15 @@ from services.notifier import worker as notifier
 from services.parser import worker as parser
 from services.poller import worker as poller
 from services.router import worker as router
-from services.runtime.bus import Publisher, consumer, declare_all, drain, is_embedded
+from services.runtime.bus import (
+    Batcher,
+    Publisher,
+    consumer,
+    declare_all,
+    drain,
+    gathering,
+    is_embedded,
+)
 from services.runtime.errors import StoreOutage
 from services.runtime.outages import Outages, Stopping
 from services.runtime.ports import Clock, Metrics
@@ -126,12 +134,17 @@ class Pipeline:
         ]
         self._poller = self.stages[0]
         declare_all(connection)
-        channel = connection.channel()
-        self._consumers = [
-            consumer(channel, queue, handle, guard=self._guarded)
-            for s in self.stages
-            for queue, handle in s.handlers.items()
-        ]
+        self._batchers: list[Batcher] = []
+        self._consumers = []
+        for queue, handle in ((q, h) for s in self.stages for q, h in s.handlers.items()):
+            taken = gathering(queue, handle, self._guarded)
+            if isinstance(taken, Batcher):
+                self._batchers.append(taken)
+            # A channel each: a prefetch limit holds per channel, and one stage's unacked
+            # batch must not stop the deliveries to another.
+            self._consumers.append(
+                consumer(connection.channel(), queue, taken, guard=self._guarded)
+            )
         for c in self._consumers:
             c.consume()
         for s in self.stages:
@@ -155,7 +168,7 @@ class Pipeline:
         polled = self._poller.poll_all()
         end = time.monotonic() + deadline_s
         while time.monotonic() < end and not stop.is_set():
-            busy = drain(self._conn, timeout=0.2)
+            busy = drain(self._conn, timeout=0.2, batchers=self._batchers)
             if not busy and not self._pending():
                 break
         if not stop.is_set():
@@ -167,7 +180,7 @@ class Pipeline:
 
     def settle(self) -> None:
         """Handle messages until every queue is quiet."""
-        while drain(self._conn, timeout=0.2):
+        while drain(self._conn, timeout=0.2, batchers=self._batchers):
             pass
 
     def run_forever(self) -> None:
@@ -182,7 +195,7 @@ class Pipeline:
                 for stage in self.stages:
                     if stage.tick:
                         self._guarded(stage.tick)
-                drain(self._conn, timeout=1.0)
+                drain(self._conn, timeout=1.0, batchers=self._batchers)
             if self._embedded:
                 self.close()
                 self.settle()

@@ -10,7 +10,7 @@ from contracts.settings import Settings
 from services.parser.handler import parse
 from services.parser.limits import ParserLimits
 from services.runtime.ports import Clock, Metrics
-from services.runtime.stage import Stage, dispatcher
+from services.runtime.stage import Stage, batched
 from services.runtime.store import BlobsInTransaction, Store
 
 
@@ -40,7 +40,7 @@ def build(
         with store.transaction() as conn:
             return parse(msg, blobs=BlobsInTransaction(conn), limits=limits)
 
-    d = dispatcher(
+    d = batched(
         "parser",
         handle,
         settings=settings,

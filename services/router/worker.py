@@ -14,7 +14,7 @@ from services.runtime.addresses import AddressSet
 from services.runtime.clock import SystemClock
 from services.runtime.config_store import ConfigStore, MailboxState
 from services.runtime.ports import Clock, Metrics
-from services.runtime.stage import Stage, dispatcher, secret_box
+from services.runtime.stage import Stage, batched, secret_box
 from services.runtime.store import Store
 
 
@@ -37,7 +37,7 @@ def build(
             book = SqlRequestBook(conn)
             return route(msg, book=book, intake=intake, own_addresses=own, now=clock.now())
 
-    d = dispatcher(
+    d = batched(
         "router",
         handle,
         settings=settings,

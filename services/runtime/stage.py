@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from kombu import Connection
 
 from contracts.settings import Settings
-from services.runtime.bus import Handle, Publisher
+from services.runtime.batches import BatchDispatcher
+from services.runtime.bus import Batched, Handle, Publisher
 from services.runtime.clock import SystemClock
 from services.runtime.crypto import SecretBox
 from services.runtime.delivery_starts import SqlDeliveryStarts
@@ -37,7 +38,7 @@ class Stage:
     """
 
     name: str
-    handlers: dict[str, Handle]
+    handlers: dict[str, Handle | Batched]
     tick: Callable[[], object] | None = None
     on_start: Sequence[Callable[[], object]] = field(default_factory=list)
     #: Run when the process stops, after the last message: let background work end.
@@ -64,15 +65,45 @@ def dispatcher(
     store: Store,
     clock: Clock | None = None,
     metrics: Metrics | None = None,
+    publisher: Publisher | None = None,
 ) -> Dispatcher:
-    """A dispatcher for ``stage`` publishing on a connection of its own, counting what it
-    handles in ``metrics``."""
+    """A dispatcher for ``stage`` publishing on a connection of its own (``publisher``'s,
+    when given), counting what it handles in ``metrics``."""
     return Dispatcher(
         stage=stage,
         handler=handler,
-        publish=Publisher(connection).publish,
+        publish=(publisher or Publisher(connection)).publish,
         error_log=ErrorLog(SqlBlobStore(store), secret_box(settings)),
         max_attempts=settings.max_attempts,
         starts=SqlDeliveryStarts(store, clock or SystemClock()),
         metrics=metrics or NoMetrics(),
     )
+
+
+def batched(
+    stage: str,
+    handler: Handler,
+    *,
+    settings: Settings,
+    connection: Connection,
+    store: Store,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
+) -> Batched:
+    """The stage's handling in batches of ``settings.batch_size``, each in one store
+    transaction (``batches.BatchDispatcher``), one mail at a time where that is needed."""
+    publisher = Publisher(connection)
+    single = dispatcher(
+        stage,
+        handler,
+        settings=settings,
+        connection=connection,
+        store=store,
+        clock=clock,
+        metrics=metrics,
+        publisher=publisher,
+    )
+    handle = BatchDispatcher(
+        single, batch=store.batch, step=store.transaction, publish_all=publisher.publish_all
+    )
+    return Batched(handle, settings.batch_size, settings.batch_linger_ms / 1000)

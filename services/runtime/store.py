@@ -10,6 +10,7 @@ import logging
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import overload
@@ -62,6 +63,8 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _create_engine(url)
+        #: The connection of the batch this thread is in (``batch``), if any.
+        self._batch: ContextVar[Connection | None] = ContextVar(f"batch-{id(self)}", default=None)
 
     @property
     def dialect(self) -> str:
@@ -97,10 +100,48 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A connection in a transaction, committed when the block ends without an error."""
+        """A connection in a transaction, committed when the block ends without an error.
+
+        Inside ``batch`` the block is a savepoint of the batch's transaction: an error undoes
+        what the block did, and the rest is committed with the batch.
+        """
+        if (conn := self._batch.get()) is not None:
+            try:
+                with conn.begin_nested():
+                    yield conn
+            except SQLAlchemyError as exc:
+                raise _translated(exc, f"database {safe_url(self.url)}") from exc
+            return
         try:
             with self.engine.begin() as conn:
                 yield conn
+        except SQLAlchemyError as exc:
+            raise _translated(exc, f"database {safe_url(self.url)}") from exc
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction for every ``transaction`` block this thread runs inside: one
+        commit (one fsync) for a batch of mails instead of one per mail and stage.
+
+        Committed when the block ends without an error, else rolled back. A batch inside a
+        batch joins it.
+        """
+        if self._batch.get() is not None:
+            yield
+            return
+        try:
+            with self.engine.begin() as conn:
+                if self.dialect == "sqlite":
+                    # The driver opens SQLite transactions itself, only before a write, and
+                    # knows nothing of savepoints: open it here, taking the write lock at
+                    # once, so that a read and a later write of the batch never conflict
+                    # with another writer in between.
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                token = self._batch.set(conn)
+                try:
+                    yield
+                finally:
+                    self._batch.reset(token)
         except SQLAlchemyError as exc:
             raise _translated(exc, f"database {safe_url(self.url)}") from exc
 

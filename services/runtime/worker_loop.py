@@ -19,7 +19,7 @@ from typing import TypeVar
 from kombu import Connection
 
 from contracts import queues
-from services.runtime.bus import connect, consumer, declare_all, drain
+from services.runtime.bus import Batcher, connect, consumer, declare_all, drain, gathering
 from services.runtime.errors import BrokerOutage, StoreOutage
 from services.runtime.outages import Outages, Stopping
 from services.runtime.stage import Stage
@@ -67,7 +67,7 @@ class WorkerLoop:
             lambda: self.open_connection(self.broker_url), kinds=(BrokerOutage,)
         )
         try:
-            self._consume(conn)
+            batchers = self._consume(conn)
             self.outages.recovered()
             log.info("stage %s is consuming", self.stage.name)
             probed = self.monotonic()
@@ -77,23 +77,29 @@ class WorkerLoop:
                 if self.monotonic() - probed >= PROBE_EVERY_S:
                     self._guarded(self.probe)
                     probed = self.monotonic()
-                drain(conn, timeout=DRAIN_S)
+                drain(conn, timeout=DRAIN_S, batchers=batchers)
         finally:
             with contextlib.suppress(Exception):  # a dead connection may fail to close
                 conn.release()
 
-    def _consume(self, conn: Connection) -> None:
+    def _consume(self, conn: Connection) -> list[Batcher]:
+        """Start a consumer per queue; returns those that gather batches."""
+        batchers: list[Batcher] = []
         try:
             made = declare_all(conn)
             channel = conn.channel()
             for name, handle in self.stage.handlers.items():
                 stopping = self.outages.stop.is_set
-                consumer(channel, name, handle, self._guarded, stopping).consume()
+                taken = gathering(name, handle, self._guarded)
+                if isinstance(taken, Batcher):
+                    batchers.append(taken)
+                consumer(channel, name, taken, self._guarded, stopping).consume()
         except (*conn.connection_errors, *conn.channel_errors, OSError) as exc:
             raise BrokerOutage(f"setting up the consumers failed: {exc!r}") from exc
         if set(made) & set(queues.WORK_QUEUES):
             log.info("declared the queues %s, which the broker did not have", made)
             self._guarded(self.on_queues_lost)
+        return batchers
 
     def _guarded(self, work: Callable[[], T]) -> T:
         """``work``, waiting out a store outage in place (the mail in hand is kept)."""

@@ -12,7 +12,7 @@ from contracts.notify import Notify
 from contracts.settings import HelpdeskSettings, Settings
 from services.runtime.config_store import ConfigStore, MailboxState
 from services.runtime.ports import BlobStore, Clock, Metrics
-from services.runtime.stage import Stage, dispatcher, secret_box
+from services.runtime.stage import Stage, batched, secret_box
 from services.runtime.store import SqlBlobStore, Store
 from services.validator.adapters import LibmagicSniffer, SqlBlobHeads
 from services.validator.handler import HeadReader, validate
@@ -39,7 +39,7 @@ def build(
             msg, desk, config.mailboxes(), blobs=blobs, sniff=sniff, read_head=heads
         )
 
-    d = dispatcher(
+    d = batched(
         "validator",
         handle,
         settings=settings,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,42 @@ def test_a_message_the_broker_gives_up_on_is_recorded_saying_what_the_broker_did
     assert "stopped or lost its broker connection" in entry["error"]
     assert entry["source"] == {"mailbox": "box", "ref": "k7"}
     conn.release()
+
+
+def test_a_batch_is_published_whole_and_in_order_with_its_confirms(amqp_url: str) -> None:
+    # A plain connection, as a worker's stage has: the publisher asks for confirms itself.
+    publisher = Publisher(Connection(amqp_url))
+    sent = [fetched(n) for n in range(300)]
+
+    publisher.publish_all(sent)
+    publisher.close()
+
+    got = []
+    with Connection(amqp_url) as plain:
+        queue = topology.work_queue(queues.MAIL_FETCHED).bind(plain.channel())
+        while (message := queue.get(no_ack=True)) is not None:
+            got.append(MailFetched.model_validate_json(message.body).mail_id)
+    assert got == [m.mail_id for m in sent]
+
+
+def test_a_batch_is_not_taken_as_published_before_the_broker_confirms_it(
+    rabbitmq, amqp_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    publisher = Publisher(Connection(amqp_url))
+    publisher.publish_all([fetched(0)])  # connected, the queues declared
+    done = threading.Event()
+    # The memory alarm: the broker takes no message in, so it confirms none.
+    rabbitmq.rabbitmqctl("set_vm_memory_high_watermark", "absolute", "1")
+    try:
+        worker = threading.Thread(
+            target=lambda: (publisher.publish_all([fetched(n) for n in range(1, 20)]), done.set())
+        )
+        worker.start()
+        waited = done.wait(2)
+    finally:
+        rabbitmq.rabbitmqctl("set_vm_memory_high_watermark", "0.4")
+    worker.join(30)
+    publisher.close()
+
+    assert not waited, "publish_all returned before the broker confirmed the batch"
+    assert done.is_set(), "publish_all did not return once the broker confirmed the batch"
