@@ -7,6 +7,7 @@ from email import policy
 from email.message import Message
 
 from services.parser.headers import first_raw
+from services.parser.light_policy import Part
 
 
 def subparts(part: Message) -> list[Message]:
@@ -32,14 +33,16 @@ def payload(part: Message) -> bytes:
     """Decoded bytes of a leaf part; message/* parts other than rfc822 as written.
 
     Base64, the encoding of nearly every big attachment, is decoded straight from the
-    parsed text; the stdlib's own decoding makes several full-size copies on the way.
+    parsed text, or from the raw mail where the parser left it there (``Part.run``); the
+    stdlib's own decoding makes several full-size copies on the way.
     """
     if part.is_multipart():
         # e.g. message/delivery-status: a list of header blocks, kept as text.
         return b"".join(message_bytes(sub) for sub in subparts(part))
     encoding = transfer_encoding(part)
     if encoding == "base64":
-        fast = _base64(part.get_payload())
+        run = part.run if isinstance(part, Part) else None
+        fast = _base64(part.get_payload() if run is None else run.view())
         if fast is not None:
             return fast
     if encoding in UUENCODED:
@@ -61,7 +64,7 @@ def encoded_bytes(part: Message) -> bytes:
 
 
 def _base64(text: object) -> bytes | None:
-    if not isinstance(text, str):
+    if not isinstance(text, str | memoryview):
         return None
     try:
         return binascii.a2b_base64(text)
