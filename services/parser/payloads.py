@@ -7,7 +7,7 @@ from email import policy
 from email.message import Message
 
 from services.parser.headers import first_raw
-from services.parser.light_policy import Part
+from services.parser.light_policy import LightPolicy, Part
 
 
 def subparts(part: Message) -> list[Message]:
@@ -18,8 +18,9 @@ def subparts(part: Message) -> list[Message]:
 
 
 # Writes an attached mail back out with its headers as they came, never refolded: refolding
-# runs the header parser again, which is where the stdlib's bugs live.
-_VERBATIM = policy.default.clone(refold_source="none", linesep="\r\n")
+# runs the header parser again, which is where the stdlib's bugs live. The generator reads
+# the parts' MIME fields through it: one per mail, as the tree's own (see light_policy).
+_VERBATIM = {"refold_source": "none", "linesep": "\r\n"}
 # The older policy writes a header holding raw 8-bit bytes without parsing it again.
 _VERBATIM_OLD = policy.compat32.clone(linesep="\r\n")
 UUENCODED = frozenset({"x-uuencode", "uuencode", "x-uue", "uue"})
@@ -80,6 +81,6 @@ def release(part: Message) -> None:
 def message_bytes(inner: Message) -> bytes:
     """An attached mail written back out as bytes."""
     try:
-        return inner.as_bytes(policy=_VERBATIM)
+        return inner.as_bytes(policy=LightPolicy(**_VERBATIM))
     except UnicodeEncodeError:  # stdlib bug: 8-bit text in an inner multipart without parts
         return inner.as_string(policy=_VERBATIM_OLD).encode("utf-8", "surrogateescape")
