@@ -47,6 +47,11 @@ def measure(workdir: Path, results: Results) -> None:
         )
         for s in STAGES
     ]
+    # The target: the parser's peak above the import baseline, in times the mail.
+    parser = peaks.get("parser")
+    above = parser - baseline.peak_rss_mib if parser and baseline.peak_rss_mib else None
+    what = f"{mib:.0f} MB mail: parser worker's peak RSS above the import baseline"
+    results.figures.append(Figure(what, "the size of the mail", "MiB", above, mib))
     if not done:
         results.notes.append("PROBLEM: the 50 MB mail had no outcome before the deadline")
     elif dead:

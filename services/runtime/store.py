@@ -267,19 +267,19 @@ class BlobsInTransaction:
 def get_blob(conn: Connection, sha256: str) -> bytes:
     """The blob's bytes; raises ``KeyError`` when absent.
 
-    A big blob is read in pieces of ``BLOB_PIECE`` bytes: the database driver holds a whole
-    result two or three times over on the way (PostgreSQL sends bytea as hex text), so a
-    50 MB mail read at once would cost about 300 MB.
+    Read in pieces of ``BLOB_PIECE`` bytes: the database driver holds a whole result two or
+    three times over on the way (PostgreSQL sends bytea as hex text), so a 50 MB mail read
+    at once would cost about 300 MB.
     """
     blobs = tables.blobs.c
-    first = sa.func.substr(blobs.data, 1, BLOB_PIECE, type_=sa.LargeBinary)
-    row = conn.execute(sa.select(blobs.size, first).where(blobs.sha256 == sha256)).first()
-    if row is None:
-        raise KeyError(sha256)
-    pieces = [bytes(row[1] or b"")]  # SQLite reads no bytes of an empty blob as NULL
-    for offset in range(BLOB_PIECE, row.size, BLOB_PIECE):
-        piece = sa.func.substr(blobs.data, offset + 1, BLOB_PIECE, type_=sa.LargeBinary)
-        pieces.append(bytes(conn.execute(sa.select(piece).where(blobs.sha256 == sha256)).one()[0]))
+    pieces: list[bytes] = []
+    while not pieces or len(pieces[-1]) == BLOB_PIECE:
+        start = len(pieces) * BLOB_PIECE + 1
+        piece = sa.func.substr(blobs.data, start, BLOB_PIECE, type_=sa.LargeBinary)
+        row = conn.execute(sa.select(piece).where(blobs.sha256 == sha256)).first()
+        if row is None:
+            raise KeyError(sha256)
+        pieces.append(bytes(row[0] or b""))  # SQLite reads no bytes of a blob as NULL
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
