@@ -15,7 +15,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import big_mail, claim_check, corpus_rate, embedded, exchange, imap, scaled
+from bench import (
+    big_mail,
+    claim_check,
+    corpus_rate,
+    embedded,
+    exchange,
+    imap,
+    parser_compare,
+    scaled,
+)
 from bench.procs import REPO
 from bench.report import Results, machine, render, write_json
 
@@ -43,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     progress.log("claim check; parse + validate over the corpus")
     claim_check.measure(results)
     corpus_rate.measure(results)
+    progress.log("fast-mail-parser beside Mailroom's parser over the corpus")
+    parser_compare.measure(results)
     results.details["bench_seconds"] = time.perf_counter() - start
     render(results, _console())
     write_json(results, args.out)
