@@ -21,6 +21,7 @@ from bench import (
     corpus_rate,
     embedded,
     exchange,
+    idle_poll,
     imap,
     parser_compare,
     scaled,
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.imap_mails:
             progress.log(f"IMAPS: Dovecot, RabbitMQ and PostgreSQL, {args.imap_mails} mails")
             imap.measure(Path(tmp) / "imap", args.imap_mails, results)
+        progress.log("idle poll: IMAPS folders keeping 0, 10,000 and 100,000 handled mails")
+        idle_poll.measure(Path(tmp) / "idle_poll", results)
         if args.exchange_mails:
             progress.log(f"Graph and EWS: fake servers over TLS, {args.exchange_mails} mails")
             exchange.measure(Path(tmp) / "exchange", args.exchange_mails, results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Callable, Sequence
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 from contracts.dead import DeadLetter
 from contracts.mail import MailFetched
 from services.poller.sources.base import Cursor
+from services.poller.sources.imap_listing import uid_of
 from services.runtime import tables
 from services.runtime.ports import Clock
 from services.runtime.store import Store, as_utc, insert_ignoring_conflict
@@ -169,7 +171,13 @@ class SqlSourceState:
             row = conn.execute(sa.select(c).where(c.c.mailbox == self._mailbox)).first()
         if row is None:
             return None
-        return Cursor(validity=row.validity, first_connected_at=as_utc(row.first_connected_at))
+        return Cursor(
+            validity=row.validity,
+            first_connected_at=as_utc(row.first_connected_at),
+            watermark=row.watermark,
+            modseq=row.modseq,
+            generation=row.generation,
+        )
 
     def save_cursor(self, cursor: Cursor) -> None:
         c = tables.source_cursors
@@ -180,8 +188,34 @@ class SqlSourceState:
                     mailbox=self._mailbox,
                     validity=cursor.validity,
                     first_connected_at=cursor.first_connected_at,
+                    watermark=cursor.watermark,
+                    modseq=cursor.modseq,
+                    generation=cursor.generation,
                 )
             )
+
+    def advance_watermark(
+        self, cursor: Cursor, watermark: int, modseq: int | None
+    ) -> Cursor | None:
+        c = tables.source_cursors
+        now = dataclasses.replace(
+            cursor,
+            watermark=max(watermark, cursor.watermark),
+            modseq=cursor.modseq if modseq is None else modseq,
+        )
+        same = (
+            (c.c.mailbox == self._mailbox)
+            & (c.c.validity == cursor.validity)
+            & (c.c.generation == cursor.generation)
+        )
+        with self._store.transaction() as conn:
+            done = conn.execute(
+                c.update()
+                .where(same)
+                .values(watermark=now.watermark, modseq=now.modseq)
+                .execution_options(preserve_rowcount=True)
+            )
+        return now if done.rowcount == 1 else None
 
     def taken_refs(self, reason: str | None = None) -> set[str]:
         t = tables.taken_refs
@@ -190,6 +224,12 @@ class SqlSourceState:
             query = query.where(t.c.reason == reason)
         with self._store.transaction() as conn:
             return set(conn.execute(query).scalars())
+
+    def taken_reasons(self) -> dict[str, str]:
+        t = tables.taken_refs
+        query = sa.select(t.c.ref, t.c.reason).where(t.c.mailbox == self._mailbox)
+        with self._store.transaction() as conn:
+            return {row.ref: row.reason for row in conn.execute(query)}
 
     def taken_among(self, refs: list[str]) -> set[str]:
         t = tables.taken_refs
@@ -205,19 +245,58 @@ class SqlSourceState:
         with self._store.transaction() as conn:
             return set(conn.execute(query).scalars())
 
-    def mark_taken(self, items: Sequence[tuple[str, str | None]], reason: str) -> None:
+    def mark_taken(
+        self, items: Sequence[tuple[str, str | None]], reason: str, *, replace: bool = False
+    ) -> None:
+        t = tables.taken_refs
         now = self._clock.now()
         with self._store.transaction() as conn:
+            if replace:
+                refs = [ref for ref, _ in items]
+                conn.execute(t.delete().where(t.c.mailbox == self._mailbox, t.c.ref.in_(refs)))
             for ref, message_id in items:
                 values = dict(
                     mailbox=self._mailbox, ref=ref, message_id=message_id, reason=reason, at=now
                 )
-                insert_ignoring_conflict(conn, tables.taken_refs, values)
+                insert_ignoring_conflict(conn, t, values)
 
     def forget(self, refs: Sequence[str]) -> None:
-        t = tables.taken_refs
         with self._store.transaction() as conn:
-            conn.execute(t.delete().where(t.c.mailbox == self._mailbox, t.c.ref.in_(list(refs))))
+            self.forget_in(conn, self._mailbox, refs)
+
+    @staticmethod
+    def forget_in(
+        conn: sa.Connection, mailbox: str, refs: Sequence[str], reason: str | None = None
+    ) -> None:
+        """``forget`` within the caller's transaction; only refs held for ``reason``, when
+        given. The cursor is written before the refs go: on PostgreSQL its row lock orders
+        this against a round raising the watermark, which then finds the generation changed."""
+        t, c = tables.taken_refs, tables.source_cursors
+        which = (t.c.mailbox == mailbox) & t.c.ref.in_(list(refs))
+        if reason is not None:
+            which &= t.c.reason == reason
+        held = list(conn.execute(sa.select(t.c.ref).where(which)).scalars())
+        if not held:
+            return
+        validity = conn.execute(sa.select(c.c.validity).where(c.c.mailbox == mailbox)).scalar()
+        if validity is not None:
+            values: dict[str, object] = {"modseq": None, "generation": c.c.generation + 1}
+            uids = [u for ref in held if (u := uid_of(ref, validity)) is not None]
+            if uids:
+                low = min(uids) - 1
+                values["watermark"] = sa.case((c.c.watermark > low, low), else_=c.c.watermark)
+            conn.execute(c.update().where(c.c.mailbox == mailbox).values(values))
+        conn.execute(t.delete().where(t.c.mailbox == mailbox, t.c.ref.in_(held)))
+
+    def drop_other_validities(self, validity: str) -> None:
+        t = tables.taken_refs
+        stale = (
+            (t.c.mailbox == self._mailbox)
+            & t.c.message_id.is_(None)
+            & ~t.c.ref.startswith(f"{validity}:", autoescape=True)
+        )
+        with self._store.transaction() as conn:
+            conn.execute(t.delete().where(stale))
 
 
 class SqlLeases:

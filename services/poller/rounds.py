@@ -154,5 +154,4 @@ class MailboxRound:
     def _remember(self, items: list[tuple[str, str | None]], reason: str) -> None:
         """Remember refs as taken for ``reason``, replacing an earlier reason."""
         if items:
-            self.state.forget([ref for ref, _ in items])
-            self.state.mark_taken(items, reason)
+            self.state.mark_taken(items, reason, replace=True)

@@ -167,6 +167,12 @@ source_cursors = Table(
     Column("mailbox", String(100), primary_key=True),
     Column("validity", String(100), nullable=False),
     Column("first_connected_at", DateTime(timezone=True), nullable=False),
+    #: IMAP: every UID up to this one is taken (or gone), for this ``validity``.
+    Column("watermark", BigInteger, nullable=False, server_default="0"),
+    #: IMAP: the folder's HIGHESTMODSEQ when everything in it was taken (CONDSTORE).
+    Column("modseq", BigInteger),
+    #: Grows whenever a taken ref is let go: an older read may not raise the watermark.
+    Column("generation", Integer, nullable=False, server_default="0"),
 )
 
 taken_refs = Table(
