@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import cache
 
 import sqlalchemy as sa
 
@@ -16,7 +17,7 @@ from services.poller.sources.base import Cursor
 from services.poller.sources.imap_listing import uid_of
 from services.runtime import tables
 from services.runtime.ports import Clock
-from services.runtime.store import Store, as_utc, insert_ignoring_conflict
+from services.runtime.store import Store, as_utc, insert_ignoring_conflict, insert_of
 
 
 class SqlFetchedLog:
@@ -32,32 +33,18 @@ class SqlFetchedLog:
     @staticmethod
     def record_in(conn: sa.Connection, fetched: MailFetched, at: datetime) -> None:
         """``record`` within the caller's transaction."""
-        t = tables.fetched_mails
-        inserted = insert_ignoring_conflict(
-            conn,
-            t,
-            dict(
-                mail_id=fetched.mail_id,
-                helpdesk_id=fetched.helpdesk,
-                mailbox=fetched.source.mailbox,
-                ref=fetched.source.ref,
-                raw_sha256=fetched.raw_blob,
-                size=fetched.size,
-                fetched_at=at,
-                publish_count=1,
-            ),
-        )
-        if not inserted:
-            conn.execute(
-                t.update()
-                .where(t.c.mail_id == fetched.mail_id)
-                .values(publish_count=t.c.publish_count + 1)
-            )
+        SqlFetchedLog.record_all_in(conn, [(fetched, at)])
+
+    @staticmethod
+    def record_all_in(conn: sa.Connection, rows: Sequence[tuple[MailFetched, datetime]]) -> None:
+        """``record`` of many mails within the caller's transaction, in one call: a mail
+        fetched before is counted as published once more."""
+        if rows:
+            conn.execute(_recording(conn.dialect.name), [_fetched_row(f, at) for f, at in rows])
 
     def mark_handed_off(self, mail_ids: list[str], at: datetime) -> None:
-        t = tables.fetched_mails
         with self._store.transaction() as conn:
-            conn.execute(t.update().where(t.c.mail_id.in_(mail_ids)).values(handed_off_at=at))
+            conn.execute(_HANDED_OFF, {"ids": mail_ids, "at": at})
 
     def bump_publish_count(self, mail_id: str) -> int:
         t = tables.fetched_mails
@@ -67,6 +54,35 @@ class SqlFetchedLog:
             )
             query = sa.select(t.c.publish_count).where(t.c.mail_id == mail_id)
             return int(conn.execute(query).scalar_one())
+
+
+_F = tables.fetched_mails
+_HANDED_OFF = (
+    _F.update()
+    .where(_F.c.mail_id.in_(sa.bindparam("ids", expanding=True)))
+    .values(handed_off_at=sa.bindparam("at"))
+)
+
+
+@cache
+def _recording(dialect: str) -> sa.Executable:
+    """Insert a fetched mail, or count one more publication of a mail fetched before."""
+    return insert_of(dialect)(_F).on_conflict_do_update(
+        index_elements=[_F.c.mail_id], set_={"publish_count": _F.c.publish_count + 1}
+    )
+
+
+def _fetched_row(fetched: MailFetched, at: datetime) -> dict[str, object]:
+    return dict(
+        mail_id=fetched.mail_id,
+        helpdesk_id=fetched.helpdesk,
+        mailbox=fetched.source.mailbox,
+        ref=fetched.source.ref,
+        raw_sha256=fetched.raw_blob,
+        size=fetched.size,
+        fetched_at=at,
+        publish_count=1,
+    )
 
 
 class SqlDeadLetterLog:
@@ -115,7 +131,7 @@ class SqlDeadLetterLog:
         )
         if insert_ignoring_conflict(self._conn, o, values):
             return True
-        held = self._conn.execute(sa.select(o.c.outcome).where(o.c.mail_id == dead.mail_id))
+        held = self._conn.execute(_OUTCOME_OF, {"mid": dead.mail_id})
         return held.scalar() == "dead_lettered"  # this mail's entry, delivered again
 
     def _owner(self, dead: DeadLetter) -> tuple[str, str] | None:
@@ -123,23 +139,27 @@ class SqlDeadLetterLog:
         row; None for an entry that is no mail (a notification, an unreadable message)."""
         if dead.helpdesk and dead.source:
             return dead.helpdesk, dead.source.mailbox
-        f = tables.fetched_mails
-        query = sa.select(f.c.helpdesk_id, f.c.mailbox).where(f.c.mail_id == dead.mail_id)
-        row = self._conn.execute(query).first()
+        row = self._conn.execute(_OWNER_OF, {"mid": dead.mail_id}).first()
         return (row.helpdesk_id, row.mailbox) if row else None
 
     def moved_already(self, mail_id: str) -> bool:
-        t = tables.dead_letters
-        query = sa.select(t.c.moved_to_error_folder_at).where(t.c.mail_id == mail_id)
-        return self._conn.execute(query).scalar() is not None
+        return self._conn.execute(_MOVED_AT, {"mid": mail_id}).scalar() is not None
 
     def mark_moved(self, mail_id: str, at: datetime | None, error: str | None) -> None:
-        t = tables.dead_letters
-        self._conn.execute(
-            t.update()
-            .where(t.c.mail_id == mail_id)
-            .values(moved_to_error_folder_at=at, move_error=error)
-        )
+        self._conn.execute(_MARK_MOVED, {"mid": mail_id, "moved_at": at, "why": error})
+
+
+_D = tables.dead_letters
+_OUTCOME_OF = sa.select(tables.mail_outcomes.c.outcome).where(
+    tables.mail_outcomes.c.mail_id == sa.bindparam("mid")
+)
+_OWNER_OF = sa.select(_F.c.helpdesk_id, _F.c.mailbox).where(_F.c.mail_id == sa.bindparam("mid"))
+_MOVED_AT = sa.select(_D.c.moved_to_error_folder_at).where(_D.c.mail_id == sa.bindparam("mid"))
+_MARK_MOVED = (
+    _D.update()
+    .where(_D.c.mail_id == sa.bindparam("mid"))
+    .values(moved_to_error_folder_at=sa.bindparam("moved_at"), move_error=sa.bindparam("why"))
+)
 
 
 def holder_gone(holder: str) -> bool:

@@ -39,6 +39,16 @@ helpdesks = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+#: One row (id 1): raised in the same transaction as every write that changes the settings
+#: in ``helpdesks`` or ``mailboxes`` (not their poll state), so readers that hold settings
+#: in memory know when to read them again.
+settings_version = Table(
+    "settings_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=False),
+)
+
 mailboxes = Table(
     "mailboxes",
     metadata,
