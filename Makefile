@@ -16,16 +16,16 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Mailroom into $(VENV) (log: $(VENV)/install.log)"
 	@( $(BIN)/python -m pip install --upgrade pip \
-		&& $(BIN)/python -m pip install -c constraints.txt -e '.[test]' ) \
+		&& $(BIN)/python -m pip install -c constraints.txt -e '.[test,bench]' ) \
 		> $(VENV)/install.log 2>&1 || { tail -30 $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
 
-## lock: pin every dependency of pyproject.toml (test extra included) in constraints.txt;
+## lock: pin every dependency of pyproject.toml (its extras included) in constraints.txt;
 ## pins already there are kept unless LOCK_ARGS=--upgrade
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q uv==$(UV_VERSION)
-	$(BIN)/uv pip compile pyproject.toml --extra test --python $(BIN)/python \
+	$(BIN)/uv pip compile pyproject.toml --all-extras --python $(BIN)/python \
 		--custom-compile-command 'make lock' $(LOCK_ARGS) -o constraints.txt
 
 system-deps:

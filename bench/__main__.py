@@ -15,7 +15,17 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import big_mail, claim_check, corpus_rate, embedded, exchange, imap, scaled
+from bench import (
+    big_mail,
+    claim_check,
+    corpus_rate,
+    embedded,
+    exchange,
+    idle_poll,
+    imap,
+    parser_compare,
+    scaled,
+)
 from bench.procs import REPO
 from bench.report import Results, machine, render, write_json
 
@@ -35,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.imap_mails:
             progress.log(f"IMAPS: Dovecot, RabbitMQ and PostgreSQL, {args.imap_mails} mails")
             imap.measure(Path(tmp) / "imap", args.imap_mails, results)
+        progress.log("idle poll: IMAPS folders keeping 0, 10,000 and 100,000 handled mails")
+        idle_poll.measure(Path(tmp) / "idle_poll", results)
         if args.exchange_mails:
             progress.log(f"Graph and EWS: fake servers over TLS, {args.exchange_mails} mails")
             exchange.measure(Path(tmp) / "exchange", args.exchange_mails, results)
@@ -43,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     progress.log("claim check; parse + validate over the corpus")
     claim_check.measure(results)
     corpus_rate.measure(results)
+    progress.log("fast-mail-parser beside Mailroom's parser over the corpus")
+    parser_compare.measure(results)
     results.details["bench_seconds"] = time.perf_counter() - start
     render(results, _console())
     write_json(results, args.out)

@@ -350,13 +350,13 @@ class Admin:
         recovery would publish them a second time.
         """
         d, o, f = tables.dead_letters, tables.mail_outcomes, tables.fetched_mails
-        t = tables.taken_refs
         with self.store.transaction() as conn:
-            # A mail skipped without download is no longer skipped: fetched again if still there.
+            # A mail skipped without download is no longer skipped: fetched again if still
+            # there (on IMAP the watermark drops below it).
             where = conn.execute(sa.select(d.c.mailbox, d.c.ref).where(d.c.mail_id.in_(mail_ids)))
             for mailbox, ref in where.all():
-                skipped = (t.c.mailbox == mailbox) & (t.c.ref == ref) & (t.c.reason == "skipped")
-                conn.execute(t.delete().where(skipped))
+                if mailbox is not None and ref is not None:
+                    SqlSourceState.forget_in(conn, mailbox, [ref], reason="skipped")
             conn.execute(d.delete().where(d.c.mail_id.in_(mail_ids)))
             failed = o.c.mail_id.in_(mail_ids) & (o.c.outcome == "dead_lettered")
             conn.execute(o.delete().where(failed))

@@ -25,7 +25,7 @@ from services.router.handler import Decision, decide
 from services.router.records import mail_record
 from services.router.worker import intake_of, own_addresses
 from services.runtime.addresses import AddressSet
-from services.runtime.config_store import MailboxState
+from services.runtime.cached_settings import ConfiguredMailbox
 from services.runtime.errors import ConfigError, MailError
 from services.runtime.store import Store
 from services.validator.worker import validate_for
@@ -54,12 +54,12 @@ class Desk:
     """The help desk a mail is inspected for, with every configured mailbox."""
 
     settings: HelpdeskSettings
-    boxes: list[MailboxState]
+    boxes: list[ConfiguredMailbox]
     #: The mailbox named by ``--mailbox``; None: chosen from the mail's recipients.
     mailbox: str | None = None
 
     @property
-    def own_boxes(self) -> list[MailboxState]:
+    def own_boxes(self) -> list[ConfiguredMailbox]:
         return [b for b in self.boxes if b.helpdesk == self.settings.id]
 
 

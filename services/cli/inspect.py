@@ -9,15 +9,13 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
-from contracts.settings import Settings
 from services import safe_text
 from services.cli.app import main
 from services.cli.common import Fail, emit, explained, load_settings, open_store
 from services.inspection import Desk, as_json, inspect_mail
 from services.parser.worker import parser_limits
 from services.runtime import tables
-from services.runtime.config_store import ConfigStore, MailboxState
-from services.runtime.stage import secret_box
+from services.runtime.cached_settings import CachedSettings, ConfiguredMailbox
 from services.runtime.store import Store
 from services.validator.adapters import LibmagicSniffer
 
@@ -49,7 +47,7 @@ def inspect_command(
     with explained():
         settings = load_settings()
         store = open_store(settings)
-        desk = _desk(settings, store, helpdesk_id, mailbox)
+        desk = _desk(store, helpdesk_id, mailbox)
         raws = [(path, _read(path, desk)) for path in files]
         limits, sniff = parser_limits(settings), LibmagicSniffer()
         results = [
@@ -70,9 +68,10 @@ def inspect_command(
         )
 
 
-def _desk(settings: Settings, store: Store, helpdesk_id: str | None, mailbox: str | None) -> Desk:
-    config = ConfigStore(store, secret_box(settings))
-    boxes = config.mailboxes()
+def _desk(store: Store, helpdesk_id: str | None, mailbox: str | None) -> Desk:
+    # Without secrets: a dry run logs in nowhere.
+    current = CachedSettings(store).current()
+    boxes = list(current.mailboxes())
     if mailbox is not None:
         box = _mailbox(boxes, mailbox)
         if helpdesk_id is not None and helpdesk_id != box.helpdesk:
@@ -86,10 +85,10 @@ def _desk(settings: Settings, store: Store, helpdesk_id: str | None, mailbox: st
     elif helpdesk_id not in ids:
         known = ", ".join(ids) or "none"
         raise Fail(f"no help desk {helpdesk_id!r} (configured: {known})")
-    return Desk(config.helpdesk(helpdesk_id), boxes, mailbox)
+    return Desk(current.helpdesk(helpdesk_id), boxes, mailbox)
 
 
-def _mailbox(boxes: list[MailboxState], name: str) -> MailboxState:
+def _mailbox(boxes: list[ConfiguredMailbox], name: str) -> ConfiguredMailbox:
     for box in boxes:
         if box.settings.name == name:
             return box

@@ -29,6 +29,18 @@ _PENDING_COLUMNS = (
     _T.c.created_at,
     _T.c.attempts,
 )
+# Built once: each call passes its values as parameters, named apart from the columns.
+_ENTRY_OF_KEY = sa.select(_T.c.id, _T.c.sent_at).where(_T.c.key == sa.bindparam("k"))
+_MARK_SENT = (
+    _T.update()
+    .where(_T.c.id == sa.bindparam("eid"))
+    .values(sent_at=sa.bindparam("at"), error=None, next_attempt_at=None)
+)
+_MARK_FAILED = (
+    _T.update()
+    .where(_T.c.id == sa.bindparam("eid"))
+    .values(error=sa.bindparam("why"), next_attempt_at=sa.bindparam("retry_at"))
+)
 _LIKE_ESCAPE = "/"
 _JSON_ESCAPE = re.compile(r"\\u[0-9a-f]{4}")
 
@@ -70,7 +82,7 @@ class SqlOutbox:
         )
         with self._store.transaction() as conn:
             insert_ignoring_conflict(conn, _T, values)
-            row = conn.execute(sa.select(_T.c.id, _T.c.sent_at).where(_T.c.key == msg.key)).one()
+            row = conn.execute(_ENTRY_OF_KEY, {"k": msg.key}).one()
         return OutboxEntry(id=row.id, sent_at=as_utc(row.sent_at))
 
     def claim(self, entry_id: int, now: datetime, lease_until: datetime) -> PendingMail | None:
@@ -105,10 +117,12 @@ class SqlOutbox:
         return None if row is None else _pending(row)
 
     def mark_sent(self, entry_id: int, at: datetime) -> None:
-        self._update(entry_id, sent_at=at, error=None, next_attempt_at=None)
+        with self._store.transaction() as conn:
+            conn.execute(_MARK_SENT, {"eid": entry_id, "at": at})
 
     def mark_failed(self, entry_id: int, error: str, retry_at: datetime | None) -> None:
-        self._update(entry_id, error=error, next_attempt_at=retry_at)
+        with self._store.transaction() as conn:
+            conn.execute(_MARK_FAILED, {"eid": entry_id, "why": error, "retry_at": retry_at})
 
     def recent_email_counts(
         self, helpdesk: str, addresses: Sequence[str], since: datetime
@@ -131,10 +145,6 @@ class SqlOutbox:
         with self._store.transaction() as conn:
             kept = [{a.lower() for a in row.recipients} for row in conn.execute(query)]
         return {a: sum(a in to for to in kept) for a in wanted}
-
-    def _update(self, entry_id: int, **values: object) -> None:
-        with self._store.transaction() as conn:
-            conn.execute(_T.update().where(_T.c.id == entry_id).values(**values))
 
 
 def _due(now: datetime) -> tuple[sa.ColumnElement[bool], ...]:

@@ -19,8 +19,8 @@ from services.notifier.retries import RetryRounds
 from services.notifier.schedule import RetryPolicy
 from services.notifier.smtp import SmtpSender
 from services.runtime.addresses import AddressSet
+from services.runtime.cached_settings import CachedSettings
 from services.runtime.clock import SystemClock
-from services.runtime.config_store import ConfigStore
 from services.runtime.errors import ConfigError, InfraError
 from services.runtime.open_sockets import OpenSockets
 from services.runtime.ports import Clock, Metrics
@@ -57,19 +57,22 @@ def build(
     metrics: Metrics | None = None,
 ) -> Stage:
     clock = clock or SystemClock()
-    config = ConfigStore(store, secret_box(settings))
+    # Only the outgoing server's password is opened: the notifier logs in there, never to a
+    # mailbox.
+    configured = CachedSettings(store, outgoing_secrets=secret_box(settings))
     outbox = SqlOutbox(store)
     # A stop cuts the connection of a send under way: the email is tried again later.
     sockets = OpenSockets()
 
     def handle(msg: Notify):  # type: ignore[no-untyped-def]
-        own = AddressSet.of(a for s in config.mailboxes() for a in s.settings.addresses)
-        outgoing = outgoing_for(config.helpdesk(msg.helpdesk), sockets)
+        current = configured.current()
+        own = AddressSet.of(a for s in current.mailboxes() for a in s.settings.addresses)
+        outgoing = outgoing_for(current.helpdesk(msg.helpdesk), sockets)
         return notify(msg, outbox=outbox, outgoing=outgoing, own_addresses=own, now=clock.now())
 
     def outgoing_of(helpdesk: str) -> Outgoing:
         try:
-            return outgoing_for(config.helpdesk(helpdesk), sockets)
+            return outgoing_for(configured.current().helpdesk(helpdesk), sockets)
         except ConfigError:  # the help desk was removed from the settings
             return Outgoing()
 

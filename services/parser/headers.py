@@ -14,10 +14,17 @@ from email import errors
 from email import policy as policies
 from email.message import Message
 from email.policy import EmailPolicy
-from email.utils import getaddresses
+from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
 from contracts.mail import Address, ParsedMail
+from services.parser.addresses import (
+    LONG_ENTRY,
+    LONG_FIELD,
+    addresses_in,
+    long_field_entries,
+    plain_addresses,
+)
 from services.parser.charsets import header_codec
 from services.parser.words import decode_words, encoded_word_charsets, parameter, raw_8bit, text_of
 from services.runtime.message_ids import first_message_id, message_ids
@@ -70,9 +77,6 @@ class LenientPolicy(EmailPolicy):
             return super().header_fetch_parse(name, _PARAMETER_CHARSET.sub(r"\1utf-8", value))
         except Exception:
             return super().header_fetch_parse(name, "")
-
-
-LENIENT = LenientPolicy()
 
 
 def repair_header_block(head: bytes) -> tuple[bytes, list[str]]:
@@ -193,15 +197,16 @@ def first_raw(msg: Message, name: str) -> str:
     return next(iter(raw_values(msg, name)), "")
 
 
-def _parsed_headers(msg: Message, name: str, notes: list[str]) -> list[object] | None:
-    """Every ``name`` header parsed by the policy, its defects noted; None when that fails.
+def _parsed_headers(name: str, values: list[str], notes: list[str]) -> list[object] | None:
+    """Each of ``values`` of header ``name`` parsed by the policy, its defects noted; None
+    when that fails.
 
     Address headers are parsed with trailing dots of domains removed and adjacent encoded
     words joined; the defects noted are those of the header as it came.
     """
     headers: list[object] = []
     try:
-        for value in raw_values(msg, name):
+        for value in values:
             header = policies.default.header_factory(name, value)
             notes.extend(describe(d, f"header {name}") for d in getattr(header, "defects", ()))
             normal = _normal(name, value)
@@ -280,15 +285,9 @@ def _first_valid(found: list[Address]) -> Address | None:
 def _addresses(
     msg: Message, name: str, notes: list[str], codec: str | None = None
 ) -> list[Address]:
-    headers = _parsed_headers(msg, name, notes)
-    try:
-        pairs = [(a.display_name, a.addr_spec) for h in headers or () for a in h.addresses]  # type: ignore[attr-defined]
-    except Exception as exc:  # e.g. AttributeError on a Group: a stdlib bug
-        notes.append(f"header {name}: unparseable ({type(exc).__name__}); read leniently")
-        headers = None
-    if headers is None:
-        pairs = getaddresses([_normal(name, v) for v in raw_values(msg, name)])
-    _note_8bit(msg, name, notes, codec)
+    values = raw_values(msg, name)
+    pairs = _address_pairs(name, values, notes)
+    _note_8bit(values, name, notes, codec)
     return [
         Address(
             name=one_line(_display_name(n, name, notes, codec)), email=one_line(text_of(e, codec))
@@ -296,6 +295,56 @@ def _addresses(
         for n, e in pairs
         if e.strip()
     ]
+
+
+def _address_pairs(name: str, values: list[str], notes: list[str]) -> list[tuple[str, str]]:
+    """(display name, address) pairs of every value of address header ``name``."""
+    quick = [plain_addresses(v) if _normal(name, v) == v else None for v in values]
+    if all(q is not None for q in quick):
+        return [pair for q in quick for pair in q or ()]
+    if any(len(v) > LONG_FIELD for v in values):
+        return [pair for v in values for pair in _long_field_pairs(name, v, notes)]
+    return _parsed_pairs(name, values, notes)
+
+
+def _parsed_pairs(name: str, values: list[str], notes: list[str]) -> list[tuple[str, str]]:
+    headers = _parsed_headers(name, values, notes)
+    try:
+        pairs = [(a.display_name, a.addr_spec) for h in headers or () for a in h.addresses]  # type: ignore[attr-defined]
+    except Exception as exc:  # e.g. AttributeError on a Group: a stdlib bug
+        notes.append(f"header {name}: unparseable ({type(exc).__name__}); read leniently")
+        headers = None
+    if headers is None:
+        pairs = getaddresses([_normal(name, v) for v in values])
+    return pairs
+
+
+def _long_field_pairs(name: str, value: str, notes: list[str]) -> list[tuple[str, str]]:
+    """A field too long for the full parser (see ``addresses``), read entry by entry."""
+    if len(value) <= LONG_FIELD:
+        return _address_pairs(name, [value], notes)
+    entries = long_field_entries(value)
+    if entries is None:
+        notes.append(f"header {name}: {_kb(value)} KB long with a group; addresses read leniently")
+        return [("", found) for found in addresses_in(value)]
+    pairs: list[tuple[str, str]] = []
+    for entry in entries:
+        quick = plain_addresses(entry) if _normal(name, entry) == entry else None
+        if quick is not None:
+            pairs += quick
+        elif len(entry) <= LONG_ENTRY:
+            pairs += _parsed_pairs(name, [entry], notes)
+        else:
+            notes.append(
+                f"header {name}: an entry of {_kb(entry)} KB is too long to be an address;"
+                " addresses read leniently"
+            )
+            pairs += [("", found) for found in addresses_in(entry)]
+    return pairs
+
+
+def _kb(text: str) -> int:
+    return round(len(text) / 1024)
 
 
 def _display_name(name: str, header: str, notes: list[str], codec: str | None) -> str:
@@ -312,24 +361,44 @@ def subject(msg: Message, notes: list[str] | None = None, codec: str | None = No
     # From the raw value: the policy turns raw 8-bit bytes that are not UTF-8 into U+FFFD.
     codec = codec or mail_header_codec(msg)
     if notes is not None:
-        _note_8bit(msg, "Subject", notes, codec)
+        _note_8bit(raw_values(msg, "Subject"), "Subject", notes, codec)
     return one_line(decode_words(first_raw(msg, "Subject"), notes, "header Subject", codec))
 
 
-def _note_8bit(msg: Message, name: str, notes: list[str], codec: str | None) -> None:
+def _note_8bit(values: list[str], name: str, notes: list[str], codec: str | None) -> None:
     # Raw UTF-8 is allowed (RFC 6532); other raw 8-bit bytes are a guess.
-    if any(raw_8bit(v) for v in raw_values(msg, name)):
+    if any(raw_8bit(v) for v in values):
         notes.append(
             f"header {name}: raw 8-bit bytes that are not UTF-8; read as {codec or 'cp1252'}"
         )
 
 
 def _date(msg: Message, notes: list[str]) -> datetime | None:
-    when = getattr(next(iter(_parsed_headers(msg, "Date", notes) or []), None), "datetime", None)
-    if not isinstance(when, datetime):
+    found: list[datetime | None] = []
+    try:
+        for value in raw_values(msg, "Date"):
+            when, defects = date_of(value)
+            notes.extend(describe(d, "header Date") for d in defects)
+            found.append(when)
+    except Exception as exc:  # the stdlib date parser has bugs too
+        notes.append(f"header Date: unparseable ({type(exc).__name__}); read leniently")
+        return None
+    when = next(iter(found), None)
+    if when is None:
         return None
     # "-0000" means "UTC, local zone unknown" (RFC 5322 §3.3); the stdlib leaves it naive.
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def date_of(value: str) -> tuple[datetime | None, list[errors.MessageDefect]]:
+    """A Date value and its defects, as the stdlib's Date header object reads them (without
+    building one: it formats the date again and parses that too)."""
+    if not value:
+        return None, [errors.HeaderMissingRequiredValue()]
+    try:
+        return parsedate_to_datetime(value), []
+    except ValueError:
+        return None, [errors.InvalidDateDefect("Invalid date value or format")]
 
 
 def is_list_mail(msg: Message) -> bool:

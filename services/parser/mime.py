@@ -18,14 +18,15 @@ from services.parser import parts as roles
 from services.parser import tnef
 from services.parser.charsets import decode_text
 from services.parser.delivery_reports import delivery_report
+from services.parser.elision import elide, put_back
 from services.parser.headers import (
-    LENIENT,
     declared_charsets,
     first_raw,
     header_fields,
     repair_header_block,
 )
 from services.parser.html_text import html_to_text
+from services.parser.light_policy import LightPolicy, Part
 from services.parser.limits import DecodeBudget, ParserLimits, check_tree, header_end, prescan
 from services.parser.payloads import UUENCODED, message_bytes, payload, release, subparts
 from services.parser.payloads import transfer_encoding as cte
@@ -125,12 +126,18 @@ def _read(raw: bytes, limits: ParserLimits) -> tuple[Message, list[str]]:
 
 
 def _tree(head: bytes, raw: bytes, start: int) -> Message:
-    # Fed in chunks, so the parser never holds a text copy of the whole mail at once.
-    parser = BytesFeedParser(policy=LENIENT)
+    # Fed in chunks, so the parser never holds a text copy of the whole mail at once, and
+    # without the long runs of base64 lines, which are read from ``raw`` (see elision).
+    elided = elide(raw, start)
+    parser = BytesFeedParser(policy=LightPolicy())
     parser.feed(head)
-    for offset in range(start, len(raw), _CHUNK):
-        parser.feed(raw[offset : offset + _CHUNK])
-    return parser.close()
+    for chunk in elided.chunks(_CHUNK):
+        parser.feed(chunk)
+    msg = parser.close()
+    for part, run in put_back(msg, elided.runs):
+        if isinstance(part, Part):
+            part.run = run
+    return msg
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from email import policy
 from email.message import Message
 
 from services.parser.headers import first_raw
+from services.parser.light_policy import LightPolicy, Part
 
 
 def subparts(part: Message) -> list[Message]:
@@ -17,8 +18,9 @@ def subparts(part: Message) -> list[Message]:
 
 
 # Writes an attached mail back out with its headers as they came, never refolded: refolding
-# runs the header parser again, which is where the stdlib's bugs live.
-_VERBATIM = policy.default.clone(refold_source="none", linesep="\r\n")
+# runs the header parser again, which is where the stdlib's bugs live. The generator reads
+# the parts' MIME fields through it: one per mail, as the tree's own (see light_policy).
+_VERBATIM = {"refold_source": "none", "linesep": "\r\n"}
 # The older policy writes a header holding raw 8-bit bytes without parsing it again.
 _VERBATIM_OLD = policy.compat32.clone(linesep="\r\n")
 UUENCODED = frozenset({"x-uuencode", "uuencode", "x-uue", "uue"})
@@ -32,14 +34,16 @@ def payload(part: Message) -> bytes:
     """Decoded bytes of a leaf part; message/* parts other than rfc822 as written.
 
     Base64, the encoding of nearly every big attachment, is decoded straight from the
-    parsed text; the stdlib's own decoding makes several full-size copies on the way.
+    parsed text, or from the raw mail where the parser left it there (``Part.run``); the
+    stdlib's own decoding makes several full-size copies on the way.
     """
     if part.is_multipart():
         # e.g. message/delivery-status: a list of header blocks, kept as text.
         return b"".join(message_bytes(sub) for sub in subparts(part))
     encoding = transfer_encoding(part)
     if encoding == "base64":
-        fast = _base64(part.get_payload())
+        run = part.run if isinstance(part, Part) else None
+        fast = _base64(part.get_payload() if run is None else run.view())
         if fast is not None:
             return fast
     if encoding in UUENCODED:
@@ -61,7 +65,7 @@ def encoded_bytes(part: Message) -> bytes:
 
 
 def _base64(text: object) -> bytes | None:
-    if not isinstance(text, str):
+    if not isinstance(text, str | memoryview):
         return None
     try:
         return binascii.a2b_base64(text)
@@ -77,6 +81,6 @@ def release(part: Message) -> None:
 def message_bytes(inner: Message) -> bytes:
     """An attached mail written back out as bytes."""
     try:
-        return inner.as_bytes(policy=_VERBATIM)
+        return inner.as_bytes(policy=LightPolicy(**_VERBATIM))
     except UnicodeEncodeError:  # stdlib bug: 8-bit text in an inner multipart without parts
         return inner.as_string(policy=_VERBATIM_OLD).encode("utf-8", "surrogateescape")

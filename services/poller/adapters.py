@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import cache
 
 import sqlalchemy as sa
 
 from contracts.dead import DeadLetter
 from contracts.mail import MailFetched
 from services.poller.sources.base import Cursor
+from services.poller.sources.imap_listing import uid_of
 from services.runtime import tables
 from services.runtime.ports import Clock
-from services.runtime.store import Store, as_utc, insert_ignoring_conflict
+from services.runtime.store import Store, as_utc, insert_ignoring_conflict, insert_of
 
 
 class SqlFetchedLog:
@@ -30,32 +33,18 @@ class SqlFetchedLog:
     @staticmethod
     def record_in(conn: sa.Connection, fetched: MailFetched, at: datetime) -> None:
         """``record`` within the caller's transaction."""
-        t = tables.fetched_mails
-        inserted = insert_ignoring_conflict(
-            conn,
-            t,
-            dict(
-                mail_id=fetched.mail_id,
-                helpdesk_id=fetched.helpdesk,
-                mailbox=fetched.source.mailbox,
-                ref=fetched.source.ref,
-                raw_sha256=fetched.raw_blob,
-                size=fetched.size,
-                fetched_at=at,
-                publish_count=1,
-            ),
-        )
-        if not inserted:
-            conn.execute(
-                t.update()
-                .where(t.c.mail_id == fetched.mail_id)
-                .values(publish_count=t.c.publish_count + 1)
-            )
+        SqlFetchedLog.record_all_in(conn, [(fetched, at)])
+
+    @staticmethod
+    def record_all_in(conn: sa.Connection, rows: Sequence[tuple[MailFetched, datetime]]) -> None:
+        """``record`` of many mails within the caller's transaction, in one call: a mail
+        fetched before is counted as published once more."""
+        if rows:
+            conn.execute(_recording(conn.dialect.name), [_fetched_row(f, at) for f, at in rows])
 
     def mark_handed_off(self, mail_ids: list[str], at: datetime) -> None:
-        t = tables.fetched_mails
         with self._store.transaction() as conn:
-            conn.execute(t.update().where(t.c.mail_id.in_(mail_ids)).values(handed_off_at=at))
+            conn.execute(_HANDED_OFF, {"ids": mail_ids, "at": at})
 
     def bump_publish_count(self, mail_id: str) -> int:
         t = tables.fetched_mails
@@ -65,6 +54,35 @@ class SqlFetchedLog:
             )
             query = sa.select(t.c.publish_count).where(t.c.mail_id == mail_id)
             return int(conn.execute(query).scalar_one())
+
+
+_F = tables.fetched_mails
+_HANDED_OFF = (
+    _F.update()
+    .where(_F.c.mail_id.in_(sa.bindparam("ids", expanding=True)))
+    .values(handed_off_at=sa.bindparam("at"))
+)
+
+
+@cache
+def _recording(dialect: str) -> sa.Executable:
+    """Insert a fetched mail, or count one more publication of a mail fetched before."""
+    return insert_of(dialect)(_F).on_conflict_do_update(
+        index_elements=[_F.c.mail_id], set_={"publish_count": _F.c.publish_count + 1}
+    )
+
+
+def _fetched_row(fetched: MailFetched, at: datetime) -> dict[str, object]:
+    return dict(
+        mail_id=fetched.mail_id,
+        helpdesk_id=fetched.helpdesk,
+        mailbox=fetched.source.mailbox,
+        ref=fetched.source.ref,
+        raw_sha256=fetched.raw_blob,
+        size=fetched.size,
+        fetched_at=at,
+        publish_count=1,
+    )
 
 
 class SqlDeadLetterLog:
@@ -113,7 +131,7 @@ class SqlDeadLetterLog:
         )
         if insert_ignoring_conflict(self._conn, o, values):
             return True
-        held = self._conn.execute(sa.select(o.c.outcome).where(o.c.mail_id == dead.mail_id))
+        held = self._conn.execute(_OUTCOME_OF, {"mid": dead.mail_id})
         return held.scalar() == "dead_lettered"  # this mail's entry, delivered again
 
     def _owner(self, dead: DeadLetter) -> tuple[str, str] | None:
@@ -121,23 +139,27 @@ class SqlDeadLetterLog:
         row; None for an entry that is no mail (a notification, an unreadable message)."""
         if dead.helpdesk and dead.source:
             return dead.helpdesk, dead.source.mailbox
-        f = tables.fetched_mails
-        query = sa.select(f.c.helpdesk_id, f.c.mailbox).where(f.c.mail_id == dead.mail_id)
-        row = self._conn.execute(query).first()
+        row = self._conn.execute(_OWNER_OF, {"mid": dead.mail_id}).first()
         return (row.helpdesk_id, row.mailbox) if row else None
 
     def moved_already(self, mail_id: str) -> bool:
-        t = tables.dead_letters
-        query = sa.select(t.c.moved_to_error_folder_at).where(t.c.mail_id == mail_id)
-        return self._conn.execute(query).scalar() is not None
+        return self._conn.execute(_MOVED_AT, {"mid": mail_id}).scalar() is not None
 
     def mark_moved(self, mail_id: str, at: datetime | None, error: str | None) -> None:
-        t = tables.dead_letters
-        self._conn.execute(
-            t.update()
-            .where(t.c.mail_id == mail_id)
-            .values(moved_to_error_folder_at=at, move_error=error)
-        )
+        self._conn.execute(_MARK_MOVED, {"mid": mail_id, "moved_at": at, "why": error})
+
+
+_D = tables.dead_letters
+_OUTCOME_OF = sa.select(tables.mail_outcomes.c.outcome).where(
+    tables.mail_outcomes.c.mail_id == sa.bindparam("mid")
+)
+_OWNER_OF = sa.select(_F.c.helpdesk_id, _F.c.mailbox).where(_F.c.mail_id == sa.bindparam("mid"))
+_MOVED_AT = sa.select(_D.c.moved_to_error_folder_at).where(_D.c.mail_id == sa.bindparam("mid"))
+_MARK_MOVED = (
+    _D.update()
+    .where(_D.c.mail_id == sa.bindparam("mid"))
+    .values(moved_to_error_folder_at=sa.bindparam("moved_at"), move_error=sa.bindparam("why"))
+)
 
 
 def holder_gone(holder: str) -> bool:
@@ -169,7 +191,13 @@ class SqlSourceState:
             row = conn.execute(sa.select(c).where(c.c.mailbox == self._mailbox)).first()
         if row is None:
             return None
-        return Cursor(validity=row.validity, first_connected_at=as_utc(row.first_connected_at))
+        return Cursor(
+            validity=row.validity,
+            first_connected_at=as_utc(row.first_connected_at),
+            watermark=row.watermark,
+            modseq=row.modseq,
+            generation=row.generation,
+        )
 
     def save_cursor(self, cursor: Cursor) -> None:
         c = tables.source_cursors
@@ -180,8 +208,34 @@ class SqlSourceState:
                     mailbox=self._mailbox,
                     validity=cursor.validity,
                     first_connected_at=cursor.first_connected_at,
+                    watermark=cursor.watermark,
+                    modseq=cursor.modseq,
+                    generation=cursor.generation,
                 )
             )
+
+    def advance_watermark(
+        self, cursor: Cursor, watermark: int, modseq: int | None
+    ) -> Cursor | None:
+        c = tables.source_cursors
+        now = dataclasses.replace(
+            cursor,
+            watermark=max(watermark, cursor.watermark),
+            modseq=cursor.modseq if modseq is None else modseq,
+        )
+        same = (
+            (c.c.mailbox == self._mailbox)
+            & (c.c.validity == cursor.validity)
+            & (c.c.generation == cursor.generation)
+        )
+        with self._store.transaction() as conn:
+            done = conn.execute(
+                c.update()
+                .where(same)
+                .values(watermark=now.watermark, modseq=now.modseq)
+                .execution_options(preserve_rowcount=True)
+            )
+        return now if done.rowcount == 1 else None
 
     def taken_refs(self, reason: str | None = None) -> set[str]:
         t = tables.taken_refs
@@ -190,6 +244,12 @@ class SqlSourceState:
             query = query.where(t.c.reason == reason)
         with self._store.transaction() as conn:
             return set(conn.execute(query).scalars())
+
+    def taken_reasons(self) -> dict[str, str]:
+        t = tables.taken_refs
+        query = sa.select(t.c.ref, t.c.reason).where(t.c.mailbox == self._mailbox)
+        with self._store.transaction() as conn:
+            return {row.ref: row.reason for row in conn.execute(query)}
 
     def taken_among(self, refs: list[str]) -> set[str]:
         t = tables.taken_refs
@@ -205,19 +265,58 @@ class SqlSourceState:
         with self._store.transaction() as conn:
             return set(conn.execute(query).scalars())
 
-    def mark_taken(self, items: Sequence[tuple[str, str | None]], reason: str) -> None:
+    def mark_taken(
+        self, items: Sequence[tuple[str, str | None]], reason: str, *, replace: bool = False
+    ) -> None:
+        t = tables.taken_refs
         now = self._clock.now()
         with self._store.transaction() as conn:
+            if replace:
+                refs = [ref for ref, _ in items]
+                conn.execute(t.delete().where(t.c.mailbox == self._mailbox, t.c.ref.in_(refs)))
             for ref, message_id in items:
                 values = dict(
                     mailbox=self._mailbox, ref=ref, message_id=message_id, reason=reason, at=now
                 )
-                insert_ignoring_conflict(conn, tables.taken_refs, values)
+                insert_ignoring_conflict(conn, t, values)
 
     def forget(self, refs: Sequence[str]) -> None:
-        t = tables.taken_refs
         with self._store.transaction() as conn:
-            conn.execute(t.delete().where(t.c.mailbox == self._mailbox, t.c.ref.in_(list(refs))))
+            self.forget_in(conn, self._mailbox, refs)
+
+    @staticmethod
+    def forget_in(
+        conn: sa.Connection, mailbox: str, refs: Sequence[str], reason: str | None = None
+    ) -> None:
+        """``forget`` within the caller's transaction; only refs held for ``reason``, when
+        given. The cursor is written before the refs go: on PostgreSQL its row lock orders
+        this against a round raising the watermark, which then finds the generation changed."""
+        t, c = tables.taken_refs, tables.source_cursors
+        which = (t.c.mailbox == mailbox) & t.c.ref.in_(list(refs))
+        if reason is not None:
+            which &= t.c.reason == reason
+        held = list(conn.execute(sa.select(t.c.ref).where(which)).scalars())
+        if not held:
+            return
+        validity = conn.execute(sa.select(c.c.validity).where(c.c.mailbox == mailbox)).scalar()
+        if validity is not None:
+            values: dict[str, object] = {"modseq": None, "generation": c.c.generation + 1}
+            uids = [u for ref in held if (u := uid_of(ref, validity)) is not None]
+            if uids:
+                low = min(uids) - 1
+                values["watermark"] = sa.case((c.c.watermark > low, low), else_=c.c.watermark)
+            conn.execute(c.update().where(c.c.mailbox == mailbox).values(values))
+        conn.execute(t.delete().where(t.c.mailbox == mailbox, t.c.ref.in_(held)))
+
+    def drop_other_validities(self, validity: str) -> None:
+        t = tables.taken_refs
+        stale = (
+            (t.c.mailbox == self._mailbox)
+            & t.c.message_id.is_(None)
+            & ~t.c.ref.startswith(f"{validity}:", autoescape=True)
+        )
+        with self._store.transaction() as conn:
+            conn.execute(t.delete().where(stale))
 
 
 class SqlLeases:

@@ -20,7 +20,7 @@ from services.poller.sources.base import MailSource, NotMarked, SourceState
 from services.runtime.bus import Publisher
 from services.runtime.metrics import DEAD_LETTERED, FETCHED, NoMetrics
 from services.runtime.ports import Clock, Metrics
-from services.runtime.store import Store, put_blob
+from services.runtime.store import Store, put_blobs
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,8 @@ class BatchWrites:
 
     def flush(self, store: Store) -> None:
         with store.transaction() as conn:
-            for data in self._blobs.values():
-                put_blob(conn, data)
-            for fetched, at in self._rows:
-                SqlFetchedLog.record_in(conn, fetched, at)
+            put_blobs(conn, self._blobs)
+            SqlFetchedLog.record_all_in(conn, self._rows)
 
 
 @dataclass
@@ -154,5 +152,4 @@ class MailboxRound:
     def _remember(self, items: list[tuple[str, str | None]], reason: str) -> None:
         """Remember refs as taken for ``reason``, replacing an earlier reason."""
         if items:
-            self.state.forget([ref for ref, _ in items])
-            self.state.mark_taken(items, reason)
+            self.state.mark_taken(items, reason, replace=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 
 from services.poller.sources.base import Cursor, Fetched
+from services.poller.sources.imap_listing import uid_of
 from services.runtime.errors import InfraError
 from services.runtime.mail_text import message_id_of
 
@@ -115,8 +117,24 @@ class InMemorySourceState:
     def save_cursor(self, cursor: Cursor) -> None:
         self._cursor = cursor
 
+    def advance_watermark(
+        self, cursor: Cursor, watermark: int, modseq: int | None
+    ) -> Cursor | None:
+        now = self._cursor
+        if now is None or (now.validity, now.generation) != (cursor.validity, cursor.generation):
+            return None
+        self._cursor = dataclasses.replace(
+            cursor,
+            watermark=max(watermark, cursor.watermark),
+            modseq=cursor.modseq if modseq is None else modseq,
+        )
+        return self._cursor
+
     def taken_refs(self, reason: str | None = None) -> set[str]:
         return {r for r, (_, why) in self._taken.items() if reason in (None, why)}
+
+    def taken_reasons(self) -> dict[str, str]:
+        return {r: why for r, (_, why) in self._taken.items()}
 
     def taken_among(self, refs: list[str]) -> set[str]:
         return set(refs) & set(self._taken)
@@ -124,10 +142,24 @@ class InMemorySourceState:
     def taken_message_ids(self) -> set[str]:
         return {mid for mid, _ in self._taken.values() if mid is not None}
 
-    def mark_taken(self, items: Sequence[tuple[str, str | None]], reason: str) -> None:
+    def mark_taken(
+        self, items: Sequence[tuple[str, str | None]], reason: str, *, replace: bool = False
+    ) -> None:
         for ref, message_id in items:
+            if replace:
+                self._taken.pop(ref, None)
             self._taken.setdefault(ref, (message_id, reason))
 
     def forget(self, refs: Sequence[str]) -> None:
-        for ref in refs:
-            self._taken.pop(ref, None)
+        held = [ref for ref in refs if self._taken.pop(ref, None) is not None]
+        if held and (cursor := self._cursor) is not None:
+            uids = [u for ref in held if (u := uid_of(ref, cursor.validity)) is not None]
+            low = min([cursor.watermark + 1, *uids]) - 1
+            self._cursor = dataclasses.replace(
+                cursor, watermark=low, modseq=None, generation=cursor.generation + 1
+            )
+
+    def drop_other_validities(self, validity: str) -> None:
+        for ref, (message_id, _) in list(self._taken.items()):
+            if message_id is None and not ref.startswith(f"{validity}:"):
+                del self._taken[ref]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from kombu import Connection
 
 from contracts import queues
@@ -11,10 +13,10 @@ from services.router.adapters import SqlRequestBook
 from services.router.handler import route
 from services.router.intake import IntakePolicy
 from services.runtime.addresses import AddressSet
+from services.runtime.cached_settings import CachedSettings, ConfiguredMailbox
 from services.runtime.clock import SystemClock
-from services.runtime.config_store import ConfigStore, MailboxState
 from services.runtime.ports import Clock, Metrics
-from services.runtime.stage import Stage, batched, secret_box
+from services.runtime.stage import Stage, batched
 from services.runtime.store import Store
 
 
@@ -27,10 +29,11 @@ def build(
     metrics: Metrics | None = None,
 ) -> Stage:
     clock = clock or SystemClock()
-    config = ConfigStore(store, secret_box(settings))
+    # No box for secrets: the router never logs in to a mailbox.
+    configured = CachedSettings(store)
 
     def handle(msg: MailValidated):  # type: ignore[no-untyped-def]
-        boxes = config.mailboxes()
+        boxes = configured.current().mailboxes()
         intake = intake_of(boxes, msg.source.mailbox)
         own = own_addresses(boxes, msg.helpdesk)
         with store.transaction() as conn:
@@ -48,7 +51,7 @@ def build(
     return Stage("router", {queues.MAIL_VALIDATED: d})
 
 
-def intake_of(boxes: list[MailboxState], mailbox: str) -> IntakePolicy:
+def intake_of(boxes: Sequence[ConfiguredMailbox], mailbox: str) -> IntakePolicy:
     """The new-request rules of ``mailbox``."""
     found = next((b for b in boxes if b.settings.name == mailbox), None)
     if found is None:
@@ -57,6 +60,6 @@ def intake_of(boxes: list[MailboxState], mailbox: str) -> IntakePolicy:
     return IntakePolicy(enabled=rules.enabled, allow=tuple(rules.allow))
 
 
-def own_addresses(boxes: list[MailboxState], helpdesk: str) -> AddressSet:
+def own_addresses(boxes: Sequence[ConfiguredMailbox], helpdesk: str) -> AddressSet:
     """Every address of every mailbox of ``helpdesk``."""
     return AddressSet.of(a for b in boxes if b.helpdesk == helpdesk for a in b.settings.addresses)

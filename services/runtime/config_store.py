@@ -1,32 +1,31 @@
 """Help-desk and mailbox settings kept in the store (written by ``mailroom config apply``).
 
 Secrets (passwords, client secrets) are sealed with the ``SecretBox`` before they are written
-and opened only when a mailbox is read for use.
+and opened when the settings are read, here: for what logs in to mailboxes (the poller) and
+for commands. Stages that never log in read them through ``CachedSettings`` without a box.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ValidationError
 
-from contracts.settings import (
-    SECRET_FIELDS,
-    HelpdeskSettings,
-    MailboxSettings,
-    SettingsFile,
-    problems_of,
-)
+from contracts.settings import SECRET_FIELDS, HelpdeskSettings, MailboxSettings, SettingsFile
 from services.runtime import tables
+from services.runtime.cached_settings import (
+    CachedSettings,
+    ConfiguredMailbox,
+    stored,
+    with_secrets,
+)
 from services.runtime.crypto import SecretBox
 from services.runtime.errors import ConfigError
 from services.runtime.mailbox_health import MailboxHealth
+from services.runtime.settings_version import hold_settings_version, raise_settings_version
 from services.runtime.store import Store, as_utc, utcnow
-
-M = TypeVar("M", bound=BaseModel)
 
 PAUSED_BY_EDIT = (
     "settings changed; check them, then `mailroom mailbox enable {name}` resumes fetching"
@@ -58,61 +57,63 @@ class ApplyResult:
 
 
 class ConfigStore:
+    """Writes the settings, and reads them with their secrets opened and each mailbox's
+    poll state read fresh; the settings themselves are read again only when they changed
+    (see ``CachedSettings``)."""
+
     def __init__(self, store: Store, box: SecretBox) -> None:
         self._store = store
         self._box = box
+        self._settings = CachedSettings(store, mailbox_secrets=box, outgoing_secrets=box)
 
     def apply(self, settings: SettingsFile) -> ApplyResult:
         """Replace the stored settings with ``settings`` (mail data is never touched).
 
         A mailbox that keeps its name keeps its poll state; one whose settings changed is
         paused (the reference product's rule: an edited mailbox is re-enabled by hand); one
-        that is gone from the file stops being polled.
+        that is gone from the file stops being polled. The settings version is raised when
+        anything a reader sees changed, and only then.
         """
         now = utcnow()
-        before = self._settings_before()
         with self._store.transaction() as conn:
+            hold_settings_version(conn)
+            before = self._readable(conn)
             conn.execute(tables.helpdesks.delete())
             for desk in settings.helpdesks:
                 data = desk.model_dump(mode="json", exclude={"mailboxes"})
                 data["outgoing"] = self._seal_dict(data.get("outgoing"))
-                conn.execute(
-                    tables.helpdesks.insert().values(id=desk.id, settings=data, updated_at=now)
-                )
+                conn.execute(_INSERT_HELPDESK, dict(id=desk.id, settings=data, updated_at=now))
             names = [
                 self._upsert_mailbox(conn, d.id, m, now)
                 for d in settings.helpdesks
                 for m in d.mailboxes
             ]
-            gone = (
-                conn.execute(
-                    sa.select(tables.mailboxes.c.name).where(tables.mailboxes.c.name.not_in(names))
-                )
-                .scalars()
-                .all()
-            )
-            conn.execute(tables.mailboxes.delete().where(tables.mailboxes.c.name.not_in(names)))
+            gone = conn.execute(_MAILBOXES_NOT_IN, {"names": names}).scalars().all()
+            conn.execute(_DELETE_MAILBOXES_NOT_IN, {"names": names})
+            if _readable_of(settings) != before:
+                raise_settings_version(conn)
         changed = [
             m.name
             for d in settings.helpdesks
             for m in d.mailboxes
-            if m.name in before and before[m.name] != m
+            if m.name in before.mailboxes and _accepted(before.mailboxes[m.name]) != m
         ]
         for name in changed:
             MailboxHealth(self._store).pause(name, PAUSED_BY_EDIT.format(name=name))
         return ApplyResult([d.id for d in settings.helpdesks], names, list(gone), changed)
 
-    def _settings_before(self) -> dict[str, MailboxSettings | None]:
-        """Stored mailbox settings by name; None for those no longer accepted (changed)."""
-        with self._store.transaction() as conn:
-            rows = conn.execute(sa.select(tables.mailboxes)).all()
-        before: dict[str, MailboxSettings | None] = {}
-        for row in rows:
-            try:
-                before[row.name] = self._state(row).settings
-            except ConfigError:
-                before[row.name] = None
-        return before
+    def _readable(self, conn: sa.Connection) -> _Readable:
+        """The stored settings as readers see them, secrets opened (None where a secret
+        cannot be opened: the settings then count as changed by any apply)."""
+        desks = {
+            r.id: _opened_helpdesk(dict(r.settings), self._box)
+            for r in conn.execute(sa.select(tables.helpdesks))
+        }
+        boxes = {
+            r.name: (r.helpdesk_id, _opened(dict(r.settings), self._box))
+            for r in conn.execute(sa.select(tables.mailboxes))
+        }
+        return _Readable(desks, boxes)
 
     def _upsert_mailbox(
         self, conn: sa.Connection, desk: str, box: MailboxSettings, now: datetime
@@ -135,63 +136,106 @@ class ConfigStore:
             return None
         return {k: (self._box.seal(v) if k in SECRET_FIELDS and v else v) for k, v in data.items()}
 
-    def _open_dict(self, data: dict[str, Any]) -> dict[str, Any]:
-        return {
-            k: (self._box.unseal(v) if k in SECRET_FIELDS and v else v) for k, v in data.items()
-        }
-
     def helpdesk(self, helpdesk_id: str) -> HelpdeskSettings:
         """Raises ``ConfigError`` when the help desk is not configured."""
-        with self._store.transaction() as conn:
-            row = conn.execute(
-                sa.select(tables.helpdesks).where(tables.helpdesks.c.id == helpdesk_id)
-            ).first()
-        if row is None:
-            raise ConfigError(
-                f"help desk {helpdesk_id!r} is not configured: run `mailroom config apply FILE`"
-            )
-        data = dict(row.settings)
-        if data.get("outgoing"):
-            data["outgoing"] = self._open_dict(data["outgoing"])
-        return _stored(HelpdeskSettings, data, f"help desk {helpdesk_id!r}")
+        return self._settings.current().helpdesk(helpdesk_id)
 
     def mailboxes(self) -> list[MailboxState]:
         with self._store.transaction() as conn:
-            rows = conn.execute(sa.select(tables.mailboxes).order_by(tables.mailboxes.c.name)).all()
-        return [self._state(r) for r in rows]
+            configured = {b.settings.name: b for b in self._settings.current_in(conn).mailboxes()}
+            rows = conn.execute(_POLL_STATES).all()
+        # A mailbox added or removed since the settings were read is left for the next call.
+        return [_state(configured[r.name], r) for r in rows if r.name in configured]
 
     def mailbox(self, name: str) -> MailboxState:
         """Raises ``ConfigError`` naming the configured mailboxes when ``name`` is unknown."""
-        for state in self.mailboxes():
+        states = self.mailboxes()
+        for state in states:
             if state.settings.name == name:
                 return state
-        known = ", ".join(s.settings.name for s in self.mailboxes()) or "none"
+        known = ", ".join(s.settings.name for s in states) or "none"
         raise ConfigError(f"no mailbox named {name!r} (configured: {known})")
 
-    def _state(self, row: sa.Row[Any]) -> MailboxState:
-        return MailboxState(
-            settings=_stored(
-                MailboxSettings, self._open_dict(dict(row.settings)), f"mailbox {row.name!r}"
-            ),
-            helpdesk=row.helpdesk_id,
-            enabled=row.enabled,
-            last_polled_at=as_utc(row.last_polled_at),
-            last_error=row.last_error,
-            consecutive_failures=row.consecutive_failures,
-            error_count=row.error_count,
-            paused_reason=row.paused_reason,
-            alerted_at=as_utc(row.alerted_at),
-        )
+
+_INSERT_HELPDESK = tables.helpdesks.insert()
+_MAILBOXES_NOT_IN = sa.select(tables.mailboxes.c.name).where(
+    tables.mailboxes.c.name.not_in(sa.bindparam("names", expanding=True))
+)
+_DELETE_MAILBOXES_NOT_IN = tables.mailboxes.delete().where(
+    tables.mailboxes.c.name.not_in(sa.bindparam("names", expanding=True))
+)
+_m = tables.mailboxes
+#: What the poller keeps about each mailbox; read fresh every time.
+_POLL_STATES = sa.select(
+    _m.c.name,
+    _m.c.enabled,
+    _m.c.last_polled_at,
+    _m.c.last_error,
+    _m.c.consecutive_failures,
+    _m.c.error_count,
+    _m.c.paused_reason,
+    _m.c.alerted_at,
+).order_by(_m.c.name)
 
 
-def _stored(model: type[M], data: dict[str, Any], what: str) -> M:
-    """Stored settings as ``model``; raises ``ConfigError`` when a newer Mailroom no longer
-    accepts what an older one stored (the message never holds a secret)."""
+@dataclass(frozen=True)
+class _Readable:
+    """Settings as readers see them, secrets opened: help desks by id; mailboxes by name,
+    with their help desk."""
+
+    helpdesks: dict[str, dict[str, Any] | None]
+    mailboxes: dict[str, tuple[str, dict[str, Any] | None]]
+
+
+def _readable_of(settings: SettingsFile) -> _Readable:
+    """What ``apply`` stores, as ``ConfigStore._readable`` reads it back."""
+    return _Readable(
+        {d.id: d.model_dump(mode="json", exclude={"mailboxes"}) for d in settings.helpdesks},
+        {
+            m.name: (d.id, m.model_dump(mode="json"))
+            for d in settings.helpdesks
+            for m in d.mailboxes
+        },
+    )
+
+
+def _opened(data: dict[str, Any], box: SecretBox) -> dict[str, Any] | None:
+    """A stored mailbox's settings with their secrets opened; None when one cannot be."""
     try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(problems_of(exc))
-        raise ConfigError(
-            f"the stored settings of {what} are no longer accepted ({problems}): correct the "
-            "settings file and run `mailroom config apply FILE`"
-        ) from None
+        return with_secrets(data, box)
+    except ConfigError:
+        return None
+
+
+def _opened_helpdesk(data: dict[str, Any], box: SecretBox) -> dict[str, Any] | None:
+    """A stored help desk's settings with its outgoing secrets opened; None when one cannot
+    be."""
+    if not data.get("outgoing"):
+        return data
+    outgoing = _opened(data["outgoing"], box)
+    return None if outgoing is None else data | {"outgoing": outgoing}
+
+
+def _accepted(stored_box: tuple[str, dict[str, Any] | None]) -> MailboxSettings | None:
+    """A stored mailbox's settings; None when they cannot be read (so any apply changes them)."""
+    _, data = stored_box
+    if data is None:
+        return None
+    try:
+        return stored(MailboxSettings, data, "")
+    except ConfigError:
+        return None
+
+
+def _state(configured: ConfiguredMailbox, row: Any) -> MailboxState:
+    return MailboxState(
+        settings=configured.settings,
+        helpdesk=configured.helpdesk,
+        enabled=row.enabled,
+        last_polled_at=as_utc(row.last_polled_at),
+        last_error=row.last_error,
+        consecutive_failures=row.consecutive_failures,
+        error_count=row.error_count,
+        paused_reason=row.paused_reason,
+        alerted_at=as_utc(row.alerted_at),
+    )

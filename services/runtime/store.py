@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import overload
 
@@ -43,6 +44,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_ID = 0x6D61696C
 #: Seconds to wait for a PostgreSQL connection: a server that is gone must not hang a worker.
 CONNECT_TIMEOUT_S = 5
+BLOB_PIECE = 4 * 1024 * 1024
 
 
 def safe_url(url: str) -> str:
@@ -247,12 +249,30 @@ def insert_ignoring_conflict(
     Concurrent workers may race to insert the same idempotent row; the loser simply finds
     the winner's row there.
     """
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    result = conn.execute(_inserting_unless_there(conn.dialect.name, table), dict(values))
+    return result.rowcount == 1
+
+
+def insert_all_ignoring_conflict(
+    conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, object]]
+) -> None:
+    """``insert_ignoring_conflict`` for many rows (all with the same keys), in one call."""
+    if rows:
+        conn.execute(_inserting_unless_there(conn.dialect.name, table), [dict(r) for r in rows])
+
+
+def insert_of(dialect: str) -> Callable[[sa.Table], postgresql.Insert | sqlite.Insert]:
+    """The ``insert`` of ``dialect`` (a connection's ``dialect.name``): it has ``ON CONFLICT``."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+@cache
+def _inserting_unless_there(dialect: str, table: sa.Table) -> sa.Executable:
+    # Built once per table: the values come with each call, as parameters.
+    insert = insert_of(dialect)
     # SQLAlchemy reports the row count of an INSERT only when asked (on PostgreSQL it is -1
     # otherwise, which would read as "inserted" every time).
-    result = conn.execute(statement.execution_options(preserve_rowcount=True))
-    return result.rowcount == 1
+    return insert(table).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
 
 
 def utcnow() -> datetime:
@@ -304,21 +324,50 @@ class BlobsInTransaction:
         return get_blob(self._conn, sha256)
 
 
+_B = tables.blobs
+_BLOB_PIECE = sa.select(
+    sa.func.substr(_B.c.data, sa.bindparam("start"), BLOB_PIECE, type_=sa.LargeBinary)
+).where(_B.c.sha256 == sa.bindparam("sha"))
+_BLOB_THERE = sa.select(_B.c.sha256).where(_B.c.sha256 == sa.bindparam("sha"))
+_BLOBS_THERE = sa.select(_B.c.sha256).where(_B.c.sha256.in_(sa.bindparam("shas", expanding=True)))
+
+
 def get_blob(conn: Connection, sha256: str) -> bytes:
-    """The blob's bytes; raises ``KeyError`` when absent."""
-    query = sa.select(tables.blobs.c.data).where(tables.blobs.c.sha256 == sha256)
-    row = conn.execute(query).first()
-    if row is None:
-        raise KeyError(sha256)
-    return bytes(row.data)
+    """The blob's bytes; raises ``KeyError`` when absent.
+
+    Read in pieces of ``BLOB_PIECE`` bytes: the database driver holds a whole result two or
+    three times over on the way (PostgreSQL sends bytea as hex text), so a 50 MB mail read
+    at once would cost about 300 MB.
+    """
+    pieces: list[bytes] = []
+    while not pieces or len(pieces[-1]) == BLOB_PIECE:
+        start = len(pieces) * BLOB_PIECE + 1
+        row = conn.execute(_BLOB_PIECE, {"sha": sha256, "start": start}).first()
+        if row is None:
+            raise KeyError(sha256)
+        pieces.append(bytes(row[0] or b""))  # SQLite reads no bytes of a blob as NULL
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def put_blob(conn: Connection, data: bytes) -> str:
     """Store ``data`` within the caller's transaction (idempotent); returns its hash."""
     sha = content_hash(data)
     # Look first: a repeated blob (a re-fetched mail) is not sent to the database again.
-    query = sa.select(tables.blobs.c.sha256).where(tables.blobs.c.sha256 == sha)
-    if conn.execute(query).first() is None:
-        values = dict(sha256=sha, size=len(data), data=bytes(data), created_at=utcnow())
-        insert_ignoring_conflict(conn, tables.blobs, values)
+    if conn.execute(_BLOB_THERE, {"sha": sha}).first() is None:
+        insert_ignoring_conflict(conn, _B, _blob_row(sha, data, utcnow()))
     return sha
+
+
+def put_blobs(conn: Connection, blobs: Mapping[str, bytes]) -> None:
+    """Store blobs (by their hash) within the caller's transaction, those not there yet in
+    one call (idempotent)."""
+    if not blobs:
+        return
+    there = set(conn.execute(_BLOBS_THERE, {"shas": list(blobs)}).scalars())
+    now = utcnow()
+    rows = [_blob_row(sha, data, now) for sha, data in blobs.items() if sha not in there]
+    insert_all_ignoring_conflict(conn, _B, rows)
+
+
+def _blob_row(sha: str, data: bytes, now: datetime) -> dict[str, object]:
+    return dict(sha256=sha, size=len(data), data=bytes(data), created_at=now)

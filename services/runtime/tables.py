@@ -39,6 +39,16 @@ helpdesks = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+#: One row (id 1): raised in the same transaction as every write that changes the settings
+#: in ``helpdesks`` or ``mailboxes`` (not their poll state), so readers that hold settings
+#: in memory know when to read them again.
+settings_version = Table(
+    "settings_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=False),
+)
+
 mailboxes = Table(
     "mailboxes",
     metadata,
@@ -167,6 +177,12 @@ source_cursors = Table(
     Column("mailbox", String(100), primary_key=True),
     Column("validity", String(100), nullable=False),
     Column("first_connected_at", DateTime(timezone=True), nullable=False),
+    #: IMAP: every UID up to this one is taken (or gone), for this ``validity``.
+    Column("watermark", BigInteger, nullable=False, server_default="0"),
+    #: IMAP: the folder's HIGHESTMODSEQ when everything in it was taken (CONDSTORE).
+    Column("modseq", BigInteger),
+    #: Grows whenever a taken ref is let go: an older read may not raise the watermark.
+    Column("generation", Integer, nullable=False, server_default="0"),
 )
 
 taken_refs = Table(

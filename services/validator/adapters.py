@@ -11,6 +11,12 @@ from services.runtime.store import Store
 
 GENERIC_TYPE = "application/octet-stream"
 
+_HEAD = sa.select(
+    sa.func.substr(
+        tables.blobs.c.data, 1, sa.bindparam("n", type_=sa.Integer), type_=sa.LargeBinary
+    )
+).where(tables.blobs.c.sha256 == sa.bindparam("sha"))
+
 
 class LibmagicSniffer:
     """Tells the MIME type of some bytes from their content, with libmagic.
@@ -56,10 +62,8 @@ class SqlBlobHeads:
 
     def __call__(self, sha256: str, n: int) -> bytes:
         """Return at most the first ``n`` bytes of the blob ``sha256``."""
-        head = sa.func.substr(tables.blobs.c.data, 1, n, type_=sa.LargeBinary)
-        query = sa.select(head).where(tables.blobs.c.sha256 == sha256)
         with self._store.transaction() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_HEAD, {"sha": sha256, "n": n}).first()
         if row is None:
             raise KeyError(sha256)
         return bytes(row[0])

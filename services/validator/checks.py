@@ -267,8 +267,10 @@ def first_failure(
 
     Order: name, extension, empty, size, then the checks that need the content: the
     extension of a name without one (judged by content), and content against the claims.
-    ``read_head`` is called only when the cheap checks pass, so an empty, oversized or
-    badly named file is never read from the store, and ``sniff`` runs once per file.
+    ``read_head`` is called only when the cheap checks pass and the content can matter (the
+    name has no extension, or the file claims a type), so an empty, oversized or badly named
+    file, or one that claims nothing, is never read from the store; ``sniff`` runs at most
+    once per file.
     """
     cheap: tuple[Callable[[Attachment], StrippedAttachment | None], ...] = (
         check_name,
@@ -279,6 +281,8 @@ def first_failure(
     for check in cheap:
         if (failure := check(att)) is not None:
             return failure
+    if last_extension(att.filename) is not None and claimed_type(att) is None:
+        return None  # its content could contradict nothing: neither read nor sniffed
     sniffed = sniffed_type(read_head(), sniff)
     return check_extension_by_content(att, sniffed, policy) or content_failure(att, sniffed)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from kombu import Connection
 
@@ -10,9 +10,9 @@ from contracts import queues
 from contracts.mail import MailParsed, MailValidated
 from contracts.notify import Notify
 from contracts.settings import HelpdeskSettings, Settings
-from services.runtime.config_store import ConfigStore, MailboxState
+from services.runtime.cached_settings import CachedSettings, ConfiguredMailbox
 from services.runtime.ports import BlobStore, Clock, Metrics
-from services.runtime.stage import Stage, batched, secret_box
+from services.runtime.stage import Stage, batched
 from services.runtime.store import SqlBlobStore, Store
 from services.validator.adapters import LibmagicSniffer, SqlBlobHeads
 from services.validator.handler import HeadReader, validate
@@ -30,13 +30,19 @@ def build(
     """The validator needs no clock; the parameter keeps every stage's ``build`` alike."""
     blobs = SqlBlobStore(store)
     heads = SqlBlobHeads(store)
-    config = ConfigStore(store, secret_box(settings))
+    # No box for secrets: the validator never logs in to a mailbox.
+    configured = CachedSettings(store)
     sniff = LibmagicSniffer()
 
     def handle(msg: MailParsed):  # type: ignore[no-untyped-def]
-        desk = config.helpdesk(msg.helpdesk)
+        current = configured.current()
         return validate_for(
-            msg, desk, config.mailboxes(), blobs=blobs, sniff=sniff, read_head=heads
+            msg,
+            current.helpdesk(msg.helpdesk),
+            current.mailboxes(),
+            blobs=blobs,
+            sniff=sniff,
+            read_head=heads,
         )
 
     d = batched(
@@ -53,7 +59,7 @@ def build(
 def validate_for(
     msg: MailParsed,
     desk: HelpdeskSettings,
-    boxes: list[MailboxState],
+    boxes: Sequence[ConfiguredMailbox],
     *,
     blobs: BlobStore,
     sniff: Callable[[bytes], str],

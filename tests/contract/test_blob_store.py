@@ -14,7 +14,7 @@ import pytest
 
 from services.poller.rounds import BatchWrites
 from services.runtime.ports import BlobStore
-from services.runtime.store import BlobsInTransaction, SqlBlobStore, Store
+from services.runtime.store import BLOB_PIECE, BlobsInTransaction, SqlBlobStore, Store
 from services.runtime.testing import InMemoryBlobStore
 
 RAW = b"From: ann@example.org\r\nSubject: Printer\r\n\r\nGr\xfc\xdfe\x00\xff\r\n"
@@ -53,6 +53,11 @@ class BlobStoreContract:
 
     def test_a_large_blob_is_kept_whole(self, blobs):
         big = bytes(range(256)) * (4 * 1024 * 4)  # 4 MiB, every byte value
+
+        assert blobs.get(blobs.put(big)) == big
+
+    def test_a_blob_read_in_several_pieces_is_read_back_whole(self, blobs):
+        big = bytes(range(256)) * (2 * BLOB_PIECE // 256) + b"tail"  # two pieces and a bit
 
         assert blobs.get(blobs.put(big)) == big
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from contract.test_mail_source import MAILS, MailSourceContract, SourceWith, raw_mail
 from faults import FaultyRelay, drop_after, garble_first
 from mailservers import Dovecot
@@ -232,6 +233,50 @@ def test_refs_taken_and_gone_from_the_server_are_forgotten(dovecot, user, box, s
 
     assert source.list_new(10) == refs[1:]
     assert state.taken_refs() == set()
+
+
+def test_refs_deleted_by_another_client_are_forgotten(dovecot, user, box, store) -> None:
+    # Given three mails kept out by import_existing: none, so remembered as taken
+    dovecot.deliver_many(user, MAILS)
+    assert box(import_existing="none").list_new(10) == []
+    state = SqlSourceState(store, "box", SystemClock())
+    kept = server_refs(dovecot, user)
+
+    # When a person deletes two of them in another client
+    with dovecot.imap(user) as client:
+        client.select("INBOX")
+        client.store("1:2", "+FLAGS.SILENT", "(\\Deleted)")
+        client.expunge()
+
+    # Then the store keeps only the one the server still lists
+    assert box(import_existing="none").list_new(10) == []
+    assert state.taken_refs() == set(kept[2:])
+
+
+def test_a_round_reads_the_store_as_often_whatever_it_keeps(dovecot, store) -> None:
+    def reads_per_listing(mails: int) -> list[str]:
+        user = f"p{uuid.uuid4().hex[:10]}"
+        dovecot.add_user(user, PASSWORD)
+        dovecot.deliver_many(user, [raw_mail(n) for n in range(mails)])
+        mailbox = settings(dovecot, user, name=user, import_existing="none")
+        source = open_source(mailbox, SqlSourceState(store, user, SystemClock()))
+        source.list_new(10)  # the first connection remembers every mail
+        statements: list[str] = []
+
+        def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+            statements.append(statement)
+
+        sa.event.listen(store.engine, "before_cursor_execute", count)
+        try:
+            assert source.list_new(10) == []
+        finally:
+            sa.event.remove(store.engine, "before_cursor_execute", count)
+            source.close()
+        return statements
+
+    many, few = reads_per_listing(40), reads_per_listing(2)
+    assert len(many) == len(few)
+    assert len([s for s in many if "taken_refs" in s]) == 1, "one read of what it keeps"
 
 
 # -- import_existing --------------------------------------------------------------------------

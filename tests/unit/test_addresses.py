@@ -12,7 +12,7 @@ from services.notifier.handler import Outgoing, notify
 from services.notifier.testing import InMemoryOutbox, RecordingSender
 from services.router.worker import own_addresses
 from services.runtime.addresses import AddressSet, normalised_address
-from services.runtime.config_store import MailboxState
+from services.runtime.cached_settings import ConfiguredMailbox
 from services.runtime.testing import InMemoryBlobStore
 from services.validator.handler import validate
 from services.validator.policy import AttachmentPolicy, StripNotices
@@ -141,9 +141,9 @@ def test_the_notifier_never_mails_an_own_address(written):
 
 
 def test_the_router_takes_its_own_addresses_from_every_mailbox_of_the_help_desk():
-    def box(name: str, helpdesk: str, addresses: list[str]) -> MailboxState:
+    def box(name: str, helpdesk: str, addresses: list[str]) -> ConfiguredMailbox:
         settings = MailboxSettings(name=name, protocol="maildir", path="/m", addresses=addresses)
-        return MailboxState(settings, helpdesk, True, None, None, 0)
+        return ConfiguredMailbox(settings, helpdesk)
 
     boxes = [box("a", "default", ["Support@Bücher.example"]), box("b", "other", ["x@y.example"])]
 

@@ -1,8 +1,13 @@
-"""Which IMAP mails are new: listed once per round, then only arrivals and a batch's check."""
+"""Which IMAP mails are new: only what lies above the watermark, checked a chunk at a time."""
 
 from __future__ import annotations
 
-from services.poller.sources.imap_listing import NewMailListing, make_ref
+from services.poller.sources.imap_listing import (
+    CHECK_CHUNK,
+    NewMailListing,
+    make_ref,
+    nothing_new,
+)
 
 VALIDITY = 7
 
@@ -22,8 +27,8 @@ class Store:
         self.taken |= set(refs)
 
 
-def listing(store: Store, uids: range) -> NewMailListing:
-    return NewMailListing.start(VALIDITY, uids, set(store.taken), store.taken_among)
+def listing(store: Store, uids: range, watermark: int = 0, **options: int) -> NewMailListing:
+    return NewMailListing.above(VALIDITY, watermark, uids, store.taken_among, **options)
 
 
 def test_new_mails_come_oldest_first_and_again_until_taken() -> None:
@@ -39,7 +44,7 @@ def test_new_mails_come_oldest_first_and_again_until_taken() -> None:
     assert then == ["7:6", "7:7"]
 
 
-def test_a_batch_asks_the_store_about_its_candidates_only() -> None:
+def test_a_batch_asks_the_store_about_a_bounded_chunk_only() -> None:
     store = Store()
     new = listing(store, range(1, 10_001))
 
@@ -47,7 +52,43 @@ def test_a_batch_asks_the_store_about_its_candidates_only() -> None:
         store.take(refs)
 
     assert len(store.taken) == 10_000
-    assert max(store.asked) == 50, "never the whole folder per batch"
+    assert max(store.asked) == CHECK_CHUNK < 10_000, "never the whole folder per batch"
+
+
+def test_uids_at_or_below_the_watermark_are_never_offered() -> None:
+    store = Store()
+    # `UID 6:*` with nothing above 5 still answers the highest UID, here 5
+    new = listing(store, range(5, 6), watermark=5)
+
+    assert new.next_refs(10) == []
+    assert store.asked == [], "nothing to ask the store about"
+
+
+def test_the_watermark_rises_over_taken_mail_and_stops_below_the_first_not_taken() -> None:
+    store = Store(1, 2, 4)
+    new = listing(store, range(1, 6))
+
+    offered = new.next_refs(10)
+
+    assert offered == ["7:3", "7:5"]
+    assert new.watermark() == 2, "3 is not taken: nothing above it counts yet"
+    store.take(["7:5"])  # the later mail was handed off, the earlier one failed
+    new.next_refs(10)
+    assert new.watermark() == 2
+    store.take(["7:3"])
+    new.next_refs(10)
+    assert new.watermark() == 5
+
+
+def test_gone_mail_and_uids_never_listed_count_as_passed() -> None:
+    store = Store(1)
+    # UIDs 2 and 4 do not exist; the SELECT before the search said UIDNEXT 9
+    new = listing(store, range(1, 4, 2), listed_up_to=8)
+    new.next_refs(10)
+
+    new.gone.add(3)  # moved away by someone else before it was fetched
+
+    assert new.watermark() == 8
 
 
 def test_arrivals_join_at_the_end_once() -> None:
@@ -74,3 +115,27 @@ def test_a_mail_gone_from_the_folder_is_not_offered_again() -> None:
 
     assert offered == ["7:1", "7:2"]
     assert new.next_refs(2) == ["7:3"]
+
+
+def test_the_modseq_is_settled_only_once_everything_listed_is_taken() -> None:
+    store = Store(1)
+    new = listing(store, range(1, 3), modseq=40)
+
+    new.next_refs(10)
+    unsettled = new.settled_modseq()
+    store.take(["7:2"])
+    new.next_refs(10)
+
+    assert unsettled is None
+    assert new.settled_modseq() == 40
+
+
+def test_nothing_is_new_when_no_uid_was_given_out_above_the_watermark() -> None:
+    assert nothing_new(watermark=9, settled_modseq=None, uidnext=10, modseq=None)
+    assert not nothing_new(watermark=9, settled_modseq=None, uidnext=11, modseq=None)
+
+
+def test_without_uidnext_an_unchanged_highestmodseq_tells_nothing_is_new() -> None:
+    assert nothing_new(watermark=9, settled_modseq=50, uidnext=None, modseq=50)
+    assert not nothing_new(watermark=9, settled_modseq=50, uidnext=None, modseq=51)
+    assert not nothing_new(watermark=9, settled_modseq=None, uidnext=None, modseq=None)

@@ -150,6 +150,33 @@ def test_the_corpus_mail_with_a_135_kb_header_is_within_the_default_limit() -> N
     assert out.mail.message_id == "<aasfasdfasdfa@bb>"
 
 
+def test_a_to_field_too_long_for_the_full_address_parser_keeps_its_real_address() -> None:
+    """Corpus: the 135 KB To field is an address, then 2,700 encoded words of no address."""
+    raw = (CORPUS / "mimekit/messages/stack-overflow.txt").read_bytes()
+
+    out = parse_raw(raw)
+
+    assert [(a.name, a.email) for a in out.mail.to] == [("test", "test@test.com")]
+    assert "header To: an entry of 130 KB is too long to be an address" in out.mail.defects[0]
+
+
+def test_a_long_list_of_recipients_is_read_whole_names_decoded() -> None:
+    recipients = [f"User {i} <user{i}@example.com>" for i in range(400)]
+    recipients[200] = "=?utf-8?q?J=C3=B6rg_M=C3=BCller?= <joerg@example.com>"
+    raw = (
+        b"From: ann@example.com\r\nTo: " + ",\r\n ".join(recipients).encode() + b"\r\n"
+        b"Subject: all hands\r\n\r\nHello.\r\n"
+    )
+
+    out = parse_raw(raw)
+
+    assert len(raw) > 10 * 1024
+    assert len(out.mail.to) == 400
+    assert (out.mail.to[200].name, out.mail.to[200].email) == ("Jörg Müller", "joerg@example.com")
+    assert (out.mail.to[399].name, out.mail.to[399].email) == ("User 399", "user399@example.com")
+    assert out.mail.defects == []
+
+
 def test_decoded_parts_over_the_limit_are_rejected() -> None:
     with pytest.raises(MailError) as caught:
         parse_raw(attachments_of([600_000, 600_000]), ParserLimits(max_decoded_mb=1))

@@ -85,3 +85,23 @@ def test_a_deletion_the_server_refuses_leaves_the_others_deleted_and_committed(s
     assert list(caught.value.failures) == ["uid-one"]
     assert "Cannot delete" in caught.value.failures["uid-one"]
     assert server.deleted == [2] and server.quit_sent, "the other deletion was committed"
+
+
+def test_a_leftover_the_server_refuses_to_delete_is_remembered_not_fetched_again(server):
+    # Given a mail handed off in a session that ended before QUIT, whose DELE is refused
+    state = InMemorySourceState()
+    state.mark_taken([("uid-one", None)], "handed_off")
+    source = PopSource(
+        Endpoint("box", "pop.example.com", 110, 5.0, None),
+        username="u",
+        password="p",
+        state=state,
+        client_factory=lambda _endpoint, _tls, _trace: server,  # type: ignore[arg-type,return-value]
+    )
+
+    # When two rounds list the mailbox
+    first, second = source.list_new(10), source.list_new(10)
+
+    # Then it is not new in either, and stays remembered while the server keeps it
+    assert first == second == ["uid-two"]
+    assert state.taken_reasons() == {"uid-one": "unmarked"}

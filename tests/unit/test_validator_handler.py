@@ -136,6 +136,31 @@ def test_head_reader_is_used_instead_of_whole_blobs():
     assert asked == [(big.sha256, checks.SNIFF_BYTES), (bad.sha256, checks.SNIFF_BYTES)]
 
 
+def test_a_file_that_claims_no_type_is_neither_read_nor_sniffed():
+    store = NoWholeBlobs()
+    asked: list[str] = []
+
+    def read_head(sha256: str, n: int) -> bytes:
+        asked.append(sha256)
+        return store.blobs[sha256][:n]
+
+    def sniff(data: bytes) -> str:
+        raise AssertionError("sniffed")
+
+    # An extension that names no type, and the vague type mail programs send it with.
+    capture = attachment(store, "run.pcapng42", PDF, "application/octet-stream")
+    out = validate(
+        parsed(capture),
+        policy=POLICY,
+        notices=NOTICES,
+        blobs=store,
+        sniff=sniff,
+        read_head=read_head,
+    )[0]
+    assert out.mail.attachments == [capture]
+    assert asked == []
+
+
 def test_missing_blob_from_the_head_reader_is_a_mail_error(blobs):
     ghost = Attachment(filename="a.pdf", content_type="application/pdf", size=10, sha256="0" * 64)
 

@@ -104,10 +104,18 @@ class MailSource(Protocol):
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where a source stands: the folder's validity token and when Mailroom first connected."""
+    """Where a source stands: the folder's validity token and when Mailroom first connected.
+
+    IMAP adds, for this validity: ``watermark``, a UID such that every UID up to it is
+    taken (or gone: UIDs are never reused); ``modseq``, the folder's HIGHESTMODSEQ when all
+    of it was taken; and ``generation``, which grows whenever a taken ref is let go.
+    """
 
     validity: str
     first_connected_at: datetime
+    watermark: int = 0
+    modseq: int | None = None
+    generation: int = 0
 
 
 class SourceState(Protocol):
@@ -121,8 +129,23 @@ class SourceState(Protocol):
 
     def save_cursor(self, cursor: Cursor) -> None: ...
 
+    def advance_watermark(
+        self, cursor: Cursor, watermark: int, modseq: int | None
+    ) -> Cursor | None:
+        """Raise the watermark (and set ``modseq`` when given) of ``cursor``, as read before.
+
+        Returns the cursor now stored, or None, changing nothing, when the stored one is
+        no longer that one's validity and generation: a ref was let go meanwhile, which
+        the reads behind ``watermark`` may not have seen.
+        """
+        ...
+
     def taken_refs(self, reason: str | None = None) -> set[str]:
         """Refs taken (for ``reason`` only, when given: handed_off, baseline, skipped, ...)."""
+        ...
+
+    def taken_reasons(self) -> dict[str, str]:
+        """Every taken ref with its reason, in one read."""
         ...
 
     def taken_among(self, refs: list[str]) -> set[str]:
@@ -133,10 +156,19 @@ class SourceState(Protocol):
         """Message-IDs of mails handed off from this mailbox (for a UIDVALIDITY change)."""
         ...
 
-    def mark_taken(self, items: Sequence[tuple[str, str | None]], reason: str) -> None:
-        """Remember ``(ref, message_id)`` pairs as taken; idempotent."""
+    def mark_taken(
+        self, items: Sequence[tuple[str, str | None]], reason: str, *, replace: bool = False
+    ) -> None:
+        """Remember ``(ref, message_id)`` pairs as taken; idempotent. With ``replace``, a
+        ref taken before is held for this reason from now on (in one step: never untaken)."""
         ...
 
     def forget(self, refs: Sequence[str]) -> None:
-        """Drop refs the server no longer has (POP mail deleted after hand-off)."""
+        """Let refs go: taken no more (POP mail the server no longer lists, a Maildir mail
+        moved back). On IMAP the watermark drops below any of them."""
+        ...
+
+    def drop_other_validities(self, validity: str) -> None:
+        """Drop refs of UIDVALIDITY values other than ``validity`` that carry no Message-ID:
+        never listed again, and of no use to a later revalidation."""
         ...

@@ -11,6 +11,8 @@ another client is still fetched. ``\\Seen`` is set after the hand-off, for peopl
   older than the first connection; everything else is new. A leftover duplicate is caught
   downstream by Message-ID.
 - Mail is read with ``BODY.PEEK[]`` only, so fetching never marks anything.
+- A round lists only what lies above the store's watermark (``imap_listing``), so a folder
+  that keeps 100,000 handled mails costs about what an empty one does.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from contracts.settings import MailboxSettings
 from services.poller.sources.base import Cursor, Fetched, NotMarked, Refused, SourceState
 from services.poller.sources.debug import ProtocolTrace, describe_mail
 from services.poller.sources.imap_folders import ErrorFolder
-from services.poller.sources.imap_listing import NewMailListing, make_ref
+from services.poller.sources.imap_listing import NewMailListing, make_ref, nothing_new, uid_of
 from services.poller.sources.imap_session import SEEN, ImapSession, oauth_not_set_up
 from services.poller.sources.needs import SourceNeeds
 from services.poller.sources.tokens import TokenProvider
@@ -50,14 +52,6 @@ class _Taken:
     ref: str
     message_id: str | None
     reason: str
-
-
-def uid_of(ref: str, validity: int) -> int | None:
-    """The UID of ``ref`` when it belongs to a folder with this UIDVALIDITY, else None."""
-    head, _, tail = ref.partition(":")
-    if head != str(validity) or not tail.isdigit():
-        return None
-    return int(tail)
 
 
 def _utcnow() -> datetime:
@@ -94,8 +88,10 @@ class ImapSource:
         self._now = now
         self._session = ImapSession(box, tokens, sockets=sockets, trace=trace)
         self._errors = ErrorFolder(self._session)
-        self._synced: int | None = None
         self._listing: NewMailListing | None = None
+        #: The store's cursor as this session last read or wrote it; None once another
+        #: writer changed it (then this session raises the watermark no more).
+        self._cursor: Cursor | None = None
 
     # -- MailSource ------------------------------------------------------------------------
 
@@ -106,15 +102,44 @@ class ImapSource:
         baseline rules take (see the module docstring).
         """
         validity = self._inbox(refresh=True)
-        self._sync(validity)
         listing = self._listing
         if listing is None or listing.validity != validity:
-            listing = self._listing = NewMailListing.start(
-                validity, self._uids(), self._state.taken_refs(), self._state.taken_among
-            )
+            listing = self._listing = self._start_listing(validity)
         else:
             listing.add_arrivals(self._uids(["UID", f"{listing.highest + 1}:*"]))
-        return listing.next_refs(limit)
+        refs = listing.next_refs(limit)
+        self._raise_watermark(listing)
+        return refs
+
+    def _start_listing(self, validity: int) -> NewMailListing:
+        """The session's first listing: nothing at all when the SELECT just made shows no
+        mail above the watermark, else only the UIDs above it."""
+        fresh = self._session.fresh  # read first: the baseline's commands may follow
+        cursor = self._cursor = self._tracked(validity)
+        uidnext = fresh.uidnext if fresh else None
+        modseq = fresh.highestmodseq if fresh else None
+        taken_among = self._state.taken_among
+        if nothing_new(cursor.watermark, cursor.modseq, uidnext, modseq):
+            return NewMailListing.above(validity, cursor.watermark, [], taken_among, modseq=modseq)
+        uids = self._uids(["UID", f"{cursor.watermark + 1}:*"])
+        return NewMailListing.above(
+            validity,
+            cursor.watermark,
+            uids,
+            taken_among,
+            listed_up_to=uidnext - 1 if uidnext else 0,
+            modseq=modseq,
+        )
+
+    def _raise_watermark(self, listing: NewMailListing) -> None:
+        """Store how far every UID is taken, once the store said so (the poller marks mails
+        taken after their hand-off and before it lists again)."""
+        cursor = self._cursor
+        if cursor is None:
+            return
+        mark, modseq = listing.watermark(), listing.settled_modseq()
+        if mark > cursor.watermark or (modseq is not None and modseq != cursor.modseq):
+            self._cursor = self._state.advance_watermark(cursor, mark, modseq)
 
     def fetch_many(self, refs: Sequence[str]) -> Iterator[Fetched]:
         """The mails' bytes via ``BODY.PEEK[]`` (nothing is marked), in batches.
@@ -203,11 +228,18 @@ class ImapSource:
         saved. Raises ``ConfigError`` when that mail is over ``max_mail_mb``.
         """
         validity = self._inbox(refresh=True)
-        pending = {t.ref for t in self._pretaken(self._state.cursor(), validity)}
-        taken = self._state.taken_refs() | pending
-        oldest = next((r for u in self._uids() if (r := make_ref(validity, u)) not in taken), None)
-        if oldest is None:
+        cursor = self._state.cursor()
+        pending = {t.ref for t in self._pretaken(cursor, validity)}
+        floor = cursor.watermark if cursor and cursor.validity == str(validity) else 0
+
+        def taken_among(refs: list[str]) -> set[str]:
+            return self._state.taken_among(refs) | (pending & set(refs))
+
+        uids = self._uids(["UID", f"{floor + 1}:*"])
+        found = NewMailListing.above(validity, floor, uids, taken_among).next_refs(1)
+        if not found:
             return None
+        oldest = found[0]
         for item in self._fetch_refs([oldest], validity):
             if item.raw is None:
                 raise ConfigError(
@@ -229,25 +261,25 @@ class ImapSource:
         assert validity is not None  # select() raises for a missing inbox
         return validity
 
-    def _sync(self, validity: int) -> None:
-        """Record what the baseline rules take, once per UIDVALIDITY seen in this session."""
-        if self._synced == validity:
-            return
-        self._record_baseline(validity)
-        self._synced = validity
-
-    def _record_baseline(self, validity: int) -> None:
+    def _tracked(self, validity: int) -> Cursor:
+        """The store's cursor for this UIDVALIDITY; on the first connection, and after a
+        UIDVALIDITY change, first records what the baseline rules take."""
         cursor = self._state.cursor()
         if cursor is not None and cursor.validity == str(validity):
-            return
+            return cursor
         taken = self._pretaken(cursor, validity)
         for reason in ("revalidated", "baseline"):
             items = [(t.ref, t.message_id) for t in taken if t.reason == reason]
             if items:
                 self._state.mark_taken(items, reason)
         # Saved last: a crash before this point repeats the (idempotent) marking next time.
+        # A new cursor starts with watermark 0: UIDs of the new UIDVALIDITY start afresh.
         first = cursor.first_connected_at if cursor else self._now()
-        self._state.save_cursor(Cursor(validity=str(validity), first_connected_at=first))
+        saved = Cursor(validity=str(validity), first_connected_at=first)
+        self._state.save_cursor(saved)
+        if cursor is not None:
+            self._state.drop_other_validities(saved.validity)
+        return saved
 
     def _pretaken(self, cursor: Cursor | None, validity: int) -> list[_Taken]:
         """What the baseline rules take for this UIDVALIDITY, computed, not recorded."""

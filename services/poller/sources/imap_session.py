@@ -13,6 +13,7 @@ import contextlib
 import imaplib
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from imapclient import IMAPClient
@@ -83,6 +84,15 @@ class _Client(IMAPClient):  # type: ignore[misc]  # imapclient ships no type inf
         return self._make_imap4()
 
 
+@dataclass(frozen=True)
+class Selected:
+    """What a SELECT said of its folder beyond UIDVALIDITY (None where the server said
+    nothing); true when said, so only until the next command that shows new mail."""
+
+    uidnext: int | None
+    highestmodseq: int | None
+
+
 class ImapSession:
     """A logged-in IMAP connection for one mailbox, opened on first use.
 
@@ -113,6 +123,8 @@ class ImapSession:
         self._tokens = tokens
         self._client: IMAPClient | None = None
         self._selected: tuple[str, int] | None = None
+        #: UIDNEXT and HIGHESTMODSEQ of the SELECT just made; None once a NOOP followed it.
+        self.fresh: Selected | None = None
         self._capabilities: set[bytes] = set()
 
     # -- running commands ------------------------------------------------------------------
@@ -148,8 +160,10 @@ class ImapSession:
         """
         if self._selected and self._selected[0] == folder and self._client is not None:
             if refresh:
+                self.fresh = None
                 self.run("NOOP", lambda c: c.noop())
             return self._selected[1]
+        self.fresh = None
         info = self.run(f"SELECT {folder}", lambda c: _select(c, folder))
         if isinstance(info, str):
             if missing_ok:
@@ -159,11 +173,12 @@ class ImapSession:
                 f"({info}): fix `folder` (INBOX is the usual one)"
             )
         self._selected = (folder, int(info[b"UIDVALIDITY"]))
+        self.fresh = Selected(_number(info, b"UIDNEXT"), _number(info, b"HIGHESTMODSEQ"))
         return self._selected[1]
 
     def close(self) -> None:
         """Log out; never raises (the connection may already be gone)."""
-        client, self._client, self._selected = self._client, None, None
+        client, self._client, self._selected, self.fresh = self._client, None, None, None
         if client is None:
             return
         try:
@@ -191,6 +206,7 @@ class ImapSession:
                 self._starttls(client)
             self._log_in(client)
             self._capabilities = set(client.capabilities())
+            self._enable_condstore(client)
         except MailroomError:
             raise
         except (imaplib.IMAP4.error, ProtocolError, OSError, EOFError) as exc:
@@ -201,6 +217,12 @@ class ImapSession:
                 f"mailbox {self.box.name!r}: {self.endpoint.where}: login failed "
                 f"({type(exc).__name__}); check `username` and `password`"
             ) from None
+
+    def _enable_condstore(self, client: IMAPClient) -> None:
+        """Ask for HIGHESTMODSEQ in SELECT answers (RFC 7162) where offered; optional."""
+        if {b"CONDSTORE", b"ENABLE"} <= self._capabilities:
+            with contextlib.suppress(imaplib.IMAP4.error):  # a NO: polling works without
+                client.enable("CONDSTORE")
 
     def _connect(self) -> IMAPClient:
         tls = self._tls_context() if self.box.protocol == "imaps" else None
@@ -324,7 +346,7 @@ class ImapSession:
         return net.explain(exc, self.endpoint)
 
     def _discard(self) -> None:
-        client, self._client, self._selected = self._client, None, None
+        client, self._client, self._selected, self.fresh = self._client, None, None, None
         if client is not None:
             with contextlib.suppress(Exception):
                 client.shutdown()
@@ -335,6 +357,11 @@ def oauth_not_set_up(mailbox: str) -> ConfigError:
         f"mailbox {mailbox!r}: OAuth is not set up for this mailbox: "
         f"run `mailroom oauth authorize {mailbox}`"
     )
+
+
+def _number(info: dict[bytes, Any], key: bytes) -> int | None:
+    value = info.get(key)  # imapclient gives these as int
+    return value if isinstance(value, int) else None
 
 
 def _select(client: IMAPClient, folder: str) -> dict[bytes, Any] | str:

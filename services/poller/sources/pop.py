@@ -191,30 +191,35 @@ class PopSource:
     def list_new(self, limit: int) -> list[str]:
         """UIDLs not taken yet, in server order (oldest first), at most ``limit``.
 
-        On the first connection applies ``import_existing``; forgets taken refs the server
-        no longer lists (deleted after hand-off), so the store does not grow forever.
+        On the first connection applies ``import_existing``. The store keeps only refs the
+        server still lists: the others (deleted after hand-off, or by another client) are
+        forgotten here, so a round reads the store once, whatever it handled before.
         """
-        listed = self._delete_leftovers(list(self._listing()))
-        taken = self._state.taken_refs()
+        taken = self._state.taken_reasons()
+        listed = self._delete_leftovers(list(self._listing()), taken)
         if self._state.cursor() is None:
-            taken |= self._first_connection(listed)
-        if gone := taken - set(listed):
+            taken |= dict.fromkeys(self._first_connection(listed), "baseline")
+        if gone := set(taken) - set(listed):
             self._state.forget(sorted(gone))
         return [ref for ref in listed if ref not in taken][:limit]
 
-    def _delete_leftovers(self, listed: list[str]) -> list[str]:
+    def _delete_leftovers(self, listed: list[str], taken: dict[str, str]) -> list[str]:
         """Delete mail handed off in an earlier session that ended before QUIT committed its
-        DELE (a crash); returns what is left listed."""
-        handed_off = self._state.taken_refs(reason="handed_off")
-        if leftover := [ref for ref in listed if ref in handed_off]:
-            log.info("mailbox=%s deleting %s mails handed off earlier", self.mailbox, len(leftover))
-            try:
-                self.mark_handed_off(leftover)
-            except NotMarked as exc:  # asked once more, refused again: left on the server
-                log.warning("mailbox=%s %s; left on the server", self.mailbox, exc)
-                self._state.forget(list(exc.failures))
-                self._state.mark_taken([(ref, None) for ref in exc.failures], "unmarked")
-        return [ref for ref in listed if ref not in handed_off]
+        DELE (a crash); returns what is left listed. ``taken`` learns of the refusals."""
+        leftover = [ref for ref in listed if taken.get(ref) == "handed_off"]
+        if not leftover:
+            return listed
+        log.info("mailbox=%s deleting %s mails handed off earlier", self.mailbox, len(leftover))
+        refused: dict[str, str] = {}
+        try:
+            self.mark_handed_off(leftover)
+        except NotMarked as exc:  # asked once more, refused again: left on the server
+            log.warning("mailbox=%s %s; left on the server", self.mailbox, exc)
+            refused = exc.failures
+            self._state.mark_taken([(ref, None) for ref in refused], "unmarked", replace=True)
+            taken |= dict.fromkeys(refused, "unmarked")
+        deleted = set(leftover) - set(refused)
+        return [ref for ref in listed if ref not in deleted]
 
     def fetch_many(self, refs: Sequence[str]) -> Iterator[Fetched]:
         """Each mail's bytes (RETR); over ``max_mail_mb`` it is not downloaded, only
