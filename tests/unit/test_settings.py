@@ -91,13 +91,17 @@ def test_oauth_on_pop_is_refused_saying_to_use_basic_auth(protocol):
 
 @pytest.mark.parametrize("protocol", ["imap", "imaps"])
 def test_idle_is_off_unless_asked_for_and_taken_on_imap(protocol):
-    off, on = parse_settings(
-        settings_with(
-            f"{{name: a, protocol: {protocol}, host: h}}",
-            f"{{name: b, protocol: {protocol}, host: h2, idle: true}}",
-        ),
-        env={},
-    ).helpdesks[0].mailboxes
+    off, on = (
+        parse_settings(
+            settings_with(
+                f"{{name: a, protocol: {protocol}, host: h}}",
+                f"{{name: b, protocol: {protocol}, host: h2, idle: true}}",
+            ),
+            env={},
+        )
+        .helpdesks[0]
+        .mailboxes
+    )
 
     assert (off.idle, on.idle) == (False, True)
 
@@ -109,8 +113,8 @@ def test_idle_is_off_unless_asked_for_and_taken_on_imap(protocol):
         "{name: a, protocol: pops, host: h, idle: true}",
         "{name: a, protocol: maildir, path: /m, idle: true}",
         "{name: a, protocol: ews, connect_url: 'https://h/EWS/Exchange.asmx', auth: oauth, "
-        "client_id: c, username: u, token_url: 'https://login.microsoftonline.com/t/oauth2/v2.0/token', "
-        "idle: true}",
+        "client_id: c, username: u, token_url: 'https://login.microsoftonline.com/t/oauth2/"
+        "v2.0/token', idle: true}",
         "{name: a, protocol: graph, auth: oauth, client_id: c, username: u, "
         "token_url: 'https://login.microsoftonline.com/t/oauth2/v2.0/token', idle: true}",
     ],
