@@ -24,6 +24,7 @@ from bench import (
     idle_poll,
     imap,
     parser_compare,
+    push_latency,
     scaled,
 )
 from bench.procs import REPO
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.exchange_mails:
             progress.log(f"Graph and EWS: fake servers over TLS, {args.exchange_mails} mails")
             exchange.measure(Path(tmp) / "exchange", args.exchange_mails, results)
+        progress.log("push delivery: IMAP IDLE beside polling, delivery to request")
+        push_latency.measure(Path(tmp) / "push", results)
         progress.log("one 50 MB mail through the scaled pipeline")
         big_mail.measure(Path(tmp) / "big", results)
     progress.log("claim check; parse + validate over the corpus")

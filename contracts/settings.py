@@ -301,6 +301,9 @@ class MailboxSettings(_Strict):
     tls: TlsSettings = TlsSettings()
     proxy: str | None = Field(default=None, pattern=r"^(http|socks5)://[^/:]+:\d+/?$")
     debug: bool = False
+    #: IMAP/IMAPS only: keep a connection in IDLE so new mail is fetched within seconds of
+    #: its arrival; polling every ``fetch_every_minutes`` continues beside it.
+    idle: bool = False
     new_requests: NewRequestSettings = NewRequestSettings()
     error_folder: ErrorFolderSettings = ErrorFolderSettings()
     enabled: bool = True
@@ -430,6 +433,11 @@ def _protocol_problems(box: MailboxSettings) -> list[str]:
     if box.auth == "oauth" and not box.username:
         problems.append(
             "auth oauth needs `username`: the account that consents, which Mailroom checks"
+        )
+    if box.idle and p not in ("imap", "imaps"):
+        problems.append(
+            f"`idle` (push delivery by IMAP IDLE) applies to protocol imap and imaps only; "
+            f"protocol {p} is polled every `fetch_every_minutes`: remove `idle`"
         )
     if box.starttls and p not in ("imap", "pop"):
         problems.append(

@@ -30,6 +30,9 @@ class FaultyRelay:
         self.target_port = target_port
         self.fault = fault
         self.port = free_port()
+        #: How many connections were relayed; ``cut_all`` drops the open ones.
+        self.connections = 0
+        self._open: set[socket.socket] = set()
         self._server = socket.create_server(("127.0.0.1", self.port))
         self._stop = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -41,6 +44,8 @@ class FaultyRelay:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.connections += 1
+            self._open.update((client, upstream))
             threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
 
@@ -61,6 +66,13 @@ class FaultyRelay:
             except OSError:
                 pass
             s.close()
+            self._open.discard(s)
+
+    def cut_all(self) -> None:
+        """Drop every open connection, as a network failure would."""
+        for s in list(self._open):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self._stop.set()

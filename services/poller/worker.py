@@ -19,13 +19,14 @@ from kombu import Connection
 from sqlalchemy import Row
 
 from contracts import queues
-from contracts.settings import Settings
+from contracts.settings import MailboxSettings, Settings
 from services.oauth.consent import PAUSED_FOR_REAUTHORIZATION
 from services.oauth.health import lapsing
 from services.oauth.token_store import SqlTokenStore
 from services.poller.adapters import SqlFetchedLog, SqlLeases, SqlSourceState
 from services.poller.context import OpenMailbox, PollerContext
 from services.poller.dead_letters import DeadLetterHandler
+from services.poller.idle import RENEW_EVERY, IdleWatcher
 from services.poller.notices import (
     connectivity_alert,
     connectivity_recovered,
@@ -35,6 +36,7 @@ from services.poller.notices import (
 from services.poller.opener import mailbox_opener
 from services.poller.rounds import MailboxRound
 from services.poller.sources.base import Throttled
+from services.poller.sources.imap_session import ImapSession
 from services.poller.sources.tokens import ReauthorizeNeeded
 from services.runtime.bus import Delivery, Publisher, is_embedded
 from services.runtime.clock import SystemClock
@@ -72,14 +74,18 @@ class Poller:
         open_mailbox: OpenMailbox | None = None,
         max_parallel: int = 4,
         metrics: Metrics | None = None,
+        idle_renewal: timedelta = RENEW_EVERY,
     ) -> None:
+        """``idle_renewal``: how often an IDLE is left and entered again (``idle: true``)."""
         self._ctx = PollerContext(settings, store, clock, connection)
         #: The rounds' connections to mail servers, which a stop cuts.
         self._sockets = OpenSockets()
         self._stopping = threading.Event()
-        self._open_round: OpenMailbox = mailbox_opener(
+        opener = mailbox_opener(
             store, self._ctx.box, clock, sockets=self._sockets, sleep=self._wait
         )
+        self._open_round: OpenMailbox = opener
+        self._tokens_for = opener.tokens_for
         self._metrics = metrics or NoMetrics()
         if open_mailbox is not None:
             self._ctx.open = self._open_round = open_mailbox
@@ -94,6 +100,13 @@ class Poller:
         self.held_elsewhere: dict[str, str] = {}
         self._tokens = SqlTokenStore(store, self._ctx.box)
         self._lapses_checked_at: datetime | None = None
+        #: ``idle: true`` mailboxes: their IDLE watchers, and those woken by new mail.
+        self._idle_renewal = idle_renewal
+        self._watchers: dict[str, IdleWatcher] = {}
+        self._woken: set[str] = set()
+        self._states: dict[str, MailboxState] = {}
+        #: ``poll_due`` (the tick) and ``wake`` (a watcher's thread) both start rounds.
+        self._schedule = threading.Lock()
 
     # -- polling ---------------------------------------------------------------------------
 
@@ -104,10 +117,61 @@ class Poller:
         if self._lapses_checked_at is None or now - self._lapses_checked_at >= LAPSE_CHECK_EVERY:
             self._lapses_checked_at = now
             self.warn_of_lapsing_tokens()
-        for state in self._ctx.config.mailboxes():
-            name = state.settings.name
-            if state.enabled and name not in self._running and _is_due(state, now):
-                self._running[name] = self._pool.submit(self.poll, state)
+        states = self._ctx.config.mailboxes()
+        self._watch(states)
+        with self._schedule:
+            self._states = {s.settings.name: s for s in states}
+            for state in states:
+                name = state.settings.name
+                due = name in self._woken or _is_due(state, now)
+                if state.enabled and name not in self._running and due:
+                    self._start_round(state)
+
+    def wake(self, name: str) -> None:
+        """New mail in ``name`` (its IDLE said so): a round starts now, or right after the
+        one under way (which may have listed the mailbox before the mail came)."""
+        with self._schedule:
+            self._woken.add(name)
+            state = self._states.get(name)
+            running = self._running.get(name)
+            if self._stopping.is_set() or state is None or not state.enabled:
+                return
+            if running is None or running.done():
+                self._start_round(state)
+
+    def _start_round(self, state: MailboxState) -> None:
+        """Under ``_schedule``."""
+        name = state.settings.name
+        self._woken.discard(name)
+        self._running[name] = self._pool.submit(self.poll, state)
+
+    def _watch(self, states: list[MailboxState]) -> None:
+        """An IDLE watcher for each enabled ``idle: true`` mailbox, on its current settings."""
+        wanted = {
+            s.settings.name: s.settings
+            for s in states
+            if s.enabled and s.settings.idle and s.settings.protocol in ("imap", "imaps")
+        }
+        for name, watcher in list(self._watchers.items()):
+            if wanted.get(name) != watcher.box:
+                watcher.stop_soon()
+                del self._watchers[name]
+        if self._stopping.is_set():
+            return
+        for name, box in wanted.items():
+            if name not in self._watchers:
+                watcher = IdleWatcher(
+                    box,
+                    wake=partial(self.wake, name),
+                    open_session=self._idle_session,
+                    renew_every=self._idle_renewal,
+                )
+                self._watchers[name] = watcher
+                watcher.start()
+
+    def _idle_session(self, box: MailboxSettings, sockets: OpenSockets) -> ImapSession:
+        tokens = self._tokens_for(box) if box.auth == "oauth" else None
+        return ImapSession(box, tokens, sockets=sockets)
 
     def poll_all(self) -> Polled:
         """Poll every enabled mailbox now and wait (``run --once``): the mail ids handed
@@ -272,10 +336,14 @@ class Poller:
         off yet is fetched again). Returns at once; safe in a signal handler."""
         self._stopping.set()
         self._sockets.cut()
+        for watcher in list(self._watchers.values()):
+            watcher.stop_soon()
 
     def close(self) -> None:
         """End the rounds under way (``stop_soon``) and wait for them."""
         self.stop_soon()
+        for watcher in list(self._watchers.values()):
+            watcher.join(timeout=10)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # -- recovery on the in-process broker --------------------------------------------------

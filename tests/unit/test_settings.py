@@ -89,6 +89,44 @@ def test_oauth_on_pop_is_refused_saying_to_use_basic_auth(protocol):
     assert "use auth basic" in message
 
 
+@pytest.mark.parametrize("protocol", ["imap", "imaps"])
+def test_idle_is_off_unless_asked_for_and_taken_on_imap(protocol):
+    off, on = (
+        parse_settings(
+            settings_with(
+                f"{{name: a, protocol: {protocol}, host: h}}",
+                f"{{name: b, protocol: {protocol}, host: h2, idle: true}}",
+            ),
+            env={},
+        )
+        .helpdesks[0]
+        .mailboxes
+    )
+
+    assert (off.idle, on.idle) == (False, True)
+
+
+@pytest.mark.parametrize(
+    "mailbox",
+    [
+        "{name: a, protocol: pop, host: h, idle: true}",
+        "{name: a, protocol: pops, host: h, idle: true}",
+        "{name: a, protocol: maildir, path: /m, idle: true}",
+        "{name: a, protocol: ews, connect_url: 'https://h/EWS/Exchange.asmx', auth: oauth, "
+        "client_id: c, username: u, token_url: 'https://login.microsoftonline.com/t/oauth2/"
+        "v2.0/token', idle: true}",
+        "{name: a, protocol: graph, auth: oauth, client_id: c, username: u, "
+        "token_url: 'https://login.microsoftonline.com/t/oauth2/v2.0/token', idle: true}",
+    ],
+)
+def test_idle_on_a_protocol_without_it_is_refused_saying_to_remove_it(mailbox):
+    message = refusal(settings_with(mailbox))
+
+    assert BOX in message
+    assert "`idle` (push delivery by IMAP IDLE) applies to protocol imap and imaps only" in message
+    assert "remove `idle`" in message
+
+
 def test_graph_with_basic_auth_is_refused_saying_to_set_oauth():
     message = refusal(settings_with("{name: g, protocol: graph, auth: basic, username: u}"))
 
