@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bench import (
+    backpressure,
     big_mail,
     claim_check,
     corpus_rate,
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         embedded.measure(Path(tmp) / "embedded", args.mails, results)
         progress.log("scaled pipeline: starting RabbitMQ and PostgreSQL")
         scaled.measure(Path(tmp) / "scaled", args.mails, results)
+        progress.log("back-pressure: the scaled pipeline with its parser slowed on purpose")
+        backpressure.measure(Path(tmp) / "backpressure", results)
         if args.imap_mails:
             progress.log(f"IMAPS: Dovecot, RabbitMQ and PostgreSQL, {args.imap_mails} mails")
             imap.measure(Path(tmp) / "imap", args.imap_mails, results)
