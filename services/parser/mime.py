@@ -19,10 +19,10 @@ from services.parser import tnef
 from services.parser.charsets import decode_text
 from services.parser.delivery_reports import delivery_report
 from services.parser.headers import (
-    LENIENT,
     declared_charsets,
     first_raw,
     header_fields,
+    lenient_policy,
     repair_header_block,
 )
 from services.parser.html_text import html_to_text
@@ -126,7 +126,7 @@ def _read(raw: bytes, limits: ParserLimits) -> tuple[Message, list[str]]:
 
 def _tree(head: bytes, raw: bytes, start: int) -> Message:
     # Fed in chunks, so the parser never holds a text copy of the whole mail at once.
-    parser = BytesFeedParser(policy=LENIENT)
+    parser = BytesFeedParser(policy=lenient_policy())
     parser.feed(head)
     for offset in range(start, len(raw), _CHUNK):
         parser.feed(raw[offset : offset + _CHUNK])

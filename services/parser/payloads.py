@@ -6,7 +6,7 @@ import binascii
 from email import policy
 from email.message import Message
 
-from services.parser.headers import first_raw
+from services.parser.headers import LenientPolicy, first_raw
 
 
 def subparts(part: Message) -> list[Message]:
@@ -17,8 +17,9 @@ def subparts(part: Message) -> list[Message]:
 
 
 # Writes an attached mail back out with its headers as they came, never refolded: refolding
-# runs the header parser again, which is where the stdlib's bugs live.
-_VERBATIM = policy.default.clone(refold_source="none", linesep="\r\n")
+# runs the header parser again, which is where the stdlib's bugs live. Each part's type is
+# read as the parser read it: the writer of a part it took for a mail wants the mail.
+_VERBATIM = LenientPolicy().clone(refold_source="none", linesep="\r\n")
 # The older policy writes a header holding raw 8-bit bytes without parsing it again.
 _VERBATIM_OLD = policy.compat32.clone(linesep="\r\n")
 UUENCODED = frozenset({"x-uuencode", "uuencode", "x-uue", "uue"})
