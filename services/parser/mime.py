@@ -22,10 +22,10 @@ from services.parser.headers import (
     declared_charsets,
     first_raw,
     header_fields,
-    lenient_policy,
     repair_header_block,
 )
 from services.parser.html_text import html_to_text
+from services.parser.lenient_policy import lenient_policy
 from services.parser.limits import DecodeBudget, ParserLimits, check_tree, header_end, prescan
 from services.parser.payloads import UUENCODED, message_bytes, payload, release, subparts
 from services.parser.payloads import transfer_encoding as cte

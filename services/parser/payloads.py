@@ -6,7 +6,8 @@ import binascii
 from email import policy
 from email.message import Message
 
-from services.parser.headers import LenientPolicy, first_raw
+from services.parser.headers import first_raw
+from services.parser.lenient_policy import LenientPolicy
 
 
 def subparts(part: Message) -> list[Message]:
