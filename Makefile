@@ -9,7 +9,7 @@ DEMO := var/demo/Maildir
 #: Resolves constraints.txt (`make lock`); a single binary from PyPI, installed into the venv.
 UV_VERSION := 0.13.8
 
-.PHONY: run test unit integration e2e bench chaos lint lock system-deps clean
+.PHONY: run test unit integration e2e bench chaos fuzz lint lock system-deps clean
 
 # Every package, the lint gates' ruff and mypy included, at the version in constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
@@ -55,6 +55,16 @@ bench: $(STAMP) system-deps
 ## killed and restarted; fails unless no mail is lost, doubled or falsely dead-lettered
 chaos: $(STAMP) system-deps
 	$(BIN)/python -m chaos
+
+## fuzz: corpus mails mutated at random through the parser and the validator for FUZZ_SECONDS;
+## a mail that crashes them or takes over a second is saved in tests/fuzz/crashes/.
+## FUZZ_SEED=<number> repeats a run (each run prints its seed)
+FUZZ_SECONDS ?= 600
+FUZZ_SEED ?= random
+fuzz: $(STAMP)
+	@scripts/install-system-deps.sh libmagic1
+	MAILROOM_FUZZ_SECONDS=$(FUZZ_SECONDS) MAILROOM_FUZZ_SEED=$(FUZZ_SEED) MAILROOM_FUZZ_SHRINK=1 \
+		$(BIN)/pytest -q -s -p no:cacheprovider tests/fuzz
 
 lint: $(STAMP)
 	$(BIN)/ruff check contracts services tests demo bench chaos

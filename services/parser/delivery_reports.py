@@ -21,6 +21,7 @@ from email.parser import HeaderParser
 from contracts.mail import DeliveryReport, DeliveryStatus
 from services.parser.headers import one_line, raw_values
 from services.parser.parts import all_parts
+from services.parser.words import text_of
 from services.runtime.message_ids import first_message_id
 
 _BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
@@ -130,7 +131,8 @@ def _address(value: str) -> str:
 
 
 def _field(block: Message, name: str) -> str:
-    return one_line(next(iter(raw_values(block, name)), ""))
+    # Raw 8-bit bytes come as lone surrogates, which no JSON message can carry.
+    return one_line(text_of(next(iter(raw_values(block, name)), "")))
 
 
 def _original_message_id(report: Message) -> str | None:

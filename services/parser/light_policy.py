@@ -17,6 +17,7 @@ from typing import Any
 
 from services.parser.elision import Run, raw_body
 from services.parser.headers import LenientPolicy
+from services.parser.words import parameter
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # Parameter names and values without the characters of RFC 2231 ("*", "'" and, in names,
@@ -33,6 +34,13 @@ _PLAIN = {
     "content-transfer-encoding": re.compile(rf"{_TOKEN}[ \t]*"),
 }
 _LINE_BREAK = re.compile(r"\n|\r")  # as the full policy removes them
+# The stdlib's header parser takes time growing with the square of a value's length (3 s
+# for 16 KB of ';'): a longer value is given to it only in the part it reads (see
+# ``_fetched_part``). No real MIME field comes near this.
+LONG_VALUE = 4096
+_MOST_FETCHED = 256
+_LEADING_TOKEN = re.compile(rf"\s*({_TOKEN}(?:\s*/\s*{_TOKEN})?)\s*")
+_STDLIB_PARAMETERS = ("boundary", "report-type", "type", "start")
 
 
 class Disposition(str):
@@ -93,4 +101,25 @@ class LightPolicy(LenientPolicy):
             unfolded = _LINE_BREAK.sub("", value)
             if _is_plain(plain, unfolded):
                 return Disposition(unfolded) if key == "content-disposition" else unfolded
+        if len(value) > LONG_VALUE:
+            value = _fetched_part(key, value)
         return super().header_fetch_parse(name, value)
+
+
+def _fetched_part(key: str, value: str) -> str:
+    """What the stdlib's parser is given of a field too long for it: of a MIME field its
+    type or token, and of a Content-Type the parameters the stdlib reads itself; of another
+    field its start. (The parser reads every other parameter from the raw value.)"""
+    if key not in _PLAIN:
+        return value[:_MOST_FETCHED]
+    token = _LEADING_TOKEN.match(value)
+    kept = token.group(1) if token else ""
+    if key == "content-type":
+        if token is None or value[token.end() : token.end() + 1] not in ("", ";", "("):
+            return ""  # the stdlib takes a type followed by other text for no type at all
+        for name in _STDLIB_PARAMETERS:
+            found = parameter(value, name)
+            if found is not None:
+                quoted = found[:_MOST_FETCHED].replace("\\", "\\\\").replace('"', '\\"')
+                kept += f'; {name}="{quoted}"'
+    return kept

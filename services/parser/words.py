@@ -44,6 +44,9 @@ _PARAM = re.compile(
     re.DOTALL,
 )
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+# Parameters are looked for in this much of a field: the longest real ones (file names in
+# RFC 2231 sections) take a few KB, and a field may be megabytes long and read many times.
+_MOST_PARAMETER_TEXT = 64 * 1024
 
 
 def decode_words(
@@ -201,7 +204,7 @@ def parameter(value: str, name: str, notes: list[str] | None = None) -> str | No
     ``filename*0*=utf-8'en'R%C3%A9; filename*1=sum.pdf`` gives ``"Résumé.pdf"``; a plain
     ``name="=?utf-8?q?...?="`` has its encoded words decoded (not standard, but common).
     """
-    sections = _sections(value, name.lower())
+    sections = _sections(value[:_MOST_PARAMETER_TEXT], name.lower())
     if not sections:
         return None
     if not any(extended for extended, _ in sections):

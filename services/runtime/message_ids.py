@@ -23,7 +23,9 @@ import re
 MAX_ID_BYTES = 998
 
 _BRACKETED = re.compile(r"<([^<>]*)>")
-_BARE = re.compile(r"[^\s<>,;()\"\[\]]+@[^\s<>,;()\"\[\]]+")
+# Starts only where a word starts: tried from inside a long word without "@", it would scan
+# the rest of the word again at every character.
+_BARE = re.compile(r"(?<![^\s<>,;()\"\[\]])[^\s<>,;()\"\[\]]+@[^\s<>,;()\"\[\]]+")
 _FOLD = re.compile(r"\r?\n")
 _SPACE = re.compile(r"\s+")
 _BAD = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")

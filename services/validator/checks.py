@@ -13,6 +13,7 @@ is dropped like any other file.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 
 from contracts.mail import Attachment, StrippedAttachment
@@ -37,7 +38,10 @@ _BYTES_PER_MB = 1024 * 1024
 _SHOWN_NAME_CHARS = 80
 
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
-_WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
+# As patterns: a name may be megabytes long, and a loop over it in Python slow.
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_BIDI_CHARS = re.compile(f"[{''.join(sorted(_BIDI))}]")
+_WINDOWS_FORBIDDEN_CHARS = re.compile(r'[<>:"|?*]')
 # Windows also reserves COM¹–COM³ and LPT¹–LPT³ (superscript digits), and the console's
 # CONIN$ and CONOUT$.
 _DEVICE_DIGITS = "0123456789\u00b9\u00b2\u00b3"
@@ -64,13 +68,13 @@ def _device_stem(name: str) -> str:
 _NAME_RULES: tuple[tuple[Callable[[str], bool], str], ...] = (
     (lambda n: "/" in n or "\\" in n, "contains a folder separator (/ or \\)"),
     (lambda n: n in (".", ".."), "refers to a folder (. or ..), not a file"),
-    (lambda n: any(map(_is_control, n)), "contains control characters"),
+    (lambda n: _CONTROL_CHARS.search(n) is not None, "contains control characters"),
     (
-        lambda n: any(c in _BIDI for c in n),
+        lambda n: _BIDI_CHARS.search(n) is not None,
         "contains invisible text-direction characters that can disguise its real type",
     ),
     (
-        lambda n: any(c in _WINDOWS_FORBIDDEN for c in n),
+        lambda n: _WINDOWS_FORBIDDEN_CHARS.search(n) is not None,
         'contains a character that Windows does not allow (< > : " | ? *)',
     ),
     (lambda n: _device_stem(n) in _RESERVED_STEMS, "is a reserved device name on Windows"),
@@ -88,10 +92,13 @@ def shown_name(name: str) -> str:
     A bidirectional override in a quoted name would make the notice itself lie about the
     file's type, so such characters become U+FFFD; very long names are shortened.
     """
-    safe = "".join("\ufffd" if _is_control(c) or c in _BIDI else c for c in name)
-    if len(safe) <= _SHOWN_NAME_CHARS:
-        return safe
-    return safe[: _SHOWN_NAME_CHARS - 1] + "\u2026"
+    if len(name) <= _SHOWN_NAME_CHARS:
+        return _safe(name)
+    return _safe(name[: _SHOWN_NAME_CHARS - 1]) + "\u2026"
+
+
+def _safe(text: str) -> str:
+    return "".join("\ufffd" if _is_control(c) or c in _BIDI else c for c in text)
 
 
 def name_problem(name: str) -> str | None:
