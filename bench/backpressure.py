@@ -28,6 +28,7 @@ from bench.procs import REPO
 from bench.report import Figure, Results
 from bench.room import STAGES, Room
 from contracts.queues import MAIL_FETCHED, PREFETCH, WORK_QUEUES
+from contracts.settings import Settings
 
 sys.path.insert(0, str(REPO / "tests"))
 from servers import PostgreSQL, RabbitMQ  # noqa: E402  (tests/ is not a package)
@@ -263,7 +264,7 @@ def _report(run: PressureRun, count: int, pause_ms: int, results: Results) -> No
     results.details["backpressure"] = {
         "mails": count,
         "pause_ms": pause_ms,
-        "prefetch": PREFETCH,
+        "prefetch": _prefetch(),
         "sample_s": SAMPLE_S,
         "warm_outcomes": WARM,
         "peak_hwm_mib": run.peak_hwm_mib,
@@ -300,7 +301,8 @@ def _notes(run: PressureRun, count: int, what: str, peak: Sample, last: Sample) 
         )
         notes.append(
             f"{what}: when the poller had handed off all {count} mails "
-            f"(t={run.unacked.seconds:.1f} s): {held}; prefetch is {PREFETCH} a consumer"
+            f"(t={run.unacked.seconds:.1f} s): {held}; prefetch is {_prefetch()} a consumer "
+            "(the batch size of parser, validator and router)"
         )
     ends = ", ".join(f"{q} {n}" for q, n in last.ready.items())
     notes.append(f"{what}: queues at the end (t={last.seconds:.1f} s): {ends}")
@@ -340,3 +342,8 @@ def _n(value: int | None) -> str:
 
 def _mib(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _prefetch() -> int:
+    """What a batched stage's consumer may hold: its batch, at least ``PREFETCH``."""
+    return max(PREFETCH, Settings().batch_size)

@@ -9,6 +9,7 @@ output writes them as ``\\uXXXX``, which reads back as the same text.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -36,7 +37,11 @@ def _unsafe_class() -> str:
     return "[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]"
 
 
-_UNSAFE = re.compile(_unsafe_class())
+@functools.cache
+def _unsafe_pattern() -> re.Pattern[str]:
+    # Built on first use, not at import: going over every code point takes a good part of
+    # a second, which a worker that never shows text should not pay at each start.
+    return re.compile(_unsafe_class())
 
 
 def _escape(char: str) -> str:
@@ -54,8 +59,8 @@ def shown(text: str, *, keep_lines: bool = False) -> str:
     """``text`` with every control, bidi, zero-width and separator character escaped
     (``\\x1b``, ``\\u202e``); ``keep_lines`` keeps line breaks and tabs, for multi-line text."""
     if keep_lines:
-        return _UNSAFE.sub(lambda m: m[0] if m[0] in "\n\t" else _escape(m[0]), text)
-    return _UNSAFE.sub(lambda m: _escape(m[0]), text)
+        return _unsafe_pattern().sub(lambda m: m[0] if m[0] in "\n\t" else _escape(m[0]), text)
+    return _unsafe_pattern().sub(lambda m: _escape(m[0]), text)
 
 
 def _json_escape(char: str) -> str:
@@ -71,4 +76,4 @@ def json_text(data: Any) -> str:
     ``\\uXXXX`` escapes (they only occur inside strings, so escaping them keeps the JSON valid)."""
     text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
     # json.dumps escapes line breaks inside strings; the ones left are the indentation's.
-    return _UNSAFE.sub(lambda m: m[0] if m[0] == "\n" else _json_escape(m[0]), text)
+    return _unsafe_pattern().sub(lambda m: m[0] if m[0] == "\n" else _json_escape(m[0]), text)

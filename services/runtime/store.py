@@ -17,10 +17,6 @@ from pathlib import Path
 from typing import overload
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
@@ -83,6 +79,12 @@ class Store:
         Safe to call from several processes at once: on PostgreSQL they take turns (an
         advisory lock), and the later ones find nothing to do.
         """
+        # Imported here: only the processes that migrate pay for alembic's import.
+        from alembic import command
+        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":

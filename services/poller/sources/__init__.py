@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 from contracts.settings import MailboxSettings
 from services.poller.sources.base import MailSource, SourceState
-from services.poller.sources.ews import open_ews
-from services.poller.sources.graph import open_graph
 from services.poller.sources.imap import open_imap
 from services.poller.sources.maildir import open_maildir
 from services.poller.sources.needs import SourceNeeds
@@ -47,6 +45,21 @@ class SourceKind:
 
 _FOLDERS = Capabilities(error_folder=True, marks_seen=True, deletes_after_hand_off=False)
 _POP = Capabilities(error_folder=False, marks_seen=False, deletes_after_hand_off=True)
+
+
+def open_ews(box: MailboxSettings, state: SourceState, needs: SourceNeeds) -> MailSource:
+    # Imported on first use: exchangelib takes a quarter of a second to import, which every
+    # process without an Exchange mailbox (every stage but the poller, every command) saves.
+    from services.poller.sources.ews import open_ews as open_it
+
+    return open_it(box, state, needs)
+
+
+def open_graph(box: MailboxSettings, state: SourceState, needs: SourceNeeds) -> MailSource:
+    from services.poller.sources.graph import open_graph as open_it
+
+    return open_it(box, state, needs)
+
 
 SOURCES: dict[str, SourceKind] = {
     "maildir": SourceKind(open_maildir, _FOLDERS),
