@@ -239,3 +239,58 @@ oauth_tokens = Table(
     #: The lapse date admins were warned about, so each date is warned about once.
     Column("lapse_warned_for", DateTime(timezone=True)),
 )
+
+#: Admins of the web page. The name is kept lowercased: names compare without case.
+admin_users = Table(
+    "admin_users",
+    metadata,
+    Column("username", String(100), primary_key=True),
+    #: argon2 in its PHC string form: the parameters and the salt travel with the hash.
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("password_changed_at", DateTime(timezone=True), nullable=False),
+)
+
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    #: The SHA-256 of the session token: the token itself is only in the browser's cookie.
+    Column("token_sha256", String(64), primary_key=True),
+    #: A removed admin takes their sessions along.
+    Column(
+        "username",
+        String(100),
+        ForeignKey("admin_users.username", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("csrf", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    #: The end of the session's lifetime, however often it is used.
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+#: One row per failed login, within the limiter's window; older ones are deleted.
+admin_login_failures = Table(
+    "admin_login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    #: The SHA-256 of what is counted (a user name, a client address), not the text:
+    #: a password typed into the name field must not be kept.
+    Column("key", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_admin_login_failures_key_at", "key", "at"),
+)
+
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("admin", String(100), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target", Text, nullable=False),
+    #: The names of the fields changed, never their values.
+    Column("fields", JSON, nullable=False),
+)
