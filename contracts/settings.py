@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=32, ge=1, le=1000)
     #: How long a batch waits for more mail after its first, before it is handled anyway.
     batch_linger_ms: float = Field(default=20, ge=0, le=10_000)
+    #: ``mailroom admin``: where the admin page listens (``--host`` / ``--port`` win).
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(default=8080, ge=0, le=65535)
+    #: Session cookies are sent over HTTPS only; false for plain-HTTP development only.
+    admin_cookie_secure: bool = True
+    #: A session ends this long after sign-in, or after this long without a request.
+    admin_session_hours: float = Field(default=8, gt=0, le=24 * 30)
+    admin_idle_minutes: float = Field(default=30, gt=0, le=24 * 60)
+    #: The address admins reach the page at (``https://mailroom.example.com``), behind a
+    #: proxy; OAuth consent redirects to its ``/oauth/callback``. Unset: the address of the
+    #: request.
+    admin_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
 
     @field_validator("var_dir", mode="before")
     @classmethod

@@ -113,6 +113,12 @@ class Admin:
             archive=_zip(files),
         )
 
+    def log_text(self, entry_id: int) -> str:
+        """One entry's error log, decrypted; ``ConfigError`` when there is no such entry or
+        its log cannot be decrypted."""
+        text, _ = self._log_text(self.entry(entry_id))
+        return text
+
     def _log_text(self, entry: Any) -> tuple[str, bool]:
         """The entry's log as text, and whether it was an encrypted log (not a placeholder)."""
         head = _entry_head(entry)

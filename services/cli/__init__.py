@@ -1,6 +1,7 @@
 """The ``mailroom`` command. The only package that loads settings; it wires and delegates."""
 
 from services.cli import (
+    admin_web,
     failures,
     health_check,
     inspect,
@@ -15,6 +16,7 @@ from services.cli.app import main
 
 __all__ = [
     "main",
+    "admin_web",
     "failures",
     "health_check",
     "inspect",

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from contracts.base import Envelope
-from contracts.mail import MailFetched
-from contracts.settings import Settings
 from services import render, reports
-from services.admin import Publish
 from services.cli.app import main
 from services.cli.common import (
     Fail,
@@ -23,9 +18,8 @@ from services.cli.common import (
     open_store,
     say,
 )
-from services.pipeline import Pipeline
-from services.runtime.bus import Publisher, connect, is_embedded
-from services.runtime.clock import SystemClock
+from services.replay import replay_publisher
+from services.runtime.bus import is_embedded
 from services.runtime.private_files import write_file
 
 
@@ -82,7 +76,7 @@ def dlq_replay(entry_id: int | None, replay_all: bool, reason: str | None) -> No
         admin, _ = admin_for(settings)
         if reason is not None:
             _require_reason(reason, admin.error_classes())
-        publish, done = _replay_publisher(settings)
+        publish, done = replay_publisher(settings, open_store)
         try:
             ids = None if replay_all else [entry_id or 0]
             count, skipped = admin.replay(ids, publish, reason=reason)
@@ -99,44 +93,6 @@ def _require_reason(reason: str, classes: list[str]) -> None:
     if reason.casefold() not in map(str.casefold, classes):
         known = ", ".join(classes) or "none: the queue is empty"
         raise Fail(f"no dead-letter entry has the error class {reason!r}; there are: {known}")
-
-
-def _replay_publisher(settings: Settings) -> tuple[Publish, Callable[[], None]]:
-    """On the embedded broker no pipeline is listening in this process: the next run's
-    recovery publishes what the replay made unfinished."""
-    if is_embedded(settings.broker_url):
-        held: list[Envelope] = []
-
-        def hold(msg: Envelope) -> None:
-            if not isinstance(msg, MailFetched):  # mails: the next run's recovery has them
-                held.append(msg)
-
-        return hold, lambda: _deliver_in_process(settings, held)
-    connection = connect(settings.broker_url)
-    publisher = Publisher(connection)
-
-    def close() -> None:
-        publisher.close()
-        connection.release()
-
-    return publisher.publish, close
-
-
-def _deliver_in_process(settings: Settings, messages: list[Envelope]) -> None:
-    """The embedded broker lives in one process: handle these messages here and now."""
-    if not messages:
-        return
-    connection = connect(settings.broker_url)
-    store = open_store(settings)
-    pipeline = Pipeline(settings, connection=connection, store=store, clock=SystemClock())
-    publisher = Publisher(connection)
-    try:
-        for msg in messages:
-            publisher.publish(msg)
-        pipeline.settle()
-    finally:
-        publisher.close()
-        connection.release()
 
 
 @dlq.command("purge")
@@ -194,7 +150,7 @@ def errors_move_to_inbox(mailbox_name: str) -> None:
     """Move the error folder's mails back to the inbox; resets the count, resumes fetching."""
     settings = load_settings()
     with explained():
-        publish, done = _replay_publisher(settings)
+        publish, done = replay_publisher(settings, open_store)
         try:
             result = admin_for(settings)[0].move_to_inbox(mailbox_name, publish)
         finally:

@@ -45,6 +45,8 @@ class MailboxState:
     error_count: int = 0
     paused_reason: str | None = None
     alerted_at: datetime | None = None
+    #: Paused because its error folder reached ``error_folder.stop_after``.
+    paused_by_errors: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,9 @@ class ConfigStore:
         """Raises ``ConfigError`` when the help desk is not configured."""
         return self._settings.current().helpdesk(helpdesk_id)
 
+    def helpdesk_ids(self) -> list[str]:
+        return sorted(self._settings.current().helpdesks)
+
     def mailboxes(self) -> list[MailboxState]:
         with self._store.transaction() as conn:
             configured = {b.settings.name: b for b in self._settings.current_in(conn).mailboxes()}
@@ -175,6 +180,7 @@ _POLL_STATES = sa.select(
     _m.c.error_count,
     _m.c.paused_reason,
     _m.c.alerted_at,
+    _m.c.paused_by_errors,
 ).order_by(_m.c.name)
 
 
@@ -238,4 +244,5 @@ def _state(configured: ConfiguredMailbox, row: Any) -> MailboxState:
         error_count=row.error_count,
         paused_reason=row.paused_reason,
         alerted_at=as_utc(row.alerted_at),
+        paused_by_errors=row.paused_by_errors,
     )

@@ -1,0 +1,76 @@
+// Mailroom admin page: the mailbox list refreshes itself, dangerous buttons ask first, and
+// the mailbox form shows only the fields of the chosen protocol and authentication.
+"use strict";
+
+function refreshList(root) {
+  const url = root.dataset.refresh;
+  const every = Number(root.dataset.every || "10") * 1000;
+  const fields = ["status", "last_polled_at", "consecutive_failures", "error_count", "token"];
+  async function tick() {
+    try {
+      const answer = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (answer.status === 401) {
+        window.location.assign("/login?expired=1&next=" + encodeURIComponent(window.location.pathname));
+        return;
+      }
+      if (!answer.ok) return;
+      const desks = await answer.json();
+      for (const boxes of Object.values(desks)) {
+        for (const box of boxes) {
+          const row = root.querySelector(`tr[data-mailbox="${CSS.escape(box.name)}"]`);
+          if (!row) continue;
+          for (const name of fields) {
+            const cell = row.querySelector(`[data-field="${name}"]`);
+            if (!cell) continue;
+            let text = box[name] === null ? "" : String(box[name]);
+            if (name === "last_polled_at") text = box[name] ? box[name].slice(0, 19) : "never";
+            if (cell.firstChild && cell.firstChild.nodeType === Node.TEXT_NODE) {
+              cell.firstChild.nodeValue = text;
+            } else {
+              cell.prepend(document.createTextNode(text));
+            }
+          }
+        }
+      }
+      root.dataset.refreshedAt = new Date().toISOString();
+    } catch (e) {
+      // Offline for a moment: the next tick tries again.
+    }
+  }
+  setInterval(tick, every);
+}
+
+function askFirst(form) {
+  form.addEventListener("submit", (event) => {
+    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+}
+
+function followChoices(form) {
+  const protocol = form.querySelector('[name="protocol"]');
+  const auth = form.querySelector('[name="auth"]');
+  function update() {
+    const p = protocol ? protocol.value : "";
+    const a = auth ? auth.value : "";
+    for (const el of form.querySelectorAll("[data-protocols]")) {
+      const protocols = el.dataset.protocols.split(" ");
+      const auths = (el.dataset.auths || "basic oauth").split(" ");
+      el.hidden = !(protocols.includes(p) && auths.includes(a));
+    }
+    if (auth) {
+      for (const option of auth.options) {
+        option.disabled = !(option.dataset.protocols || "").split(" ").includes(p);
+      }
+    }
+  }
+  if (protocol) protocol.addEventListener("change", update);
+  if (auth) auth.addEventListener("change", update);
+  update();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const list = document.getElementById("mailboxes");
+  if (list) refreshList(list);
+  for (const form of document.querySelectorAll("form[data-confirm]")) askFirst(form);
+  for (const form of document.querySelectorAll("form[data-follows-protocol]")) followChoices(form);
+});
