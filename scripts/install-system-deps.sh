@@ -5,7 +5,8 @@
 # to build and run the container image and the compose stack (tests/deploy), with CNI's
 # dnsname plugin so that compose services find each other by name; catatonit, the init of
 # the pause container that podman builds for a pod (`podman kube play`); prometheus for
-# promtool, which checks the alert rules.
+# promtool, which checks the alert rules; chromium, the browser the admin page's tests drive
+# with Playwright (its own browser download cannot work without the internet).
 # Idempotent and silent when everything is present. Arguments name a subset to install
 # (`make run` needs only libmagic1).
 set -euo pipefail
@@ -17,7 +18,7 @@ else
         rabbitmq-server postgresql libmagic1
         dovecot-imapd dovecot-pop3d tinyproxy dante-server openssl
         podman runc debootstrap golang-github-containernetworking-plugin-dnsname catatonit
-        prometheus
+        prometheus chromium
     )
 fi
 

@@ -32,9 +32,11 @@ def create_admin(room: Mailroom, name: str = ADMIN, password: str = PASSWORD) ->
 class AdminPage:
     """``mailroom admin`` on a free loopback port, as the worker ``name`` of ``room``."""
 
-    def __init__(self, room: Mailroom, name: str = "admin", **env: str) -> None:
+    def __init__(
+        self, room: Mailroom, name: str = "admin", *, port: int | None = None, **env: str
+    ) -> None:
         self.room = room
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         saved = dict(room.env)
         room.env.update({"MAILROOM_ADMIN_COOKIE_SECURE": "false", **env})

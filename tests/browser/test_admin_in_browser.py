@@ -1,0 +1,125 @@
+"""The admin page in a real browser (headless Chromium): sign-in, the mailbox list, the
+error-log download, a dead-letter replay with its confirmation, and the refusals of a forged
+CSRF token and of an expired session. Screenshots of the main views go to docs/screenshots/."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from admin_page import ADMIN, PASSWORD, AdminPage, create_admin
+from conftest import SCREENSHOTS
+from harness import Mailroom
+from playwright.sync_api import Browser, Page, expect
+from test_admin_commands import REPAIRED, error_folder_file, settle
+from test_demo_mailbox import process_demo
+
+pytestmark = pytest.mark.xdist_group("browser")
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Mailroom]:
+    room = Mailroom.on_sqlite(tmp_path)
+    process_demo(room)
+    create_admin(room)
+    yield room
+    room.stop_workers()
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    context = chromium.new_context(accept_downloads=True, viewport={"width": 1280, "height": 800})
+    yield context.new_page()
+    context.close()
+
+
+def sign_in(page: Page, admin: AdminPage, then: str = "/") -> None:
+    page.goto(admin.url + then)
+    page.fill("input[name=username]", ADMIN)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(admin.url + then)
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_sign_in_list_download_and_replay(demo: Mailroom, page: Page, tmp_path: Path) -> None:
+    admin = AdminPage(demo)
+    page.goto(admin.url + "/")
+    expect(page).to_have_url(admin.url + "/login?next=/")
+    shot(page, "sign-in")
+    sign_in(page, admin)
+
+    row = page.locator("tr[data-mailbox=demo]")
+    expect(row.locator("[data-field=status]")).to_contain_text("fetching")
+    expect(row.locator("[data-field=error_count]")).to_have_text("1")
+    shot(page, "mailboxes")
+
+    page.click("nav >> text=Error folders")
+    with page.expect_download() as download:
+        page.click("tr[data-mailbox=demo] >> button:has-text('Download error logs')")
+    saved = tmp_path / "errors.zip"
+    download.value.save_as(saved)
+    with zipfile.ZipFile(saved) as archive:
+        logs = [n for n in archive.namelist() if n.endswith(".txt")]
+        assert "StartBoundaryNotFoundDefect" in archive.read(logs[0]).decode()
+    shot(page, "error-folders")
+
+    page.click("nav >> text=Dead letters")
+    [entry] = demo.json("dlq", "list")
+    page.click(f"a[href='/dlq/{entry['id']}']")
+    expect(page.locator("#log")).to_contain_text("StartBoundaryNotFoundDefect")
+    shot(page, "dead-letter-entry")
+    error_folder_file(demo).write_bytes(REPAIRED)  # fixed by hand in a mail client
+    dialogs: list[str] = []
+
+    def accept(dialog) -> None:  # type: ignore[no-untyped-def]
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    page.click("button:has-text('Replay')")
+    expect(page.locator("p.notice")).to_contain_text("Replayed")
+    settle(demo, lambda: len(demo.json("requests", "list")) == 9)
+
+    assert dialogs and f"Replay dead-letter entry {entry['id']}" in dialogs[0]
+    assert demo.json("dlq", "list") == []
+
+
+def test_a_dismissed_confirmation_does_nothing(demo: Mailroom, page: Page) -> None:
+    admin = AdminPage(demo)
+    sign_in(page, admin, "/dlq")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+
+    page.click("button:has-text('Purge')")
+
+    expect(page).to_have_url(admin.url + "/dlq")
+    assert len(demo.json("dlq", "list")) == 1
+
+
+def test_a_forged_csrf_token_is_refused(demo: Mailroom, page: Page) -> None:
+    admin = AdminPage(demo)
+    sign_in(page, admin)
+    form = page.locator("tr[data-mailbox=demo] form")
+    form.locator("input[name=csrf]").evaluate("input => { input.value = 'forged' }")
+
+    form.locator("button").click()
+
+    expect(page.locator("body")).to_contain_text("security token is missing or wrong")
+    assert demo.json("mailbox", "list")[0]["enabled"] is True
+
+
+def test_an_expired_session_is_sent_back_to_sign_in(demo: Mailroom, page: Page) -> None:
+    admin = AdminPage(demo, MAILROOM_ADMIN_IDLE_MINUTES="0.02")  # 1.2 s without a request
+    sign_in(page, admin)
+    page.wait_for_timeout(2000)
+
+    page.click("nav >> text=Dead letters")
+
+    expect(page.locator("p.notice")).to_contain_text("Your session has ended")
+    assert "/login?expired=1" in page.url
