@@ -39,6 +39,16 @@ GRAPH_ENDPOINTS = {
     "china": "https://microsoftgraph.chinacloudapi.cn",
 }
 DEFAULT_GRAPH_ENDPOINT = GRAPH_ENDPOINTS["global"]
+#: The Microsoft identity platform in each cloud of ``GRAPH_ENDPOINTS``.
+MICROSOFT_LOGIN = {
+    "global": "https://login.microsoftonline.com",
+    "us-government": "https://login.microsoftonline.us",
+    "us-dod": "https://login.microsoftonline.us",
+    "china": "https://login.chinacloudapi.cn",
+}
+#: The tenant a token URL names until the admin puts their own: any work or personal
+#: account (an app registered for one tenant needs that tenant's id or domain instead).
+ANY_TENANT = "common"
 
 # The Microsoft identity platform's endpoints: https://HOST/TENANT/oauth2/v2.0/token.
 _MICROSOFT_TOKEN_PATH = re.compile(r"^/(?P<tenant>[^/]+)/oauth2/v2\.0/token/?$")
@@ -67,6 +77,11 @@ def is_microsoft_token_url(token_url: str | None) -> bool:
     except ValueError:
         return False
     return parts.scheme == "https" and bool(_MICROSOFT_TOKEN_PATH.match(parts.path))
+
+
+def microsoft_token_url(cloud: str, tenant: str = ANY_TENANT) -> str:
+    """The token URL of ``tenant`` in ``cloud`` (a key of ``MICROSOFT_LOGIN``)."""
+    return f"{MICROSOFT_LOGIN[cloud]}/{tenant}/oauth2/v2.0/token"
 
 
 def microsoft_authorization_url(token_url: str) -> str:

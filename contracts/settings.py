@@ -49,6 +49,12 @@ from contracts.settings_yaml import load_yaml, read_settings_text
 
 Protocol = Literal["pop", "pops", "imap", "imaps", "ews", "graph", "maildir"]
 DEFAULT_PORTS = {"pop": 110, "pops": 995, "imap": 143, "imaps": 993}
+#: Which protocols take ``auth: oauth``, which take nothing else, and which take ``idle`` and
+#: ``starttls``: the rules ``MailboxSettings`` applies, named once for the forms that offer them.
+OAUTH_PROTOCOLS = ("imaps", "ews", "graph")
+OAUTH_ONLY_PROTOCOLS = ("graph",)
+IDLE_PROTOCOLS = ("imap", "imaps")
+STARTTLS_PROTOCOLS = ("imap", "pop")
 #: Upper bounds of durations, sizes and counts: a value past them is a typing mistake, and
 #: one past what a date or an integer column holds (``1e308`` minutes) would fail every mail
 #: that uses it instead of failing here, with the field named.
@@ -423,13 +429,13 @@ def _protocol_problems(box: MailboxSettings) -> list[str]:
         problems.append(f"protocol {p} needs `host`: the mail server's name")
     if p == "ews" and not box.connect_url:
         problems.append("protocol ews needs `connect_url`, e.g. https://host/EWS/Exchange.asmx")
-    if box.auth == "oauth" and p not in ("imaps", "ews", "graph"):
+    if box.auth == "oauth" and p not in OAUTH_PROTOCOLS:
         problems.append(
             f"auth oauth is not available for protocol {p}: use auth basic, "
             "or protocol imaps/ews/graph"
         )
-    if p == "graph" and box.auth != "oauth":
-        problems.append("protocol graph takes only auth oauth: set `auth: oauth`")
+    if p in OAUTH_ONLY_PROTOCOLS and box.auth != "oauth":
+        problems.append(f"protocol {p} takes only auth oauth: set `auth: oauth`")
     if box.auth == "oauth" and not (box.client_id and box.token_url):
         problems.append("auth oauth needs `client_id` and `token_url`")
     elif box.auth == "oauth" and not box.authorization_url:
@@ -446,12 +452,12 @@ def _protocol_problems(box: MailboxSettings) -> list[str]:
         problems.append(
             "auth oauth needs `username`: the account that consents, which Mailroom checks"
         )
-    if box.idle and p not in ("imap", "imaps"):
+    if box.idle and p not in IDLE_PROTOCOLS:
         problems.append(
             f"`idle` (push delivery by IMAP IDLE) applies to protocol imap and imaps only; "
             f"protocol {p} is polled every `fetch_every_minutes`: remove `idle`"
         )
-    if box.starttls and p not in ("imap", "pop"):
+    if box.starttls and p not in STARTTLS_PROTOCOLS:
         problems.append(
             f"`starttls` applies to plain imap and pop only; protocol {p} is already encrypted "
             "or has no STARTTLS: remove it"

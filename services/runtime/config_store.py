@@ -138,6 +138,25 @@ class ConfigStore:
             return None
         return {k: (self._box.seal(v) if k in SECRET_FIELDS and v else v) for k, v in data.items()}
 
+    def stored_settings(self) -> SettingsFile:
+        """The settings as stored now, secrets opened, as the settings file ``apply`` would
+        store again unchanged: for an edit of one part of them.
+
+        Raises ``ConfigError`` when nothing is stored yet, or a stored setting is no longer
+        accepted.
+        """
+        with self._store.transaction() as conn:
+            snapshot = self._settings.current_in(conn)
+        boxes = snapshot.mailboxes()
+        desks = [
+            snapshot.helpdesk(d).model_dump(mode="json", exclude={"mailboxes"})
+            | {"mailboxes": [b.settings.model_dump(mode="json") for b in boxes if b.helpdesk == d]}
+            for d in sorted(snapshot.helpdesks)
+        ]
+        if not desks:
+            raise ConfigError("no settings are stored yet: run `mailroom config apply FILE`")
+        return stored(SettingsFile, {"helpdesks": desks}, "the help desks")
+
     def helpdesk(self, helpdesk_id: str) -> HelpdeskSettings:
         """Raises ``ConfigError`` when the help desk is not configured."""
         return self._settings.current().helpdesk(helpdesk_id)

@@ -1,1 +1,1 @@
-"""The admin web page, and the store-backed logic behind it."""
+"""The admin web page: sign-in, mailboxes and their settings, error folders, dead letters."""

@@ -170,3 +170,19 @@ def test_a_key_file_without_a_valid_key_is_named_not_the_variable(tmp_path):
 
     with pytest.raises(ConfigError, match="the key file .*secret.key holds no valid key"):
         SecretBox.from_key_or_file(None, tmp_path / "secret.key")
+
+
+def test_a_fingerdigestis_the_same_for_the_same_data_and_key_only():
+    key = Fernet.generate_key()
+    box, same, other = (
+        SecretBox(key),
+        SecretBox(key + b"," + Fernet.generate_key()),
+        SecretBox(Fernet.generate_key()),
+    )
+
+    digest = box.fingerprint(b"hunter2")
+
+    assert digest == same.fingerprint(b"hunter2")
+    assert digest != box.fingerprint(b"hunter3")
+    assert digest != other.fingerprint(b"hunter2")
+    assert "hunter2" not in digest
