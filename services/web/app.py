@@ -14,6 +14,7 @@ from services.web import (
     views_auth,
     views_failures,
     views_mailbox_actions,
+    views_mailbox_form,
     views_mailboxes,
 )
 from services.web.context import WebContext
@@ -32,7 +33,11 @@ def create_app(ctx: WebContext) -> Starlette:
         Route("/login", views_auth.login, methods=["POST"]),
         Route("/logout", views_auth.logout, methods=["POST"]),
         Route("/", views_mailboxes.mailbox_list),
-        Route("/mailboxes/status", views_mailboxes.mailbox_status),
+        Route("/status", views_mailboxes.mailbox_status),
+        Route("/add-mailbox", views_mailbox_form.new_mailbox, methods=["GET"]),
+        Route("/add-mailbox", views_mailbox_form.save_mailbox, methods=["POST"]),
+        Route("/mailboxes/{name}", views_mailbox_form.edit_mailbox, methods=["GET"]),
+        Route("/mailboxes/{name}", views_mailbox_form.save_mailbox, methods=["POST"]),
         Route("/mailboxes/{name}/enable", views_mailboxes.enable, methods=["POST"]),
         Route("/mailboxes/{name}/disable", views_mailboxes.disable, methods=["POST"]),
         Route("/mailboxes/{name}/sample", views_mailbox_actions.sample, methods=["POST"]),

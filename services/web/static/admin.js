@@ -47,23 +47,48 @@ function askFirst(form) {
 }
 
 function followChoices(form) {
-  const protocol = form.querySelector('[name="protocol"]');
-  const auth = form.querySelector('[name="auth"]');
+  const protocol = form.querySelector('select[name="protocol"]');
+  const auth = form.querySelector('select[name="auth"]');
+  let previous = protocol ? protocol.value : "";
+
+  function defaultsOf(value) {
+    const option = protocol && Array.from(protocol.options).find((o) => o.value === value);
+    return option && option.dataset.defaults ? JSON.parse(option.dataset.defaults) : {};
+  }
+
+  // A field still at the old protocol's default (or empty) takes the new one's.
+  function refill() {
+    const before = defaultsOf(previous);
+    const after = defaultsOf(protocol.value);
+    for (const [name, value] of Object.entries(after)) {
+      const input = form.querySelector(`[name="${name}"]`);
+      if (input && (input.value === "" || input.value === before[name])) input.value = value;
+    }
+    previous = protocol.value;
+  }
+
   function update() {
     const p = protocol ? protocol.value : "";
-    const a = auth ? auth.value : "";
-    for (const el of form.querySelectorAll("[data-protocols]")) {
-      const protocols = el.dataset.protocols.split(" ");
-      const auths = (el.dataset.auths || "basic oauth").split(" ");
-      el.hidden = !(protocols.includes(p) && auths.includes(a));
-    }
     if (auth) {
       for (const option of auth.options) {
         option.disabled = !(option.dataset.protocols || "").split(" ").includes(p);
       }
+      if (auth.selectedOptions.length && auth.selectedOptions[0].disabled) {
+        const first = Array.from(auth.options).find((o) => !o.disabled);
+        if (first) auth.value = first.value;
+      }
+    }
+    const a = auth ? auth.value : "basic";
+    for (const el of form.querySelectorAll("div[data-protocols]")) {
+      const protocols = el.dataset.protocols.split(" ");
+      const auths = (el.dataset.auths || "basic oauth").split(" ");
+      el.hidden = !(protocols.includes(p) && auths.includes(a));
+    }
+    for (const set of form.querySelectorAll("fieldset")) {
+      set.hidden = !set.querySelector("div[data-protocols]:not([hidden])");
     }
   }
-  if (protocol) protocol.addEventListener("change", update);
+  if (protocol) protocol.addEventListener("change", () => { refill(); update(); });
   if (auth) auth.addEventListener("change", update);
   update();
 }
