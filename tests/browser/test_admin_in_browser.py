@@ -4,6 +4,7 @@ CSRF token and of an expired session. Screenshots of the main views go to docs/s
 
 from __future__ import annotations
 
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,17 @@ import pytest
 from admin_page import ADMIN, PASSWORD, AdminPage, create_admin
 from conftest import SCREENSHOTS
 from harness import Mailroom
+from mailservers import Dovecot
 from playwright.sync_api import Browser, Page, expect
 from test_admin_commands import REPAIRED, error_folder_file, settle
 from test_demo_mailbox import process_demo
 
 pytestmark = pytest.mark.xdist_group("browser")
+
+SAMPLE = (
+    b"From: Ada <ada@example.org>\r\nTo: support@example.test\r\n"
+    b"Subject: Printer on fire on floor 3\r\nMessage-ID: <b1@example.org>\r\n\r\nHelp.\r\n"
+)
 
 
 @pytest.fixture
@@ -123,3 +130,74 @@ def test_an_expired_session_is_sent_back_to_sign_in(demo: Mailroom, page: Page) 
 
     expect(page.locator("p.notice")).to_contain_text("Your session has ended")
     assert "/login?expired=1" in page.url
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[Mailroom]:
+    """A help desk without mailboxes yet, and one admin."""
+    room = Mailroom.on_sqlite(tmp_path)
+    room.apply_settings("helpdesks:\n  - id: default\n")
+    create_admin(room)
+    yield room
+    room.stop_workers()
+
+
+def test_an_imaps_mailbox_set_up_in_the_form_fetches_a_sample(
+    desk: Mailroom, dovecot: Dovecot, page: Page
+) -> None:
+    user = f"support-{uuid.uuid4().hex[:8]}@example.test"
+    dovecot.add_user(user, "mailbox secret")
+    dovecot.deliver(user, SAMPLE)
+    admin = AdminPage(desk)
+    sign_in(page, admin)
+    page.click("text=Add a mailbox")
+
+    page.fill("input[name=name]", "support")
+    page.select_option("select[name=protocol]", "pops")
+    expect(page.locator("input[name=port]")).to_have_value("995")
+    expect(page.locator("input[name=folder]")).to_be_hidden()
+    page.select_option("select[name=protocol]", "imaps")
+    expect(page.locator("input[name=port]")).to_have_value("993")
+    page.fill("input[name=host]", "localhost")
+    page.fill("input[name=port]", str(dovecot.imaps_port))
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", "mailbox secret")
+    page.fill("input[name=addresses]", "support@example.test, help@example.test")
+    page.fill("input[name=tls_ca_file]", str(dovecot.ca_file))
+    shot(page, "mailbox-form")
+    page.click("button:has-text('Save')")
+
+    expect(page.locator("p.notice")).to_contain_text("Settings saved")
+    expect(page.locator("#state")).to_contain_text("paused")
+    expect(page.locator("text=Password (set)")).to_be_visible()
+    assert "mailbox secret" not in page.content()
+    page.click("button:has-text('Fetch a sample mail')")
+    expect(page.locator("#sample")).to_contain_text("Printer on fire on floor 3")
+    expect(page.locator("#sample")).to_contain_text("ada@example.org")
+    shot(page, "sample-mail")
+    page.click("text=Back to the mailbox")
+    page.click("button:has-text('Enable fetching')")
+    expect(page.locator("tr[data-mailbox=support] [data-field=status]")).to_contain_text("fetching")
+
+
+def test_oauth_on_pop_is_refused_at_its_field(desk: Mailroom, chromium: Browser) -> None:
+    # Without scripts every choice can be sent, as from an old or tampered page: the server
+    # applies the settings file's rules whatever the page let through.
+    context = chromium.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        admin = AdminPage(desk)
+        sign_in(page, admin)
+        page.goto(admin.url + "/add-mailbox?helpdesk=default&protocol=pops")
+        page.fill("input[name=name]", "legacy")
+        page.select_option("select[name=auth]", "oauth")
+        page.fill("input[name=host]", "pop.example.test")
+        page.fill("input[name=username]", "legacy@example.test")
+        page.click("button:has-text('Save')")
+
+        expect(page.locator("#error-auth")).to_contain_text("OAuth")
+        expect(page.locator("p.error").first).to_contain_text("Nothing was saved")
+        shot(page, "validation-error")
+        assert desk.json("mailbox", "list") == []
+    finally:
+        context.close()

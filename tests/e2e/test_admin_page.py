@@ -34,7 +34,7 @@ def test_every_page_asks_for_sign_in_first(demo: Mailroom) -> None:
         answer = http.get(path)
         assert answer.status_code == 303
         assert answer.headers["location"].startswith("/login?next=")
-    assert http.get("/mailboxes/status", headers={"accept": "application/json"}).status_code == 401
+    assert http.get("/status", headers={"accept": "application/json"}).status_code == 401
     assert http.post("/dlq/purge", data={"csrf": "x"}).status_code == 401
 
 
@@ -49,9 +49,7 @@ def test_a_wrong_password_is_refused_and_the_right_one_opens_the_list(demo: Mail
     assert listing.status_code == 200
     assert "Help desk default" in listing.text and ">demo</a>" in listing.text
     assert "fetching" in listing.text
-    [demo_box] = b.get("/mailboxes/status", headers={"accept": "application/json"}).json()[
-        "default"
-    ]
+    [demo_box] = b.get("/status", headers={"accept": "application/json"}).json()["default"]
     assert demo_box["status"] == "fetching" and demo_box["error_count"] == 1
     assert demo_box["last_polled_at"] is not None
 

@@ -62,7 +62,7 @@ def test_authorize_from_the_page_stores_tokens_and_the_mailbox_is_fetched(
     dovecot.deliver(user, MAIL)
     page = AdminPage(room, port=port)
     b = page.signed_in()
-    before = b.get("/mailboxes/status", headers={"accept": "application/json"}).json()
+    before = b.get("/status", headers={"accept": "application/json"}).json()
 
     started = b.post("/mailboxes/cloud/authorize")
     with requests.Session() as provider:  # the browser at the provider: consent given
@@ -73,7 +73,7 @@ def test_authorize_from_the_page_stores_tokens_and_the_mailbox_is_fetched(
     back = consent.headers["Location"]
     done = b.get(back.removeprefix(page.url))
     replayed = b.get(back.removeprefix(page.url))
-    after = b.get("/mailboxes/status", headers={"accept": "application/json"}).json()
+    after = b.get("/status", headers={"accept": "application/json"}).json()
     run = room.json("run", "--once")
 
     assert before["default"][0]["token"] == "not authorized"
