@@ -115,6 +115,14 @@ class Settings(BaseSettings):
             raise ValueError("is empty: set it to the data folder, or unset it for the default")
         return value
 
+    @field_validator("admin_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # A compose file passes an unset variable on as empty (`${MAILROOM_ADMIN_URL:-}`).
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("var_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

@@ -111,7 +111,12 @@ class Stack:
     # -- podman-compose --------------------------------------------------------------------
 
     def compose(
-        self, *args: str, env_file: Path | None = None, timeout: float = 300, check: bool = True
+        self,
+        *args: str,
+        env_file: Path | None = None,
+        timeout: float = 300,
+        check: bool = True,
+        input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in environment().items() if not k.startswith(COMPOSE_VARIABLES)}
         command = [
@@ -133,7 +138,8 @@ class Stack:
             capture_output=True,
             text=True,
             timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
         )
         if check and done.returncode != 0:
             raise AssertionError(

@@ -145,6 +145,22 @@ def played(docs: list[Doc], secrets: dict[str, bytes], folder: Path) -> Iterator
             podman("pod", "rm", "--force", "--ignore", pod, check=False)
         for name in run.secrets:
             podman("secret", "rm", name, check=False)
+        # kube play makes a volume per ConfigMap and Secret volume; 4.3's kube down keeps them.
+        for name in _object_volumes(docs):
+            podman("volume", "rm", "--force", name, check=False)
+
+
+def _object_volumes(docs: list[Doc]) -> set[str]:
+    """The names of the ConfigMaps and Secrets the played pods mount as volumes."""
+    names = set()
+    for d in docs:
+        if d["kind"] in ("Deployment", "Pod"):
+            for volume in pod_spec(d).get("volumes", []):
+                if "configMap" in volume:
+                    names.add(volume["configMap"]["name"])
+                if "secret" in volume:
+                    names.add(volume["secret"]["secretName"])
+    return names
 
 
 def logs(container: str) -> str:

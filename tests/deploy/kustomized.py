@@ -68,8 +68,13 @@ class Manifests:
         return found[0]
 
     def deployments_by_stage(self) -> dict[str, Doc]:
-        """Each Deployment under the stage its worker runs (``mailroom worker STAGE``)."""
-        return {stage_of(d): d for d in self.of_kind("Deployment")}
+        """Each worker's Deployment under the stage it runs (``mailroom worker STAGE``)."""
+        return {stage_of(d): d for d in self.of_kind("Deployment") if args_of(d)[:1] == ["worker"]}
+
+    def admin_page(self) -> Doc:
+        """The Deployment of the admin page (``mailroom admin``): there is one."""
+        (found,) = [d for d in self.of_kind("Deployment") if args_of(d) == ["admin"]]
+        return found
 
     def data(self, kind: str, name: str) -> dict[str, str]:
         """A ConfigMap's or Secret's entries, decoded."""
@@ -95,10 +100,15 @@ class Manifests:
         return env
 
 
+def args_of(deployment: Doc) -> list[str]:
+    """The arguments of a Deployment's one container (``mailroom`` is the entry point)."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return list(container.get("args", []))
+
+
 def stage_of(deployment: Doc) -> str:
     """The stage a Deployment's worker runs, from its arguments ``worker STAGE``."""
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    args = container.get("args", [])
+    args = args_of(deployment)
     assert len(args) >= 2 and args[0] == "worker", (
         f"Deployment {deployment['metadata']['name']} does not run `mailroom worker STAGE` "
         f"(args {args})"

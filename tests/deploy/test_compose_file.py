@@ -3,6 +3,7 @@ before anything runs (test_compose_stack.py runs them)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def test_the_compose_file_follows_the_compose_specification() -> None:
 
 
 def test_each_stage_is_a_service_running_its_worker_from_the_one_image(services) -> None:
-    assert set(services) == {"rabbitmq", "postgres", "migrate", *STAGES}
+    assert set(services) == {"rabbitmq", "postgres", "migrate", *STAGES, "admin"}
     for stage in STAGES:
         assert services[stage]["command"] == ["worker", stage]
     images = {s["image"] for s in mailroom_services(services).values()}
@@ -75,6 +76,69 @@ def test_stages_start_once_migrate_succeeded_on_a_healthy_broker_and_store(servi
         }
         assert services[stage]["restart"] == "unless-stopped"
         assert services[stage]["stop_grace_period"]
+
+
+def test_the_admin_page_is_a_service_of_the_image_started_like_the_stages(services) -> None:
+    admin = services["admin"]
+    env = admin["environment"]
+
+    assert admin["command"] == ["admin"]
+    assert admin["depends_on"] == services["parser"]["depends_on"]
+    assert (admin["restart"], bool(admin["stop_grace_period"])) == ("unless-stopped", True)
+    # Its port, where it is published, and where its health check asks are one port.
+    port = env["MAILROOM_ADMIN_PORT"]
+    assert admin["ports"] == [f"${{MAILROOM_ADMIN_ADDRESS:-127.0.0.1:{port}}}:{port}"]
+    assert admin["healthcheck"]["test"] == ["CMD", "mailroom", "health", "--port", port]
+
+
+def compose_env(service: dict[str, Any], variables: dict[str, str]) -> dict[str, str]:
+    """A service's environment as compose gives it: ``${NAME}``, ``${NAME:-default}`` and
+    ``${NAME:?error}`` replaced from ``variables``."""
+
+    def value(match: re.Match[str]) -> str:
+        name, how, default = match.groups()
+        if name in variables and (variables[name] or how is None):
+            return variables[name]
+        assert how == ":-", f"${{{name}}} is required"
+        return default
+
+    pattern = re.compile(r"\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}")
+    return {k: pattern.sub(value, str(v)) for k, v in service["environment"].items()}
+
+
+def admin_settings(services: dict[str, Any], monkeypatch, **variables: str) -> Settings:
+    """The settings ``mailroom admin`` reads in its container, for these .env variables."""
+    secrets = {"MAILROOM_SECRET_KEY": "k", "RABBITMQ_PASSWORD": "p", "POSTGRES_PASSWORD": "p"}
+    for name in [n for n in os.environ if n.startswith("MAILROOM_")]:
+        monkeypatch.delenv(name)
+    for name, value in compose_env(services["admin"], secrets | variables).items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
+def test_the_admin_page_listens_in_its_container_with_secure_cookies_by_default(
+    services, monkeypatch
+) -> None:
+    settings = admin_settings(services, monkeypatch)
+
+    assert (settings.admin_host, settings.admin_port) == ("0.0.0.0", 8080)
+    assert settings.admin_cookie_secure is True
+    assert settings.admin_url is None  # an unset MAILROOM_ADMIN_URL arrives empty
+    assert settings.database_url is not None and "@postgres:5432/" in settings.database_url
+
+
+def test_the_env_file_may_switch_secure_cookies_off_and_set_the_public_address(
+    services, monkeypatch
+) -> None:
+    settings = admin_settings(
+        services,
+        monkeypatch,
+        MAILROOM_ADMIN_COOKIE_SECURE="false",
+        MAILROOM_ADMIN_URL="https://mailroom.example.com",
+    )
+
+    assert settings.admin_cookie_secure is False
+    assert settings.admin_url == "https://mailroom.example.com"
 
 
 def test_stages_can_be_scaled(services) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import time
 import urllib.request
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from admin_client import AdminPage, Answer
 from compose_stack import MAILDIR_IN_CONTAINER, OVERRIDE, Stack, outcome_refs
 from cryptography.fernet import Fernet
 from mail_accounting import DEAD, Audit, audit, deliver
@@ -164,7 +166,10 @@ class Delivered:
 def stack(images: None, tmp_path_factory: pytest.TempPathFactory, say: Say) -> Iterator[Stack]:
     project = f"mailroomtest{os.getpid()}{secrets.token_hex(3)}"
     running = Stack(tmp_path_factory.mktemp("stack"), project, stack_settings())
-    running.write_env(RABBITMQ_UI_ADDRESS=f"127.0.0.1:{free_port()}")
+    running.write_env(
+        RABBITMQ_UI_ADDRESS=f"127.0.0.1:{free_port()}",
+        MAILROOM_ADMIN_ADDRESS=f"127.0.0.1:{free_port()}",
+    )
     started = time.monotonic()
     try:
         running.start()
@@ -296,3 +301,48 @@ def test_migrate_run_again_finds_nothing_to_do(stack: Stack) -> None:
 
     assert "already at the newest revision; nothing to do" in done.stdout
     assert "paused" not in done.stdout  # the same settings again change no mailbox
+
+
+def mailbox_row(page: AdminPage, path: str, mailbox: str) -> tuple[Answer, str]:
+    """The mailbox list and the mailbox's row, once the row shows a poll (the poller polls
+    every 3 seconds, from its start on)."""
+    end = time.monotonic() + 60
+    while True:
+        listed = page.request(path)
+        found = re.search(rf'<tr data-mailbox="{re.escape(mailbox)}">(.*?)</tr>', listed.body, re.S)
+        row = found[1] if found else ""
+        polled = bool(row) and 'data-field="last_polled_at">never' not in row
+        if polled or listed.status != 200 or time.monotonic() > end:
+            return listed, row
+        time.sleep(1)
+
+
+def test_an_admin_made_in_the_stack_signs_in_and_sees_the_stacks_mailbox(stack: Stack) -> None:
+    """The admin service came up healthy with the rest (``start`` waits for its check);
+    ``create-user`` run in it makes the first admin, who signs in through the published port
+    and finds the mailbox the poller polls. Cookies are Secure (the default): a browser on
+    the host sends them to localhost, the client here sends them by hand."""
+    password = secrets.token_urlsafe(18)
+    made = stack.compose(
+        "exec", "-T", "admin", "mailroom", "admin", "create-user", "alice", "--password-stdin",
+        input=password + "\n",
+    )  # fmt: skip
+    page = AdminPage(f"http://{stack.variables['MAILROOM_ADMIN_ADDRESS']}")
+    before = page.request("/")
+    refused = page.sign_in("alice", "not-" + password)
+    signed_in = page.sign_in("alice", password)
+    mailbox = stack_settings()["helpdesks"][0]["mailboxes"][0]["name"]
+    listed, row = mailbox_row(page, signed_in.headers["Location"], mailbox)
+
+    assert password not in made.stdout + made.stderr
+    assert before.status == 303 and before.headers["Location"].startswith("/login?")
+    assert refused.status == 401 and "Wrong user name or password." in refused.body
+    assert signed_in.status == 303
+    (session,) = [c for c in page.set_cookies if c.startswith("mailroom_session=")]
+    assert {"secure", "httponly", "samesite=lax"} <= {
+        part.strip().lower() for part in session.split(";")
+    }
+    assert listed.status == 200 and row, listed.body
+    # The poller's own figures, read from the store the stack shares: it is fetching.
+    assert 'data-field="status">fetching' in row, row
+    assert 'data-field="last_polled_at">never' not in row, row

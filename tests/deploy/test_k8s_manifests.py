@@ -40,7 +40,15 @@ from services.runtime.store import Store
 HEALTH_PORT = 8080
 SETTINGS_FILE = "/etc/mailroom/settings.yaml"
 #: The built-in kinds the manifests use; each must be checked, none only warned about.
-BUILT_IN = {"Namespace", "ConfigMap", "Secret", "Deployment", "PodDisruptionBudget", "Job"}
+BUILT_IN = {
+    "Namespace",
+    "ConfigMap",
+    "Secret",
+    "Deployment",
+    "PodDisruptionBudget",
+    "Job",
+    "Service",
+}
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
 KEDA_SCALED = {"parser", "validator", "router"}
 #: Settings that hold a password or the key: never in a ConfigMap.
@@ -167,15 +175,18 @@ def test_a_misspelt_keda_field_is_refused(example: Manifests) -> None:
 # --- agreement with the code ----------------------------------------------------------
 
 
-def test_a_deployment_per_stage(example: Manifests) -> None:
-    stages = [stage_of(d) for d in example.of_kind("Deployment")]
-    assert sorted(stages) == sorted(BUILDERS)
+def test_a_deployment_per_stage_and_one_for_the_admin_page(example: Manifests) -> None:
+    workers = example.deployments_by_stage()
+    assert sorted(stage_of(d) for d in workers.values()) == sorted(BUILDERS)
+    admin = example.admin_page()
+    assert len(example.of_kind("Deployment")) == len(workers) + 1
+    assert admin["metadata"]["name"] == "mailroom-admin"
 
 
 def test_keda_scales_parser_validator_and_router_on_the_queue_each_consumes(
     example: Manifests, consumed_queues: dict[str, list[str]]
 ) -> None:
-    deployments = {d["metadata"]["name"]: stage_of(d) for d in example.of_kind("Deployment")}
+    deployments = {d["metadata"]["name"]: s for s, d in example.deployments_by_stage().items()}
     scaled = {}
     for obj in example.of_kind("ScaledObject"):
         stage = deployments[obj["spec"]["scaleTargetRef"]["name"]]
@@ -382,3 +393,41 @@ def test_the_migration_job_migrates_and_applies_the_mounted_settings(example: Ma
     assert 0 < spec["backoffLimit"] <= 6
     assert spec["ttlSecondsAfterFinished"] > 0
     assert pod["restartPolicy"] in ("OnFailure", "Never")
+
+
+# --- the admin page -------------------------------------------------------------------
+
+
+def test_the_admin_page_runs_once_on_its_own_port_with_probes_on_healthz(
+    example: Manifests,
+) -> None:
+    deployment = example.admin_page()
+    spec = deployment["spec"]
+    page = container(spec["template"]["spec"])
+    env = example.env(page)
+    # One pod, never two, even during a rollout: a consent in flight is in its memory.
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    (port,) = page["ports"]
+    assert (port["name"], str(port["containerPort"])) == ("http", env["MAILROOM_ADMIN_PORT"])
+    # The kubelet and the Service come from outside the pod, not over its loopback.
+    assert env["MAILROOM_ADMIN_HOST"] in ("0.0.0.0", "::")
+    # Cookies stay Secure: the page sits behind TLS.
+    assert "MAILROOM_ADMIN_COOKIE_SECURE" not in env
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        get = page[probe]["httpGet"]
+        assert (get["path"], get["port"]) == ("/healthz", "http"), probe
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 0
+
+
+def test_the_admin_service_reaches_the_admin_pod_alone(example: Manifests) -> None:
+    (service,) = example.of_kind("Service")
+    deployment = example.admin_page()
+    selector = service["spec"]["selector"]
+    assert service["spec"]["type"] == "ClusterIP"
+    (port,) = service["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (80, "http")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= labels.items()
+    for other in example.of_kind("Deployment"):
+        if other is not deployment:
+            assert not selector.items() <= other["spec"]["template"]["metadata"]["labels"].items()

@@ -1,9 +1,11 @@
 """The example overlay's Deployments run by ``podman kube play``: every stage's pod, as
 rendered, with a broker and a store it cannot reach. Each worker stays up, says it is alive
-and not ready (and why, without a password), waits with back-off, and stops on SIGTERM."""
+and not ready (and why, without a password), waits with back-off, and stops on SIGTERM.
+The admin page's pod starts and answers its probe."""
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import time
@@ -23,7 +25,7 @@ from kube_play import (
     podman,
     podman_safe_key,
 )
-from kustomized import EXAMPLE, Manifests, render_prefixed, stage_of
+from kustomized import EXAMPLE, Doc, Manifests, render_prefixed, stage_of
 from servers import free_port
 
 from services.pipeline import BUILDERS
@@ -70,7 +72,7 @@ def wait_until(done: dict[str, bool], check: Callable[[str], bool], what: str) -
 def stages_without_store(image: str, tmp_path: Path) -> Iterator[dict[str, tuple[str, int]]]:
     """Every stage's pod, played; stage: (its worker container, its health port)."""
     manifests = prefixed(tmp_path, f"t{os.getpid()}-")
-    deployments = manifests.of_kind("Deployment")
+    deployments = list(manifests.deployments_by_stage().values())
     ports = iter([free_port() for _ in deployments])
     key = {"secret-key": podman_safe_key()}
     docs, secrets = for_podman(manifests, deployments, image=image, ports=ports, replace=key)
@@ -118,6 +120,18 @@ def test_a_worker_that_cannot_reach_its_store_is_alive_not_ready_and_stops_on_si
         assert state["Running"] is False and state["ExitCode"] in (0, 143), (stage, state)
 
 
+def with_store_folder(workload: Doc, folder: Path) -> None:
+    """The pod's data folder (an emptyDir) replaced by ``folder`` of the host, for uid 10001."""
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.chown(folder, 10001, 10001)
+    spec = pod_spec(workload)
+    (var,) = [m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == VAR_DIR]
+    spec["volumes"] = [v for v in spec["volumes"] if v["name"] != var["name"]]
+    spec["volumes"].append(
+        {"name": var["name"], "hostPath": {"path": str(folder), "type": "Directory"}}
+    )
+
+
 def test_the_migration_job_run_twice_does_nothing_the_second_time(
     image: str, tmp_path: Path
 ) -> None:
@@ -126,15 +140,7 @@ def test_the_migration_job_run_twice_does_nothing_the_second_time(
     own: command, settings file, key, environment, security context."""
     manifests = prefixed(tmp_path, f"t{os.getpid()}-")
     pod = job_as_pod(manifests.of_kind("Job")[0])
-    store = tmp_path / "store"
-    store.mkdir(mode=0o700)
-    os.chown(store, 10001, 10001)
-    spec = pod_spec(pod)
-    (var,) = [m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == VAR_DIR]
-    spec["volumes"] = [v for v in spec["volumes"] if v["name"] != var["name"]]
-    spec["volumes"].append(
-        {"name": var["name"], "hostPath": {"path": str(store), "type": "Directory"}}
-    )
+    with_store_folder(pod, tmp_path / "store")
     replace = {
         "secret-key": podman_safe_key(),
         "MAILROOM_DATABASE_URL": f"sqlite:///{VAR_DIR}/mailroom.db",
@@ -155,3 +161,39 @@ def test_the_migration_job_run_twice_does_nothing_the_second_time(
     assert "already at the newest revision; nothing to do" in second
     assert "migrated" not in second and "settings changed" not in second, second
     assert "applied /etc/mailroom/settings.yaml" in second
+
+
+def test_the_admin_page_starts_and_answers_its_probe_and_its_sign_in(
+    image: str, tmp_path: Path
+) -> None:
+    """The admin Deployment as rendered, on a SQLite store in a folder of the host: an empty
+    database file, which the page migrates as it starts (a missing one would be refused)."""
+    manifests = prefixed(tmp_path, f"t{os.getpid()}-")
+    admin = copy.deepcopy(manifests.admin_page())
+    store = tmp_path / "store"
+    with_store_folder(admin, store)
+    (store / "mailroom.db").touch(mode=0o600)
+    os.chown(store / "mailroom.db", 10001, 10001)
+    replace = {
+        "secret-key": podman_safe_key(),
+        "MAILROOM_DATABASE_URL": f"sqlite:///{VAR_DIR}/mailroom.db",
+    }
+    port = free_port()
+    docs, secrets = for_podman(manifests, [admin], image=image, ports=iter([port]), replace=replace)
+    with played(docs, secrets, tmp_path) as run:
+        container = f"{run.pods[admin['metadata']['name']]}-admin"
+        deadline = time.monotonic() + DEADLINE_S
+        while get(port, "/healthz") != (200, "ok"):
+            state = container_state(container)
+            assert state["Running"] is True, f"the page stopped ({state}):\n{logs(container)}"
+            assert time.monotonic() < deadline, f"no /healthz in {DEADLINE_S} s:\n{logs(container)}"
+            time.sleep(0.5)
+        # Signed out, the page leads to its sign-in form (templates in the image).
+        status, body = get(port, "/")
+        podman("stop", "--time", "30", container)
+        state = container_state(container)
+        written = logs(container)
+
+    assert status == 200 and '<form method="post" action="/login">' in body
+    assert state["ExitCode"] in (0, 143), (state, written)
+    assert "Traceback" not in written, written
