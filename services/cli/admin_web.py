@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 from datetime import timedelta
 
 import click
@@ -53,7 +54,7 @@ def admin(ctx: click.Context, host: str | None, port: int | None) -> None:
                 "cookies would cross the network in clear; serve it over HTTPS",
                 host,
             )
-    _serve(web, host, port)
+    _serve(web, host, port, settings.admin_trusted_proxies)
 
 
 admin.add_command(create_user)
@@ -85,7 +86,7 @@ def web_context(settings: Settings) -> WebContext:
     )
 
 
-def _serve(web: WebContext, host: str, port: int) -> None:
+def _serve(web: WebContext, host: str, port: int, trusted_proxies: str) -> None:
     import uvicorn  # only this command serves HTTP
 
     from services.web.app import create_app
@@ -96,11 +97,17 @@ def _serve(web: WebContext, host: str, port: int) -> None:
         port=port,
         log_level="info",
         access_log=False,
-        # Behind a reverse proxy on loopback, the client address comes from its headers.
+        # Behind a reverse proxy, the client address (which the sign-in limit counts) comes
+        # from its X-Forwarded-For, believed only from these addresses.
         proxy_headers=True,
+        forwarded_allow_ips=trusted_proxies,
         server_header=False,
     )
     server = uvicorn.Server(config)
+    # uvicorn stops on SIGTERM or SIGINT, then raises the signal again for the handler it
+    # found: ignored, so a stop asked for ends with status 0, as the workers' does.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
     try:
         server.run()
     except OSError as exc:
