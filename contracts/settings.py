@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     #: A session ends this long after sign-in, or after this long without a request.
     admin_session_hours: float = Field(default=8, gt=0, le=24 * 30)
     admin_idle_minutes: float = Field(default=30, gt=0, le=24 * 60)
+    #: How often the mailbox list refreshes itself in the browser.
+    admin_refresh_seconds: float = Field(default=10, ge=1, le=3600)
     #: Reverse proxies whose ``X-Forwarded-For`` names the client (the sign-in limit counts
     #: failures per client address): comma-separated addresses or networks, ``*`` for any.
     admin_trusted_proxies: str = Field(default="127.0.0.1", min_length=1, max_length=1000)

@@ -82,6 +82,7 @@ def web_context(settings: Settings) -> WebContext:
         consents=PendingConsents(),
         replay_publisher=lambda: replay_publisher(settings, open_store),
         cookie_secure=settings.admin_cookie_secure,
+        refresh_seconds=settings.admin_refresh_seconds,
         public_url=settings.admin_url,
     )
 

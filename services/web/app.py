@@ -34,6 +34,7 @@ def create_app(ctx: WebContext) -> Starlette:
         Route("/logout", views_auth.logout, methods=["POST"]),
         Route("/", views_mailboxes.mailbox_list),
         Route("/status", views_mailboxes.mailbox_status),
+        Route("/mailboxes-table", views_mailboxes.mailbox_tables),
         Route("/add-mailbox", views_mailbox_form.new_mailbox, methods=["GET"]),
         Route("/add-mailbox", views_mailbox_form.save_mailbox, methods=["POST"]),
         Route("/mailboxes/{name}", views_mailbox_form.edit_mailbox, methods=["GET"]),

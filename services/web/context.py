@@ -33,5 +33,7 @@ class WebContext:
     consents: PendingConsents
     #: Cookies only over HTTPS (``MAILROOM_ADMIN_COOKIE_SECURE``).
     cookie_secure: bool = True
+    #: How often the mailbox list refreshes itself.
+    refresh_seconds: float = 10
     #: The page's public address (``MAILROOM_ADMIN_URL``); None: the request's own.
     public_url: str | None = None

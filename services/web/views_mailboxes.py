@@ -16,8 +16,6 @@ from services.web.pages import page
 from services.web.security import context, signed_in
 from services.web.status import MailboxStatus, mailbox_statuses
 
-#: How often the list asks for fresh figures.
-REFRESH_SECONDS = 10
 #: What the list says after an action (only these: the address cannot make it say anything).
 DONE = {"resumed": "Fetching resumed", "paused": "Fetching paused", "saved": "Settings saved"}
 
@@ -35,7 +33,7 @@ async def mailbox_list(request: Request) -> Response:
         "mailboxes.html",
         {
             "desks": desks,
-            "refresh_seconds": REFRESH_SECONDS,
+            "refresh_seconds": f"{ctx.refresh_seconds:g}",
             "done": DONE.get(request.query_params.get("done", "")),
             "done_mailbox": request.query_params.get("mailbox", "")[:100],
         },
@@ -43,8 +41,15 @@ async def mailbox_list(request: Request) -> Response:
 
 
 @signed_in
+async def mailbox_tables(request: Request) -> Response:
+    """The list's tables alone: the page replaces its own with them every few seconds."""
+    desks = await run_in_threadpool(_statuses, context(request))
+    return page(request, "_mailbox_tables.html", {"desks": desks})
+
+
+@signed_in
 async def mailbox_status(request: Request) -> Response:
-    """The list's figures as JSON: the page refreshes itself from this."""
+    """The list's figures as JSON, for scripts and monitors."""
     ctx = context(request)
     desks = await run_in_threadpool(_statuses, ctx)
     return JSONResponse({desk: [s.as_json() for s in boxes] for desk, boxes in desks.items()})

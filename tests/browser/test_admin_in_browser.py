@@ -98,6 +98,20 @@ def test_sign_in_list_download_and_replay(demo: Mailroom, page: Page, tmp_path: 
     assert demo.json("dlq", "list") == []
 
 
+def test_the_list_refreshes_itself(demo: Mailroom, page: Page) -> None:
+    admin = AdminPage(demo, MAILROOM_ADMIN_REFRESH_SECONDS="1")
+    sign_in(page, admin)
+    status = page.locator("tr[data-mailbox=demo] [data-field=status]")
+    expect(status).to_contain_text("fetching")
+
+    demo.cli("mailbox", "disable", "demo")  # elsewhere: the command line
+
+    expect(status).to_contain_text("paused", timeout=15_000)
+    expect(status).to_contain_text("disabled by hand")
+    expect(page.locator("tr[data-mailbox=demo] button")).to_have_text("Enable")
+    assert page.url == admin.url + "/", "the page was not reloaded"
+
+
 def test_a_dismissed_confirmation_does_nothing(demo: Mailroom, page: Page) -> None:
     admin = AdminPage(demo)
     sign_in(page, admin, "/dlq")

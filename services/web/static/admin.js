@@ -2,36 +2,19 @@
 // the mailbox form shows only the fields of the chosen protocol and authentication.
 "use strict";
 
+// The server renders the tables again (escaped as on the page); they replace the old ones.
 function refreshList(root) {
-  const url = root.dataset.refresh;
   const every = Number(root.dataset.every || "10") * 1000;
-  const fields = ["status", "last_polled_at", "consecutive_failures", "error_count", "token"];
   async function tick() {
     try {
-      const answer = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-      if (answer.status === 401) {
+      const answer = await fetch(root.dataset.refresh, { credentials: "same-origin" });
+      if (answer.redirected || answer.status === 401) {
         window.location.assign("/login?expired=1&next=" + encodeURIComponent(window.location.pathname));
         return;
       }
       if (!answer.ok) return;
-      const desks = await answer.json();
-      for (const boxes of Object.values(desks)) {
-        for (const box of boxes) {
-          const row = root.querySelector(`tr[data-mailbox="${CSS.escape(box.name)}"]`);
-          if (!row) continue;
-          for (const name of fields) {
-            const cell = row.querySelector(`[data-field="${name}"]`);
-            if (!cell) continue;
-            let text = box[name] === null ? "" : String(box[name]);
-            if (name === "last_polled_at") text = box[name] ? box[name].slice(0, 19) : "never";
-            if (cell.firstChild && cell.firstChild.nodeType === Node.TEXT_NODE) {
-              cell.firstChild.nodeValue = text;
-            } else {
-              cell.prepend(document.createTextNode(text));
-            }
-          }
-        }
-      }
+      root.innerHTML = await answer.text();
+      for (const form of root.querySelectorAll("form[data-confirm]")) askFirst(form);
       root.dataset.refreshedAt = new Date().toISOString();
     } catch (e) {
       // Offline for a moment: the next tick tries again.
@@ -93,9 +76,24 @@ function followChoices(form) {
   update();
 }
 
+// The redirect URL is registered with the OAuth client: one click copies it.
+function copyButton(button) {
+  button.addEventListener("click", async () => {
+    const field = document.getElementById(button.dataset.copy);
+    field.select();
+    try {
+      await navigator.clipboard.writeText(field.value);
+      button.textContent = "Copied";
+    } catch (e) {
+      document.execCommand("copy");
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const list = document.getElementById("mailboxes");
   if (list) refreshList(list);
   for (const form of document.querySelectorAll("form[data-confirm]")) askFirst(form);
   for (const form of document.querySelectorAll("form[data-follows-protocol]")) followChoices(form);
+  for (const button of document.querySelectorAll("button[data-copy]")) copyButton(button);
 });
