@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 from admin_page import ADMIN, PASSWORD, AdminPage, Browser, create_admin, csrf_of
 from harness import DEMO, Mailroom
+from mailservers import Dovecot
 from test_admin_commands import BROKEN, REPAIRED, error_folder_file, settle
 from test_demo_mailbox import process_demo
+from test_mailbox_test_command import configure, imaps
 
 
 @pytest.fixture
@@ -192,3 +195,25 @@ def test_a_sample_mail_is_shown_and_left_unread(demo: Mailroom) -> None:
     assert new.exists(), "the sample was not marked read"
     assert "Connected and signed in; unread mail waiting." in tested.text
     assert unknown.status_code == 400 and "no mailbox named &#39;nope&#39;" in unknown.text
+
+
+def test_a_wrong_password_is_one_clear_sentence_on_the_page(
+    tmp_path: Path, dovecot: Dovecot
+) -> None:
+    room = Mailroom.on_sqlite(tmp_path)
+    user = f"w{uuid.uuid4().hex[:8]}@example.test"
+    dovecot.add_user(user, "secret")
+    configure(room, **imaps(dovecot, user, password="wrong"))
+    create_admin(room)
+    try:
+        b = AdminPage(room).signed_in()
+
+        sample = b.post("/mailboxes/box/sample", on="/")
+        tested = b.post("/mailboxes/box/test", on="/")
+    finally:
+        room.stop_workers()
+
+    for answer in (sample, tested):
+        assert answer.status_code == 400
+        assert "mailbox &#39;box&#39;" in answer.text and "refused username" in answer.text
+        assert "Traceback" not in answer.text and "wrong" not in answer.text.split("<main>")[1]
