@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -9,6 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from services.runtime.errors import InfraError
 from services.web import (
     views_audit,
     views_auth,
@@ -18,8 +21,10 @@ from services.web import (
     views_mailboxes,
 )
 from services.web.context import WebContext
-from services.web.pages import STATIC
-from services.web.security import SecurityHeaders
+from services.web.pages import STATIC, page
+from services.web.security import HEADERS, SecurityHeaders
+
+log = logging.getLogger(__name__)
 
 
 async def healthz(request: Request) -> Response:
@@ -60,6 +65,44 @@ def create_app(ctx: WebContext) -> Starlette:
         Route("/audit", views_audit.audit_log),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={InfraError: unavailable, Exception: server_error},
+    )
     app.state.ctx = ctx
     return app
+
+
+async def unavailable(request: Request, exc: Exception) -> Response:
+    """The store (or broker) cannot be reached or refused a statement: a page that says so,
+    and the reason in the log (with the database's address, never its password)."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return page(
+        request,
+        "message.html",
+        {
+            "title": "Try again in a moment",
+            "message": "Mailroom's database could not be used just now, so this was not done. "
+            "Try again in a moment; the admin page's log says why.",
+        },
+        status=503,
+    )
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """Anything else: a plain page, never the traceback. Starlette raises the exception
+    again after this answer, and uvicorn logs it with its traceback."""
+    response = page(
+        request,
+        "message.html",
+        {
+            "title": "Something went wrong",
+            "message": "The admin page failed on this request; nothing more was done. "
+            "Its log holds the details.",
+        },
+        status=500,
+    )
+    # Sent from outside the middleware that adds them to every other answer.
+    response.headers.update(HEADERS)
+    return response

@@ -88,10 +88,14 @@ class AdminUsers:
         """True when the password is the user's. A hash made with other parameters than
         the hasher's is replaced by a new one."""
         name = username_key(username)
-        with self._store.transaction() as conn:
-            stored = conn.execute(
-                sa.select(_U.c.password_hash).where(_U.c.username == name)
-            ).scalar()
+        stored = None
+        # A name ``create`` refuses (control characters: a NUL, which PostgreSQL refuses in
+        # a query) is nobody's, and costs the same hash as an unknown one.
+        if shown(name) == name:
+            with self._store.transaction() as conn:
+                stored = conn.execute(
+                    sa.select(_U.c.password_hash).where(_U.c.username == name)
+                ).scalar()
         # No stored password is longer: check only as much, at the cost of one hash still.
         password = password[: MAX_PASSWORD + 1]
         if stored is None:

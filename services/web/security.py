@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +28,10 @@ LOGIN_CSRF_COOKIE = "mailroom_login_csrf"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The page's forms hold a few dozen short fields and never a file: anything larger is
+#: refused (400) before it is kept in memory or spooled to disk.
+MAX_FIELDS = 200
+MAX_FIELD_BYTES = 64 * 1024
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -120,9 +125,15 @@ def signed_in(handler: Handler) -> Handler:
 async def _csrf_sent(request: Request, session: Session) -> bool:
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and _is_form(request):
-        value = (await request.form()).get(CSRF_FIELD)
+        value = (await form_of(request)).get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
     return csrf_ok(session, sent)
+
+
+async def form_of(request: Request) -> FormData:
+    """The request's form, within ``MAX_FIELDS`` and ``MAX_FIELD_BYTES`` and without files
+    (Starlette answers 400 beyond them). Read once: later calls get the same form."""
+    return await request.form(max_files=0, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
 
 
 def _is_form(request: Request) -> bool:

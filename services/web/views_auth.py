@@ -14,6 +14,7 @@ from services.web.security import (
     SESSION_COOKIE,
     client_address,
     context,
+    form_of,
     login_csrf_ok,
     new_login_csrf,
     safe_next,
@@ -33,7 +34,7 @@ async def login_form(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     ctx = context(request)
-    form = await request.form()
+    form = await form_of(request)
     username = str(form.get("username", ""))[:200]
     password = str(form.get("password", ""))[:2000]
     target = safe_next(str(form.get("next", "")))

@@ -16,8 +16,9 @@ from services import reports
 from services.admin import Publish
 from services.runtime.errors import ConfigError, InfraError
 from services.web.context import WebContext
+from services.web.names import is_name
 from services.web.pages import page
-from services.web.security import context, signed_in
+from services.web.security import context, form_of, signed_in
 
 T = TypeVar("T")
 
@@ -39,9 +40,12 @@ async def error_folders(request: Request) -> Response:
 async def download_logs(request: Request) -> Response:
     """The decrypted error logs and raw mails as a zip (all mailboxes, or the one named)."""
     ctx = context(request)
-    form = await request.form()
+    form = await form_of(request)
     mailbox = str(form.get("mailbox") or "") or None
     admin = request.state.session.username
+    if mailbox is not None and not is_name(mailbox):
+        # Never a mailbox's name (a NUL, say, which PostgreSQL refuses in a query).
+        return _refused(request, ConfigError(f"no mailbox named {mailbox[:100]!r}"))
     try:
         done = await run_in_threadpool(ctx.admin.download, mailbox)
     except ConfigError as exc:
@@ -163,7 +167,8 @@ def _publishing(ctx: WebContext, action: Callable[[Publish], T]) -> T:
 
 def _entry_id(request: Request) -> int | None:
     raw = request.path_params.get("id", "")
-    if not raw.isdigit() or len(raw) > 18:
+    # ASCII digits only: str.isdigit() also takes "²" (which int() refuses) and "١".
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return None
     return int(raw)
 
@@ -185,4 +190,4 @@ def _refused(request: Request, exc: Exception, *, status: int = 400) -> Response
 
 
 def _ascii(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in name)

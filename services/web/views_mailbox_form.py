@@ -26,7 +26,7 @@ from services.web.mailbox_fields import (
 from services.web.mailbox_form import DEFAULT_PROTOCOL, form_values, secret_state
 from services.web.mailbox_save import MailboxSaver, Refused, Saved
 from services.web.pages import page
-from services.web.security import context, signed_in
+from services.web.security import context, form_of, signed_in
 from services.web.views_mailbox_actions import callback_url
 
 #: The order of the form's sections.
@@ -85,7 +85,7 @@ async def save_mailbox(request: Request) -> Response:
     """``/add-mailbox`` (new) or ``/mailboxes/NAME`` (existing)."""
     ctx = context(request)
     original = request.path_params.get("name")
-    form = await request.form()
+    form = await form_of(request)
     data = {k: v for k, v in form.multi_items() if isinstance(v, str)}
     helpdesk = data.get("helpdesk", "")[:100]
     revision = data.get("revision") or None

@@ -12,6 +12,7 @@ from services.oauth.token_store import SqlTokenStore
 from services.runtime.errors import ConfigError
 from services.runtime.mailbox_health import MailboxHealth
 from services.web.context import WebContext
+from services.web.names import is_name
 from services.web.pages import page
 from services.web.security import context, signed_in
 from services.web.status import MailboxStatus, mailbox_statuses
@@ -35,9 +36,14 @@ async def mailbox_list(request: Request) -> Response:
             "desks": desks,
             "refresh_seconds": f"{ctx.refresh_seconds:g}",
             "done": DONE.get(request.query_params.get("done", "")),
-            "done_mailbox": request.query_params.get("mailbox", "")[:100],
+            "done_mailbox": _named(request.query_params.get("mailbox", "")),
         },
     )
+
+
+def _named(text: str) -> str:
+    """A mailbox name from the address, or nothing: a link cannot make the page say more."""
+    return text if is_name(text) else ""
 
 
 @signed_in
