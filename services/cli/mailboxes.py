@@ -14,8 +14,7 @@ from services.cli.common import (
 )
 from services.oauth.health import token_health
 from services.oauth.token_store import SqlTokenStore
-from services.poller.adapters import SqlSourceState
-from services.poller.opener import mailbox_opener
+from services.poller.opener import fetch_oldest_unread, mailbox_opener
 from services.poller.sample import describe_sample
 from services.runtime.clock import SystemClock
 from services.runtime.mailbox_health import MailboxHealth
@@ -64,12 +63,8 @@ def mailbox_test(name: str, as_json: bool) -> None:
     """Fetch a sample mail: the oldest, without marking or moving it."""
     with explained():
         settings, store, cfg = config_store_for()
-        state = SqlSourceState(store, name, SystemClock())
-        source = mailbox_opener(store, secret_box(settings))(cfg.mailbox(name), state)
-        try:
-            raw = source.fetch_oldest_unmarked()
-        finally:
-            source.close()
+        opener = mailbox_opener(store, secret_box(settings))
+        raw = fetch_oldest_unread(opener, store, cfg.mailbox(name))
     if raw is None:
         emit(None) if as_json else say(f"mailbox {name}: connected; no unread mail to show")
         return

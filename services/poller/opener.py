@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from contracts.settings import MailboxSettings
 from services.oauth.wiring import stored_tokens_for
+from services.poller.adapters import SqlSourceState
 from services.poller.sources import SourceNeeds, open_source
 from services.poller.sources.base import MailSource, SourceState
 from services.poller.sources.http import http_session
@@ -63,3 +64,14 @@ def mailbox_opener(
     return MailboxOpener(
         clock, stored_tokens_for(store, box, clock, http), sockets=sockets, http=http, sleep=sleep
     )
+
+
+def fetch_oldest_unread(opener: MailboxOpener, store: Store, state: MailboxState) -> bytes | None:
+    """The mailbox's oldest unread mail, read only: nothing is marked, moved or recorded
+    (``mailroom mailbox test`` and the admin page's sample and connection test)."""
+    name = state.settings.name
+    source = opener(state, SqlSourceState(store, name, opener.clock))
+    try:
+        return source.fetch_oldest_unmarked()
+    finally:
+        source.close()

@@ -11,8 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from services.oauth.clients import client_for
 from services.oauth.consent import Authorized, Redirect, authorize
 from services.oauth.token_store import SqlTokenStore
-from services.poller.adapters import SqlSourceState
-from services.poller.opener import mailbox_opener
+from services.poller.opener import fetch_oldest_unread, mailbox_opener
 from services.poller.sample import describe_sample
 from services.poller.sources.http import http_session
 from services.runtime.errors import ConfigError, InfraError
@@ -23,42 +22,41 @@ from services.web.security import context, signed_in
 
 
 def _oldest(ctx: WebContext, name: str) -> bytes | None:
-    """The oldest unread mail, read only: nothing is marked, moved or recorded."""
-    state = ctx.config.mailbox(name)
-    source_state = SqlSourceState(ctx.store, name, ctx.clock)
-    source = mailbox_opener(ctx.store, ctx.box, ctx.clock)(state, source_state)
+    opener = mailbox_opener(ctx.store, ctx.box, ctx.clock)
+    return fetch_oldest_unread(opener, ctx.store, ctx.config.mailbox(name))
+
+
+async def _try_oldest(request: Request, action: str) -> tuple[bytes | None, Response | None]:
+    """The oldest unread mail of the mailbox in the address, or the page with the error."""
+    name = request.path_params["name"]
     try:
-        return source.fetch_oldest_unmarked()
-    finally:
-        source.close()
+        return await run_in_threadpool(_oldest, context(request), name), None
+    except (ConfigError, InfraError) as exc:
+        return None, _result(request, name, action, error=str(exc))
 
 
 @signed_in
 async def sample(request: Request) -> Response:
-    ctx = context(request)
+    action = "Fetch a sample mail"
+    raw, failed = await _try_oldest(request, action)
+    if failed is not None:
+        return failed
     name = request.path_params["name"]
-    try:
-        raw = await run_in_threadpool(_oldest, ctx, name)
-    except (ConfigError, InfraError) as exc:
-        return _result(request, name, "Fetch a sample mail", error=str(exc))
     if raw is None:
-        return _result(
-            request, name, "Fetch a sample mail", said="Connected; there is no unread mail to show."
-        )
+        return _result(request, name, action, said="Connected; there is no unread mail to show.")
     described = await run_in_threadpool(describe_sample, raw)
-    return _result(request, name, "Fetch a sample mail", sample=described)
+    return _result(request, name, action, sample=described)
 
 
 @signed_in
 async def test_connection(request: Request) -> Response:
-    ctx = context(request)
-    name = request.path_params["name"]
-    try:
-        raw = await run_in_threadpool(_oldest, ctx, name)
-    except (ConfigError, InfraError) as exc:
-        return _result(request, name, "Test connection", error=str(exc))
+    action = "Test connection"
+    raw, failed = await _try_oldest(request, action)
+    if failed is not None:
+        return failed
     waiting = "no unread mail" if raw is None else "unread mail waiting"
-    return _result(request, name, "Test connection", said=f"Connected and signed in; {waiting}.")
+    name = request.path_params["name"]
+    return _result(request, name, action, said=f"Connected and signed in; {waiting}.")
 
 
 @signed_in

@@ -10,13 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from admin_page import ADMIN, PASSWORD, AdminPage, create_admin
+from admin_page import ADMIN, PASSWORD, AdminPage, create_admin, demo_with_admin
 from conftest import SCREENSHOTS
 from harness import Mailroom
 from mailservers import Dovecot
 from playwright.sync_api import Browser, Page, expect
 from test_admin_commands import REPAIRED, error_folder_file, settle
-from test_demo_mailbox import process_demo
 
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -28,11 +27,8 @@ SAMPLE = (
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Mailroom]:
-    room = Mailroom.on_sqlite(tmp_path)
-    process_demo(room)
-    create_admin(room)
-    yield room
-    room.stop_workers()
+    with demo_with_admin(tmp_path) as room:
+        yield room
 
 
 @pytest.fixture

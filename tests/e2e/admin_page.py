@@ -5,15 +5,32 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 from harness import MAILROOM, Mailroom
 from servers import free_port
+from test_demo_mailbox import process_demo
 
 ADMIN = "alice"
 PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@contextmanager
+def demo_with_admin(tmp_path: Path) -> Iterator[Mailroom]:
+    """The demo Maildir processed on the embedded default, with one admin; its processes
+    stopped at the end."""
+    room = Mailroom.on_sqlite(tmp_path)
+    try:
+        process_demo(room)
+        create_admin(room)
+        yield room
+    finally:
+        room.stop_workers()
 
 
 def create_admin(room: Mailroom, name: str = ADMIN, password: str = PASSWORD) -> None:

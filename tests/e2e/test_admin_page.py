@@ -11,22 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from admin_page import ADMIN, PASSWORD, AdminPage, Browser, create_admin, csrf_of
+from admin_page import ADMIN, PASSWORD, AdminPage, Browser, create_admin, csrf_of, demo_with_admin
 from harness import DEMO, Mailroom
 from mailservers import Dovecot
 from test_admin_commands import BROKEN, REPAIRED, error_folder_file, settle
-from test_demo_mailbox import process_demo
 from test_mailbox_test_command import configure, imaps
 
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Mailroom]:
-    """The demo Maildir processed on the embedded default, with one admin."""
-    room = Mailroom.on_sqlite(tmp_path)
-    process_demo(room)
-    create_admin(room)
-    yield room
-    room.stop_workers()
+    with demo_with_admin(tmp_path) as room:
+        yield room
 
 
 def test_every_page_asks_for_sign_in_first(demo: Mailroom) -> None:
